@@ -1,0 +1,46 @@
+// Password hashing, token digests and constant-time comparison.
+import { createHash, randomBytes, scrypt, timingSafeEqual } from 'node:crypto';
+import { promisify } from 'node:util';
+
+const scryptAsync = promisify(scrypt) as (password: string, salt: Buffer, keylen: number, options: { N: number; r: number; p: number; maxmem: number }) => Promise<Buffer>;
+
+// OWASP's scrypt parameters: N=2^17, r=8, p=1 (about 128 MiB and 100-200 ms on a small machine).
+const SCRYPT = { N: 2 ** 17, r: 8, p: 1, maxmem: 256 * 1024 * 1024 };
+const KEY_LENGTH = 32;
+
+/** `scrypt$N$r$p$salt$hash`, base64 parts. */
+export async function hashPassword(password: string): Promise<string> {
+  const salt = randomBytes(16);
+  const hash = await scryptAsync(password, salt, KEY_LENGTH, SCRYPT);
+  return ['scrypt', SCRYPT.N, SCRYPT.r, SCRYPT.p, salt.toString('base64'), hash.toString('base64')].join('$');
+}
+
+export async function verifyPassword(password: string, stored: string): Promise<boolean> {
+  const [scheme, n, r, p, salt, hash] = stored.split('$');
+  if (scheme !== 'scrypt' || !salt || !hash) return false;
+  const expected = Buffer.from(hash, 'base64');
+  const actual = await scryptAsync(password, Buffer.from(salt, 'base64'), expected.length, { N: Number(n), r: Number(r), p: Number(p), maxmem: SCRYPT.maxmem });
+  return timingSafeEqual(actual, expected);
+}
+
+export const TOKEN_PREFIX = { personal: 'mfpat_', group: 'mfgat_', deploy: 'mfdt_' } as const;
+
+/** A new token's plaintext: recognisable prefix + 32 random bytes (base64url). */
+export function generateToken(kind: keyof typeof TOKEN_PREFIX): string {
+  return TOKEN_PREFIX[kind] + randomBytes(32).toString('base64url');
+}
+
+/** Tokens are stored only as their SHA-256 (hex); high-entropy secrets need no slow hash. */
+export function tokenDigest(plaintext: string): string {
+  return createHash('sha256').update(plaintext).digest('hex');
+}
+
+export function constantTimeEqual(a: string, b: string): boolean {
+  const left = Buffer.from(a);
+  const right = Buffer.from(b);
+  return left.length === right.length && timingSafeEqual(left, right);
+}
+
+export function generatePassword(): string {
+  return randomBytes(18).toString('base64url');
+}

@@ -1,0 +1,65 @@
+#!/usr/bin/env node
+// `manifold`: serve, migrate, and the operator's admin tasks.
+import { parseArgs } from 'node:util';
+import { ConfigError, loadConfig } from '../config.ts';
+import { createManifold, databaseOptions } from '../server.ts';
+import { openDatabase } from '../db/connect.ts';
+
+const USAGE = `usage: manifold <command>
+
+commands:
+  serve     start the server (runs migrations first)
+  migrate   run database migrations and exit
+
+Configuration comes from MANIFOLD_CONFIG (a YAML file) and MANIFOLD_* environment variables; see README.md.`;
+
+async function serve(): Promise<void> {
+  const config = loadConfig();
+  const manifold = await createManifold(config);
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    manifold.logger.info({ signal }, 'shutting down');
+    const timer = setTimeout(() => {
+      manifold.logger.error('shutdown took too long; exiting');
+      process.exit(1);
+    }, config.server.shutdownTimeoutSeconds * 1000);
+    timer.unref();
+    await manifold.close();
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
+  await manifold.app.listen({ host: config.server.host, port: config.server.port });
+}
+
+async function migrate(): Promise<void> {
+  const config = loadConfig();
+  const database = openDatabase(databaseOptions(config));
+  await database.migrate();
+  await database.close();
+  console.log(`migrated (${database.dialect})`);
+}
+
+const COMMANDS: Record<string, (args: string[]) => Promise<void>> = { serve, migrate };
+
+async function main(): Promise<void> {
+  const { positionals } = parseArgs({ allowPositionals: true, strict: false });
+  const [command, ...rest] = positionals;
+  const run = command ? COMMANDS[command] : undefined;
+  if (!run) {
+    console.error(USAGE);
+    process.exit(command ? 2 : 0);
+  }
+  await run(rest);
+}
+
+main().catch((error: unknown) => {
+  if (error instanceof ConfigError) {
+    console.error(error.message);
+  } else {
+    console.error(`manifold: ${(error as Error).stack ?? String(error)}`);
+  }
+  process.exit(1);
+});

@@ -1,0 +1,167 @@
+// One validated configuration: defaults < YAML file < environment (DESIGN §7).
+// Every leaf setting `a.bCd` can be set as MANIFOLD_A_B_CD; PORT and DATABASE_URL are honoured too.
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+
+const seconds = (value: number) => z.number().int().min(0).default(value);
+const positive = (value: number) => z.number().int().min(1).default(value);
+
+export const configSchema = z.object({
+  /** Where the embedded defaults keep their files: SQLite database, objects, keys. */
+  dataDir: z.string().min(1).default('./data'),
+  /** Password of the admin user created on first start; generated and printed once when unset. */
+  adminPassword: z.string().min(12, 'must be at least 12 characters').optional(),
+  server: z.object({
+    host: z.string().min(1).default('0.0.0.0'),
+    port: z.number().int().min(0).max(65535).default(5000),
+    /** The URL clients use to reach Manifold; the token realm is built from it. Default: from the request. */
+    publicUrl: z.url({ protocol: /^https?$/ }).optional(),
+    trustProxy: z.boolean().default(false),
+    shutdownTimeoutSeconds: seconds(30),
+  }).prefault({}),
+  database: z.object({
+    /** postgres://… selects PostgreSQL; unset uses SQLite at sqlitePath. */
+    url: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL').optional(),
+    sqlitePath: z.string().min(1).optional(),
+    poolSize: positive(10),
+  }).prefault({}),
+  storage: z.object({
+    driver: z.enum(['filesystem', 's3']).default('filesystem'),
+    path: z.string().min(1).optional(),
+  }).prefault({}),
+  auth: z.object({
+    /** The `service` of the Bearer challenge and the audience of registry tokens. */
+    service: z.string().min(1).default('manifold'),
+    issuer: z.string().min(1).default('manifold'),
+    tokenTtlSeconds: z.number().int().min(60).max(3600).default(300),
+    /** PEM file with the registry token signing key; created in dataDir on first start when unset. */
+    signingKeyPath: z.string().min(1).optional(),
+  }).prefault({}),
+  secrets: z.object({
+    /** base64 of 32 random bytes; encrypts upstream credentials. Created in dataDir on first start when unset. */
+    encryptionKey: z.base64().refine((v) => Buffer.from(v, 'base64').length === 32, 'must be 32 bytes, base64').optional(),
+  }).prefault({}),
+  limits: z.object({
+    registriesPerGroup: positive(5),
+    upstreamsPerRegistry: z.number().int().min(1).max(20).default(5),
+    maxManifestBytes: positive(4 * 1024 * 1024),
+    maxBlobBytes: positive(64 * 1024 * 1024 * 1024),
+  }).prefault({}),
+  upstream: z.object({
+    /** Allow upstreams on loopback, private and link-local addresses (on-premises registries, tests). */
+    allowPrivate: z.boolean().default(false),
+    connectTimeoutMs: positive(10_000),
+    headersTimeoutMs: positive(30_000),
+    bodyTimeoutMs: positive(60_000),
+    probeTimeoutMs: positive(5_000),
+    probeConcurrency: z.number().int().min(1).max(16).default(3),
+  }).prefault({}),
+  cache: z.object({
+    /** How long a fill goes on after its last client disconnected. */
+    fillGraceSeconds: seconds(60),
+    counterFlushSeconds: positive(5),
+    destroyIntervalSeconds: positive(30),
+    referrersTtlSeconds: seconds(60),
+  }).prefault({}),
+  log: z.object({
+    level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  }).prefault({}),
+});
+
+export type Config = z.infer<typeof configSchema>;
+export type ConfigInput = z.input<typeof configSchema>;
+
+type Leaf = { path: string[]; type: string };
+
+function leaves(schema: unknown, prefix: string[] = []): Leaf[] {
+  const node = schema as { type?: string | string[]; properties?: Record<string, unknown>; anyOf?: unknown[] };
+  if (node.properties) {
+    return Object.entries(node.properties).flatMap(([key, child]) => leaves(child, [...prefix, key]));
+  }
+  const type = Array.isArray(node.type) ? node.type[0] : (node.type ?? 'string');
+  return [{ path: prefix, type }];
+}
+
+const settingLeaves = leaves(z.toJSONSchema(configSchema, { io: 'input', unrepresentable: 'any' }));
+
+/** The environment variable that sets one setting: `upstream.allowPrivate` → MANIFOLD_UPSTREAM_ALLOW_PRIVATE. */
+export function envName(settingPath: string[]): string {
+  return 'MANIFOLD_' + settingPath.map((part) => part.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase()).join('_');
+}
+
+function coerce(value: string, type: string): unknown {
+  if (type === 'integer' || type === 'number') return value.trim() !== '' && !Number.isNaN(Number(value)) ? Number(value) : value;
+  if (type === 'boolean') {
+    if (/^(true|1|yes)$/i.test(value)) return true;
+    if (/^(false|0|no)$/i.test(value)) return false;
+  }
+  return value;
+}
+
+function setAt(target: Record<string, unknown>, at: string[], value: unknown): void {
+  let node = target;
+  for (const key of at.slice(0, -1)) {
+    if (typeof node[key] !== 'object' || node[key] === null) node[key] = {};
+    node = node[key] as Record<string, unknown>;
+  }
+  node[at[at.length - 1]] = value;
+}
+
+export class ConfigError extends Error {}
+
+/** Reads defaults, the optional YAML file (MANIFOLD_CONFIG) and the environment into one validated Config. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: ConfigInput = {}): Config {
+  const raw: Record<string, unknown> = {};
+  const file = env.MANIFOLD_CONFIG;
+  if (file) {
+    let parsed: unknown;
+    try {
+      parsed = parseYaml(readFileSync(file, 'utf8'));
+    } catch (error) {
+      throw new ConfigError(`Invalid configuration: cannot read ${file}: ${(error as Error).message}`);
+    }
+    if (parsed !== null && parsed !== undefined && (typeof parsed !== 'object' || Array.isArray(parsed))) {
+      throw new ConfigError(`Invalid configuration: ${file} must hold a mapping of settings`);
+    }
+    Object.assign(raw, parsed ?? {});
+  }
+  for (const leaf of settingLeaves) {
+    const value = env[envName(leaf.path)];
+    if (value !== undefined) setAt(raw, leaf.path, coerce(value, leaf.type));
+  }
+  if (env.PORT !== undefined) setAt(raw, ['server', 'port'], coerce(env.PORT, 'integer'));
+  if (env.DATABASE_URL) setAt(raw, ['database', 'url'], env.DATABASE_URL);
+  for (const [section, values] of Object.entries(overrides)) {
+    if (values !== null && typeof values === 'object') {
+      raw[section] = { ...(raw[section] as object | undefined), ...values };
+    } else raw[section] = values;
+  }
+
+  const parsed = configSchema.safeParse(raw);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((issue) => {
+      const setting = issue.path.join('.');
+      const leaf = settingLeaves.find((l) => l.path.join('.') === setting);
+      return `  ${setting || '(root)'}${leaf ? ` (${envName(leaf.path)})` : ''}: ${issue.message}`;
+    });
+    throw new ConfigError(`Invalid configuration:\n${problems.join('\n')}`);
+  }
+  return parsed.data;
+}
+
+/** Paths that default to places inside dataDir. */
+export function resolvedPaths(config: Config) {
+  return {
+    sqlitePath: config.database.sqlitePath ?? path.join(config.dataDir, 'manifold.db'),
+    objectsPath: config.storage.path ?? path.join(config.dataDir, 'objects'),
+    signingKeyPath: config.auth.signingKeyPath ?? path.join(config.dataDir, 'signing-key.pem'),
+    encryptionKeyPath: path.join(config.dataDir, 'encryption.key'),
+  };
+}
+
+/** All settings with their environment variable names, for documentation. */
+export function settingsReference(): { setting: string; env: string; type: string }[] {
+  return settingLeaves.map((leaf) => ({ setting: leaf.path.join('.'), env: envName(leaf.path), type: leaf.type }));
+}

@@ -1,0 +1,104 @@
+// Opens the database: node:sqlite for the embedded default, PostgreSQL when given a postgres:// URL.
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
+import type { StatementSync } from 'node:sqlite';
+import { Kysely, PostgresDialect, SqliteDialect, sql } from 'kysely';
+import { Migrator } from 'kysely/migration';
+import pg from 'pg';
+import type { Database } from './schema.ts';
+import { migrationProvider } from './migrations.ts';
+
+export type Dialect = 'sqlite' | 'postgres';
+
+export type Db = Kysely<Database>;
+
+export interface DatabaseHandle {
+  db: Db;
+  dialect: Dialect;
+  /** Runs pending migrations; safe to call from several processes at once. */
+  migrate(): Promise<void>;
+  /** True when the database answers a trivial query. */
+  ping(): Promise<boolean>;
+  close(): Promise<void>;
+}
+
+export type DatabaseOptions =
+  | { url: string; poolSize?: number; searchPath?: string }
+  | { sqlitePath: string };
+
+const STATEMENT_CACHE_SIZE = 256;
+
+/**
+ * Kysely's SQLite dialect expects better-sqlite3's statement shape; node:sqlite differs in two ways:
+ * parameters are passed as arguments, and there is no `reader` flag (a statement returning columns reads).
+ */
+function nodeSqliteDatabase(file: string) {
+  const database = new DatabaseSync(file);
+  database.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;');
+  const statements = new Map<string, StatementSync>();
+  const prepare = (text: string): StatementSync => {
+    let statement = statements.get(text);
+    if (!statement) {
+      statement = database.prepare(text);
+      if (statements.size >= STATEMENT_CACHE_SIZE) statements.delete(statements.keys().next().value as string);
+      statements.set(text, statement);
+    }
+    return statement;
+  };
+  type Params = ReadonlyArray<unknown>;
+  const bind = (parameters: Params) => parameters as unknown as Parameters<StatementSync['all']>;
+  return {
+    close: () => database.close(),
+    prepare(text: string) {
+      const statement = prepare(text);
+      return {
+        reader: statement.columns().length > 0,
+        all: (parameters: Params) => statement.all(...bind(parameters)),
+        run: (parameters: Params) => statement.run(...bind(parameters)),
+        iterate: (parameters: Params) => statement.iterate(...bind(parameters)) as IterableIterator<unknown>,
+      };
+    },
+  };
+}
+
+export function openDatabase(options: DatabaseOptions): DatabaseHandle {
+  let db: Db;
+  let dialect: Dialect;
+  if ('url' in options) {
+    dialect = 'postgres';
+    const pool = new pg.Pool({
+      connectionString: options.url,
+      max: options.poolSize ?? 10,
+      options: options.searchPath ? `-c search_path=${options.searchPath}` : undefined,
+      // bigint ids, times and sizes fit in a double (2^53); services see plain numbers on both databases.
+      types: { getTypeParser: (oid: number, format?: string) => (oid === 20 ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format as 'text')) } as pg.CustomTypesConfig,
+    });
+    db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  } else {
+    dialect = 'sqlite';
+    if (options.sqlitePath !== ':memory:') mkdirSync(path.dirname(path.resolve(options.sqlitePath)), { recursive: true });
+    db = new Kysely<Database>({ dialect: new SqliteDialect({ database: nodeSqliteDatabase(options.sqlitePath) }) });
+  }
+  return {
+    db,
+    dialect,
+    async migrate() {
+      const migrator = new Migrator({ db, provider: migrationProvider(dialect) });
+      const { error, results } = await migrator.migrateToLatest();
+      const failed = results?.find((r) => r.status === 'Error');
+      if (error || failed) {
+        throw new Error(`migration ${failed?.migrationName ?? ''} failed: ${(error as Error | undefined)?.message ?? 'unknown error'}`, { cause: error });
+      }
+    },
+    async ping() {
+      try {
+        await sql`select 1`.execute(db);
+        return true;
+      } catch {
+        return false;
+      }
+    },
+    close: () => db.destroy(),
+  };
+}

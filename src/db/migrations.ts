@@ -1,0 +1,183 @@
+// Schema migrations. The database itself enforces the invariants that must never break (DESIGN §1):
+// unique names, contiguous-able link positions, one live cache entry per (upstream, path), credentials
+// set as a pair, non-negative cache validity.
+import { sql } from 'kysely';
+import type { ColumnDefinitionBuilder, Kysely } from 'kysely';
+import type { Migration, MigrationProvider } from 'kysely/migration';
+import type { Dialect } from './connect.ts';
+
+type Col = (col: ColumnDefinitionBuilder) => ColumnDefinitionBuilder;
+
+function types(dialect: Dialect) {
+  const pg = dialect === 'postgres';
+  return {
+    id: (pg ? 'bigint' : 'integer') as 'bigint' | 'integer',
+    idColumn: ((col) => (pg ? col.primaryKey().generatedByDefaultAsIdentity() : col.primaryKey().autoIncrement())) as Col,
+    bigint: (pg ? 'bigint' : 'integer') as 'bigint' | 'integer',
+    flag: (pg ? 'smallint' : 'integer') as 'smallint' | 'integer',
+  };
+}
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- migrations are frozen in time: they do not follow the current schema type
+type AnyDb = Kysely<any>;
+
+function initial(dialect: Dialect): Migration {
+  const t = types(dialect);
+  return {
+    async up(db: AnyDb) {
+      await db.schema.createTable('users')
+        .addColumn('id', t.id, t.idColumn)
+        .addColumn('username', 'varchar(255)', (c) => c.notNull())
+        .addColumn('email', 'varchar(255)')
+        .addColumn('password_hash', 'varchar(512)', (c) => c.notNull())
+        .addColumn('admin', t.flag, (c) => c.notNull().defaultTo(0).check(sql`admin in (0, 1)`))
+        .addColumn('blocked', t.flag, (c) => c.notNull().defaultTo(0).check(sql`blocked in (0, 1)`))
+        .addColumn('created_at', t.bigint, (c) => c.notNull())
+        .addColumn('updated_at', t.bigint, (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('users_username_key').unique().on('users').expression(sql`lower(username)`).execute();
+
+      await db.schema.createTable('groups')
+        .addColumn('id', t.id, t.idColumn)
+        .addColumn('path', 'varchar(255)', (c) => c.notNull())
+        .addColumn('name', 'varchar(255)', (c) => c.notNull())
+        .addColumn('description', 'text')
+        .addColumn('created_at', t.bigint, (c) => c.notNull())
+        .addColumn('updated_at', t.bigint, (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('groups_path_key').unique().on('groups').column('path').execute();
+
+      await db.schema.createTable('memberships')
+        .addColumn('id', t.id, t.idColumn)
+        .addColumn('group_id', t.id, (c) => c.notNull().references('groups.id').onDelete('cascade'))
+        .addColumn('user_id', t.id, (c) => c.notNull().references('users.id').onDelete('cascade'))
+        .addColumn('access_level', t.flag, (c) => c.notNull().check(sql`access_level in (10, 20, 30, 40, 50)`))
+        .addColumn('created_at', t.bigint, (c) => c.notNull())
+        .addColumn('updated_at', t.bigint, (c) => c.notNull())
+        .addUniqueConstraint('memberships_group_user_key', ['group_id', 'user_id'])
+        .execute();
+      await db.schema.createIndex('memberships_user_idx').on('memberships').column('user_id').execute();
+
+      await db.schema.createTable('access_tokens')
+        .addColumn('id', t.id, t.idColumn)
+        .addColumn('kind', 'varchar(16)', (c) => c.notNull().check(sql`kind in ('personal', 'group', 'deploy')`))
+        .addColumn('user_id', t.id, (c) => c.references('users.id').onDelete('cascade'))
+        .addColumn('group_id', t.id, (c) => c.references('groups.id').onDelete('cascade'))
+        .addColumn('name', 'varchar(255)', (c) => c.notNull())
+        .addColumn('access_level', t.flag, (c) => c.check(sql`access_level in (10, 20, 30, 40, 50)`))
+        .addColumn('scopes', 'text', (c) => c.notNull())
+        .addColumn('token_digest', 'char(64)', (c) => c.notNull())
+        .addColumn('token_hint', 'varchar(32)', (c) => c.notNull())
+        .addColumn('expires_at', t.bigint)
+        .addColumn('revoked_at', t.bigint)
+        .addColumn('last_used_at', t.bigint)
+        .addColumn('created_at', t.bigint, (c) => c.notNull())
+        .addCheckConstraint('access_tokens_owner_check', sql`(kind = 'personal' and user_id is not null and group_id is null)
+          or (kind = 'group' and group_id is not null and access_level is not null)
+          or (kind = 'deploy' and group_id is not null and user_id is null)`)
+        .execute();
+      await db.schema.createIndex('access_tokens_digest_key').unique().on('access_tokens').column('token_digest').execute();
+
+      await db.schema.createTable('registries')
+        .addColumn('id', t.id, t.idColumn)
+        .addColumn('group_id', t.id, (c) => c.notNull().references('groups.id').onDelete('cascade'))
+        .addColumn('name', 'varchar(255)', (c) => c.notNull())
+        .addColumn('description', 'text')
+        .addColumn('created_at', t.bigint, (c) => c.notNull())
+        .addColumn('updated_at', t.bigint, (c) => c.notNull())
+        .addUniqueConstraint('registries_group_name_key', ['group_id', 'name'])
+        .execute();
+
+      await db.schema.createTable('upstreams')
+        .addColumn('id', t.id, t.idColumn)
+        .addColumn('group_id', t.id, (c) => c.notNull().references('groups.id').onDelete('cascade'))
+        .addColumn('name', 'varchar(255)', (c) => c.notNull())
+        .addColumn('description', 'text')
+        .addColumn('url', 'varchar(2048)', (c) => c.notNull())
+        .addColumn('username', 'varchar(510)', (c) => c.check(sql`username <> ''`))
+        .addColumn('password_encrypted', 'text', (c) => c.check(sql`password_encrypted <> ''`))
+        .addColumn('token_url', 'varchar(2048)')
+        .addColumn('cache_validity_hours', 'integer', (c) => c.notNull().defaultTo(24).check(sql`cache_validity_hours >= 0`))
+        .addColumn('created_at', t.bigint, (c) => c.notNull())
+        .addColumn('updated_at', t.bigint, (c) => c.notNull())
+        .addCheckConstraint('upstreams_credentials_pair_check', sql`(username is null) = (password_encrypted is null)`)
+        .execute();
+      await db.schema.createIndex('upstreams_group_idx').on('upstreams').column('group_id').execute();
+
+      await db.schema.createTable('registry_upstreams')
+        .addColumn('id', t.id, t.idColumn)
+        .addColumn('group_id', t.id, (c) => c.notNull().references('groups.id').onDelete('cascade'))
+        .addColumn('registry_id', t.id, (c) => c.notNull().references('registries.id').onDelete('cascade'))
+        .addColumn('upstream_id', t.id, (c) => c.notNull().references('upstreams.id').onDelete('cascade'))
+        .addColumn('position', 'integer', (c) => c.notNull().check(sql`position between 1 and 20`))
+        .addColumn('created_at', t.bigint, (c) => c.notNull())
+        .addColumn('updated_at', t.bigint, (c) => c.notNull())
+        .addUniqueConstraint('registry_upstreams_registry_upstream_key', ['registry_id', 'upstream_id'])
+        .addUniqueConstraint('registry_upstreams_registry_position_key', ['registry_id', 'position'])
+        .execute();
+      await db.schema.createIndex('registry_upstreams_upstream_idx').on('registry_upstreams').column('upstream_id').execute();
+
+      await db.schema.createTable('cache_entries')
+        .addColumn('id', t.id, t.idColumn)
+        .addColumn('group_id', t.id, (c) => c.notNull())
+        .addColumn('upstream_id', t.id, (c) => c.references('upstreams.id').onDelete('set null'))
+        .addColumn('relative_path', 'varchar(1024)', (c) => c.notNull().check(sql`relative_path like '/%'`))
+        .addColumn('digest', 'varchar(255)', (c) => c.notNull())
+        .addColumn('size', t.bigint, (c) => c.notNull().check(sql`size >= 0`))
+        .addColumn('content_type', 'varchar(255)', (c) => c.notNull())
+        .addColumn('upstream_etag', 'varchar(1024)')
+        .addColumn('upstream_checked_at', t.bigint, (c) => c.notNull())
+        .addColumn('downloaded_at', t.bigint)
+        .addColumn('downloads_count', t.bigint, (c) => c.notNull().defaultTo(0))
+        .addColumn('status', t.flag, (c) => c.notNull().defaultTo(0).check(sql`status in (0, 1, 2, 3)`))
+        .addColumn('created_at', t.bigint, (c) => c.notNull())
+        .addColumn('updated_at', t.bigint, (c) => c.notNull())
+        .execute();
+      // One live entry per (upstream, path). The predicate is a literal so that SQLite can match
+      // ON CONFLICT (upstream_id, relative_path) WHERE status = 0 against it (DESIGN §4).
+      await db.schema.createIndex('cache_entries_live_path_key').unique().on('cache_entries')
+        .columns(['upstream_id', 'relative_path']).where(sql.ref('status'), '=', sql.lit(0)).execute();
+      await db.schema.createIndex('cache_entries_digest_idx').on('cache_entries').columns(['digest', 'status']).execute();
+      await db.schema.createIndex('cache_entries_status_idx').on('cache_entries').columns(['status', 'upstream_id']).execute();
+      await db.schema.createIndex('cache_entries_downloaded_idx').on('cache_entries').columns(['group_id', 'downloaded_at']).execute();
+
+      await db.schema.createTable('cleanup_policies')
+        .addColumn('id', t.id, t.idColumn)
+        .addColumn('group_id', t.id, (c) => c.notNull().references('groups.id').onDelete('cascade'))
+        .addColumn('enabled', t.flag, (c) => c.notNull().defaultTo(1).check(sql`enabled in (0, 1)`))
+        .addColumn('keep_n_days_after_download', 'integer', (c) => c.notNull().check(sql`keep_n_days_after_download between 1 and 365`))
+        .addColumn('cadence_days', 'integer', (c) => c.notNull().check(sql`cadence_days in (1, 7, 14, 30, 90)`))
+        .addColumn('next_run_at', t.bigint)
+        .addColumn('last_run_at', t.bigint)
+        .addColumn('last_run_deleted_entries', t.bigint, (c) => c.notNull().defaultTo(0))
+        .addColumn('last_run_deleted_bytes', t.bigint, (c) => c.notNull().defaultTo(0))
+        .addColumn('failure_message', 'text')
+        .addColumn('created_at', t.bigint, (c) => c.notNull())
+        .addColumn('updated_at', t.bigint, (c) => c.notNull())
+        .addUniqueConstraint('cleanup_policies_group_key', ['group_id'])
+        .execute();
+
+      await db.schema.createTable('audit_events')
+        .addColumn('id', t.id, t.idColumn)
+        .addColumn('actor_user_id', t.id)
+        .addColumn('actor_token_id', t.id)
+        .addColumn('actor_name', 'varchar(255)', (c) => c.notNull())
+        .addColumn('group_id', t.id)
+        .addColumn('action', 'varchar(64)', (c) => c.notNull())
+        .addColumn('target_type', 'varchar(64)', (c) => c.notNull())
+        .addColumn('target_id', t.id)
+        .addColumn('details', 'text', (c) => c.notNull())
+        .addColumn('created_at', t.bigint, (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('audit_events_group_idx').on('audit_events').columns(['group_id', 'id']).execute();
+    },
+  };
+}
+
+export function migrationProvider(dialect: Dialect): MigrationProvider {
+  return {
+    async getMigrations() {
+      return { '0001_initial': initial(dialect) };
+    },
+  };
+}

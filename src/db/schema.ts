@@ -1,0 +1,177 @@
+// Row types of the data model (DESIGN §1). Times are epoch milliseconds and booleans 0/1 on both
+// databases, so that services never branch on the dialect for values.
+import type { ColumnType, Generated, Insertable, Selectable, Updateable } from 'kysely';
+
+type Id = Generated<number>;
+type CreatedAt = ColumnType<number, number | undefined, never>;
+
+export const ROLES = { guest: 10, reporter: 20, developer: 30, maintainer: 40, owner: 50 } as const;
+export type RoleName = keyof typeof ROLES;
+export type AccessLevel = (typeof ROLES)[RoleName];
+
+export const CACHE_ENTRY_STATUS = { default: 0, processing: 1, pending_destruction: 2, error: 3 } as const;
+export type CacheEntryStatus = (typeof CACHE_ENTRY_STATUS)[keyof typeof CACHE_ENTRY_STATUS];
+
+export type TokenKind = 'personal' | 'group' | 'deploy';
+
+export interface UsersTable {
+  id: Id;
+  username: string;
+  email: string | null;
+  password_hash: string;
+  admin: 0 | 1;
+  blocked: 0 | 1;
+  created_at: CreatedAt;
+  updated_at: number;
+}
+
+export interface GroupsTable {
+  id: Id;
+  /** URL path component: `acme` in `/acme/<registry>/<image>`. */
+  path: string;
+  name: string;
+  description: string | null;
+  created_at: CreatedAt;
+  updated_at: number;
+}
+
+export interface MembershipsTable {
+  id: Id;
+  group_id: number;
+  user_id: number;
+  access_level: AccessLevel;
+  created_at: CreatedAt;
+  updated_at: number;
+}
+
+export interface AccessTokensTable {
+  id: Id;
+  kind: TokenKind;
+  /** Owner of a personal token; the bot user is not modelled, group and deploy tokens have none. */
+  user_id: number | null;
+  /** Group of a group or deploy token. */
+  group_id: number | null;
+  name: string;
+  /** Role of a group token (deploy tokens pull only). */
+  access_level: AccessLevel | null;
+  /** JSON array of scopes. */
+  scopes: string;
+  /** SHA-256 hex of the plaintext; the plaintext is shown once and never stored. */
+  token_digest: string;
+  /** The first characters of the plaintext (prefix + a few), to recognise a token in lists. */
+  token_hint: string;
+  expires_at: number | null;
+  revoked_at: number | null;
+  last_used_at: number | null;
+  created_at: CreatedAt;
+}
+
+export interface RegistriesTable {
+  id: Id;
+  group_id: number;
+  name: string;
+  description: string | null;
+  created_at: CreatedAt;
+  updated_at: number;
+}
+
+export interface UpstreamsTable {
+  id: Id;
+  group_id: number;
+  name: string;
+  description: string | null;
+  url: string;
+  username: string | null;
+  /** AES-256-GCM ciphertext of the password (base64 of iv|tag|ciphertext); null without credentials. */
+  password_encrypted: string | null;
+  /** Token endpoint to use instead of the challenge's realm; credentials may be sent there. */
+  token_url: string | null;
+  cache_validity_hours: number;
+  created_at: CreatedAt;
+  updated_at: number;
+}
+
+export interface RegistryUpstreamsTable {
+  id: Id;
+  group_id: number;
+  registry_id: number;
+  upstream_id: number;
+  position: number;
+  created_at: CreatedAt;
+  updated_at: number;
+}
+
+export interface CacheEntriesTable {
+  id: Id;
+  group_id: number;
+  /** Null once the upstream is deleted: such rows are only waiting for the destroy worker. */
+  upstream_id: number | null;
+  /** `/<image>/manifests/<ref>` or `/<image>/blobs/<digest>`. */
+  relative_path: string;
+  digest: string;
+  size: number;
+  content_type: string;
+  upstream_etag: string | null;
+  upstream_checked_at: number;
+  downloaded_at: number | null;
+  downloads_count: Generated<number>;
+  status: Generated<CacheEntryStatus>;
+  created_at: CreatedAt;
+  updated_at: number;
+}
+
+export interface CleanupPoliciesTable {
+  id: Id;
+  group_id: number;
+  enabled: 0 | 1;
+  keep_n_days_after_download: number;
+  cadence_days: number;
+  next_run_at: number | null;
+  last_run_at: number | null;
+  last_run_deleted_entries: number;
+  last_run_deleted_bytes: number;
+  failure_message: string | null;
+  created_at: CreatedAt;
+  updated_at: number;
+}
+
+export interface AuditEventsTable {
+  id: Id;
+  /** Null for the system. */
+  actor_user_id: number | null;
+  actor_token_id: number | null;
+  actor_name: string;
+  group_id: number | null;
+  action: string;
+  target_type: string;
+  target_id: number | null;
+  /** JSON object: before/after without secrets. */
+  details: string;
+  created_at: CreatedAt;
+}
+
+export interface Database {
+  users: UsersTable;
+  groups: GroupsTable;
+  memberships: MembershipsTable;
+  access_tokens: AccessTokensTable;
+  registries: RegistriesTable;
+  upstreams: UpstreamsTable;
+  registry_upstreams: RegistryUpstreamsTable;
+  cache_entries: CacheEntriesTable;
+  cleanup_policies: CleanupPoliciesTable;
+  audit_events: AuditEventsTable;
+}
+
+export type User = Selectable<UsersTable>;
+export type Group = Selectable<GroupsTable>;
+export type Membership = Selectable<MembershipsTable>;
+export type AccessToken = Selectable<AccessTokensTable>;
+export type Registry = Selectable<RegistriesTable>;
+export type Upstream = Selectable<UpstreamsTable>;
+export type RegistryUpstream = Selectable<RegistryUpstreamsTable>;
+export type CacheEntry = Selectable<CacheEntriesTable>;
+export type NewCacheEntry = Insertable<CacheEntriesTable>;
+export type CacheEntryUpdate = Updateable<CacheEntriesTable>;
+export type CleanupPolicy = Selectable<CleanupPoliciesTable>;
+export type AuditEvent = Selectable<AuditEventsTable>;

@@ -1,0 +1,59 @@
+// A fresh, migrated database for one test file: SQLite in a temporary directory, or, when
+// TEST_DATABASE_URL is set, a schema of its own in that PostgreSQL database (dropped afterwards).
+// A PostgreSQL that cannot be reached fails the test; it is never skipped.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { openDatabase } from '../../src/db/connect.ts';
+import type { DatabaseHandle, DatabaseOptions } from '../../src/db/connect.ts';
+
+export interface TestDatabase extends DatabaseHandle {
+  /** Opens another connection (pool) to the same database, e.g. to race two callers. */
+  another(options?: { poolSize?: number }): DatabaseHandle;
+  /** Closes every connection and removes the database. */
+  destroy(): Promise<void>;
+}
+
+export const testDatabaseUrl = process.env.TEST_DATABASE_URL;
+export const dialectUnderTest = testDatabaseUrl ? 'postgres' : 'sqlite';
+
+export async function createTestDatabase(): Promise<TestDatabase> {
+  const others: DatabaseHandle[] = [];
+  let options: DatabaseOptions;
+  let drop: () => Promise<void>;
+  if (testDatabaseUrl) {
+    const schema = `test_${process.pid}_${randomBytes(4).toString('hex')}`;
+    const admin = new pg.Client({ connectionString: testDatabaseUrl });
+    await admin.connect();
+    await admin.query(`create schema ${schema}`);
+    await admin.end();
+    options = { url: testDatabaseUrl, searchPath: schema, poolSize: 10 };
+    drop = async () => {
+      const client = new pg.Client({ connectionString: testDatabaseUrl });
+      await client.connect();
+      await client.query(`drop schema ${schema} cascade`);
+      await client.end();
+    };
+  } else {
+    const dir = mkdtempSync(path.join(tmpdir(), 'manifold-db-'));
+    options = { sqlitePath: path.join(dir, 'test.db') };
+    drop = async () => rmSync(dir, { recursive: true, force: true });
+  }
+  const handle = openDatabase(options);
+  await handle.migrate();
+  return {
+    ...handle,
+    another(extra = {}) {
+      const other = openDatabase('url' in options ? { ...options, ...extra } : options);
+      others.push(other);
+      return other;
+    },
+    async destroy() {
+      await Promise.all(others.map((o) => o.close()));
+      await handle.close();
+      await drop();
+    },
+  };
+}
