@@ -84,7 +84,10 @@ export function openDatabase(options: DatabaseOptions): DatabaseHandle {
     db,
     dialect,
     async migrate() {
-      const migrator = new Migrator({ db, provider: migrationProvider(dialect) });
+      // With a search_path of its own (tests), the migration tables must live in that schema too, or
+      // Kysely finds another schema's lock table.
+      const migrationTableSchema = 'url' in options ? options.searchPath : undefined;
+      const migrator = new Migrator({ db, provider: migrationProvider(dialect), migrationTableSchema });
       const { error, results } = await migrator.migrateToLatest();
       const failed = results?.find((r) => r.status === 'Error');
       if (error || failed) {

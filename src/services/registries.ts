@@ -1,0 +1,282 @@
+// Virtual registries of a group (DESIGN §1): named endpoints with an ordered list of upstreams, and the
+// lookup every pull starts with.
+import { z } from 'zod';
+import type { Actor } from '../auth/policy.ts';
+import type { CredentialsCipher } from '../auth/credentials-cipher.ts';
+import type { Db } from '../db/connect.ts';
+import type { Registry } from '../db/schema.ts';
+import { isPathComponent, MAX_NAME_LENGTH } from '../oci/reference.ts';
+import { err, ok } from '../result.ts';
+import type { Result } from '../result.ts';
+import { recordAudit } from './audit.ts';
+import { authorize, authorizeGroup, notFound, unauthenticated } from './access.ts';
+import { parseId, validate } from './validation.ts';
+import { guarded, lockGroup, lockRegistries, lockUpstreams, LookupCache, markEntriesForDestruction, transact } from './registry-store.ts';
+
+export const PULL_CACHE_TTL_MS = 5_000;
+
+export interface RegistryView {
+  id: number;
+  group_id: number;
+  name: string;
+  description: string | null;
+  created_at: number;
+  updated_at: number;
+}
+
+export interface RegistryInput {
+  /** One OCI path component: `hub` in `<host>/<group>/hub/<image>`. */
+  name: string;
+  description?: string | null;
+}
+
+export type RegistryUpdate = Partial<RegistryInput>;
+
+export interface RegistryDestroyed {
+  registry: RegistryView;
+  /** Upstreams that only this registry used, deleted with it. */
+  destroyed_upstream_ids: number[];
+  /** Live cache entries of those upstreams now waiting for the destroy worker. */
+  marked_entries: number;
+}
+
+export interface PullUpstream {
+  id: number;
+  name: string;
+  url: string;
+  username: string | null;
+  /** Decrypted. */
+  password: string | null;
+  tokenUrl: string | null;
+  cacheValidityHours: number;
+  position: number;
+}
+
+export interface PullRegistry {
+  group: { id: number; path: string };
+  registry: { id: number; name: string };
+  /** By position: the first is asked first. */
+  upstreams: PullUpstream[];
+}
+
+export interface RegistryServiceDeps {
+  db: Db;
+  cipher: CredentialsCipher;
+  limits: { registriesPerGroup: number; upstreamsPerRegistry: number };
+  /** How long findForPull remembers an answer; default 5 s, 0 turns the memory off. */
+  pullCacheTtlMs?: number;
+  now?: () => number;
+}
+
+const nameSchema = z.string('must be a string')
+  .min(1, 'is required')
+  .max(MAX_NAME_LENGTH, `must be at most ${MAX_NAME_LENGTH} characters`)
+  .refine(isPathComponent, 'must be one lower-case path component: letters and digits, separated by ".", "_", "__" or "-"');
+const descriptionSchema = z.string('must be a string').max(1024, 'must be at most 1024 characters').nullable();
+
+const createSchema = z.object({ name: nameSchema, description: descriptionSchema.optional() }, 'must be an object');
+const updateSchema = z.object({ name: nameSchema.optional(), description: descriptionSchema.optional() });
+
+export function toRegistryView(row: Registry): RegistryView {
+  return { id: row.id, group_id: row.group_id, name: row.name, description: row.description, created_at: row.created_at, updated_at: row.updated_at };
+}
+
+function nameTaken(name: string) {
+  return err('conflict', `a registry named ${name} already exists in this group`, { fields: { name: ['is already taken in this group'] } });
+}
+
+function deepFreeze<T extends object>(value: T): T {
+  for (const child of Object.values(value)) if (typeof child === 'object' && child !== null) deepFreeze(child);
+  return Object.freeze(value);
+}
+
+export class RegistryService {
+  /**
+   * The memory of findForPull. Cleared by every write of this service; give it to UpstreamService and
+   * RegistryUpstreamService (`pullCache`) so their writes clear it too. Other replicas see changes
+   * after at most the TTL (DESIGN §8).
+   */
+  readonly pullCache: LookupCache<PullRegistry | null>;
+  readonly #db: Db;
+  readonly #cipher: CredentialsCipher;
+  readonly #limits: RegistryServiceDeps['limits'];
+  readonly #now: () => number;
+
+  constructor(deps: RegistryServiceDeps) {
+    this.#db = deps.db;
+    this.#cipher = deps.cipher;
+    this.#limits = deps.limits;
+    this.#now = deps.now ?? Date.now;
+    this.pullCache = new LookupCache({ ttlMs: deps.pullCacheTtlMs ?? PULL_CACHE_TTL_MS });
+  }
+
+  async create(actor: Actor, rawGroupId: number | string, input: RegistryInput): Promise<Result<RegistryView>> {
+    const group = await guarded(() => authorizeGroup(this.#db, actor, rawGroupId, 'create_virtual_registry'));
+    if (!group.ok) return group;
+    const groupId = group.value.id;
+    const parsed = validate(createSchema, input);
+    if (!parsed.ok) return parsed;
+    const { name, description = null } = parsed.value;
+    const created = await transact(this.#db, async (trx) => {
+      // The group's lock makes count-then-insert safe against concurrent creations.
+      if (!(await lockGroup(trx, groupId))) return notFound('group');
+      const existing = await trx.selectFrom('registries').select('name').where('group_id', '=', groupId).execute();
+      if (existing.some((r) => r.name === name)) return nameTaken(name);
+      if (existing.length >= this.#limits.registriesPerGroup) {
+        return err('limit_reached', `a group may have at most ${this.#limits.registriesPerGroup} registries`);
+      }
+      const now = this.#now();
+      const row = await trx.insertInto('registries')
+        .values({ group_id: groupId, name, description, created_at: now, updated_at: now })
+        .returningAll()
+        .executeTakeFirstOrThrow();
+      await recordAudit(trx, actor, { groupId, action: 'registry.create', targetType: 'registry', targetId: row.id, details: { after: { name, description } } });
+      return ok(row);
+    }, nameTaken(name));
+    if (!created.ok) return created;
+    this.pullCache.clear();
+    return ok(toRegistryView(created.value));
+  }
+
+  async get(actor: Actor, registryId: number | string): Promise<Result<RegistryView>> {
+    return guarded(async () => {
+      const row = await this.#find(actor, registryId, 'read_virtual_registry');
+      return row.ok ? ok(toRegistryView(row.value)) : row;
+    });
+  }
+
+  /** All registries of the group (a handful: the per-group limit applies), by id. */
+  async list(actor: Actor, groupId: number | string): Promise<Result<RegistryView[]>> {
+    return guarded(async () => {
+      const group = await authorizeGroup(this.#db, actor, groupId, 'read_virtual_registry');
+      if (!group.ok) return group;
+      const rows = await this.#db.selectFrom('registries').selectAll().where('group_id', '=', group.value.id).orderBy('id').execute();
+      return ok(rows.map(toRegistryView));
+    });
+  }
+
+  async update(actor: Actor, rawRegistryId: number | string, input: RegistryUpdate): Promise<Result<RegistryView>> {
+    const found = await guarded(() => this.#find(actor, rawRegistryId, 'update_virtual_registry'));
+    if (!found.ok) return found;
+    const registryId = found.value.id;
+    const parsed = validate(updateSchema, input);
+    if (!parsed.ok) return parsed;
+    const changes = parsed.value;
+    const updated = await transact(this.#db, async (trx) => {
+      const before = await trx.selectFrom('registries').selectAll().where('id', '=', registryId).executeTakeFirst();
+      if (!before) return notFound('registry');
+      const after = await trx.updateTable('registries')
+        .set({
+          name: changes.name ?? before.name,
+          description: changes.description === undefined ? before.description : changes.description,
+          updated_at: this.#now(),
+        })
+        .where('id', '=', registryId)
+        .returningAll()
+        .executeTakeFirstOrThrow();
+      await recordAudit(trx, actor, {
+        groupId: before.group_id, action: 'registry.update', targetType: 'registry', targetId: registryId,
+        details: { before: { name: before.name, description: before.description }, after: { name: after.name, description: after.description } },
+      });
+      return ok(after);
+    }, nameTaken(changes.name ?? found.value.name));
+    if (!updated.ok) return updated;
+    this.pullCache.clear();
+    return ok(toRegistryView(updated.value));
+  }
+
+  /**
+   * Deletes the registry and the upstreams only it uses (upstreams linked to another registry stay),
+   * marking those upstreams' cache entries for the destroy worker first, in one transaction.
+   */
+  async destroy(actor: Actor, rawRegistryId: number | string): Promise<Result<RegistryDestroyed>> {
+    const found = await guarded(() => this.#find(actor, rawRegistryId, 'destroy_virtual_registry'));
+    if (!found.ok) return found;
+    const registryId = found.value.id;
+    const destroyed = await transact(this.#db, async (trx) => {
+      const now = this.#now();
+      const [stillThere] = await lockRegistries(trx, [registryId]);
+      if (stillThere === undefined) return notFound('registry');
+      const row = await trx.selectFrom('registries').selectAll().where('id', '=', registryId).executeTakeFirstOrThrow();
+      const linked = await trx.selectFrom('registry_upstreams').select('upstream_id').where('registry_id', '=', registryId).execute();
+      // Locking the upstreams makes a concurrent link of one of them to another registry either land
+      // first (the upstream is then shared and survives) or fail because the upstream is gone.
+      const candidates = await lockUpstreams(trx, linked.map((l) => l.upstream_id));
+      const shared = candidates.length === 0 ? [] : await trx.selectFrom('registry_upstreams').select('upstream_id')
+        .where('upstream_id', 'in', candidates).where('registry_id', '<>', registryId).execute();
+      const sharedIds = new Set(shared.map((s) => s.upstream_id));
+      const exclusive = candidates.filter((id) => !sharedIds.has(id));
+      const upstreams = exclusive.length === 0 ? [] : await trx.selectFrom('upstreams').select(['id', 'name', 'url']).where('id', 'in', exclusive).execute();
+      const markedEntries = await markEntriesForDestruction(trx, exclusive, now);
+      await trx.deleteFrom('registries').where('id', '=', registryId).execute();
+      if (exclusive.length > 0) await trx.deleteFrom('upstreams').where('id', 'in', exclusive).execute();
+      for (const upstream of upstreams) {
+        await recordAudit(trx, actor, {
+          groupId: row.group_id, action: 'upstream.destroy', targetType: 'upstream', targetId: upstream.id,
+          details: { before: { name: upstream.name, url: upstream.url }, destroyed_with_registry_id: registryId },
+        });
+      }
+      await recordAudit(trx, actor, {
+        groupId: row.group_id, action: 'registry.destroy', targetType: 'registry', targetId: registryId,
+        details: { before: { name: row.name, description: row.description }, destroyed_upstream_ids: exclusive, marked_entries: markedEntries },
+      });
+      return ok({ registry: toRegistryView(row), destroyed_upstream_ids: exclusive, marked_entries: markedEntries });
+    });
+    if (destroyed.ok) this.pullCache.clear();
+    return destroyed;
+  }
+
+  /**
+   * The registry `<groupPath>/<registryName>` with its upstreams by position (passwords decrypted), or
+   * null when there is none. No permission check: the caller checks read_virtual_registry on the group.
+   * One query, remembered for a few seconds: this runs on every pull.
+   */
+  async findForPull(groupPath: string, registryName: string): Promise<PullRegistry | null> {
+    const key = `${groupPath}/${registryName}`;
+    const remembered = this.pullCache.get(key);
+    if (remembered !== undefined) return remembered;
+    const generation = this.pullCache.generation;
+    const rows = await this.#db.selectFrom('groups')
+      .innerJoin('registries', 'registries.group_id', 'groups.id')
+      .leftJoin('registry_upstreams', 'registry_upstreams.registry_id', 'registries.id')
+      .leftJoin('upstreams', 'upstreams.id', 'registry_upstreams.upstream_id')
+      .select([
+        'groups.id as groupId', 'groups.path as groupPath', 'registries.id as registryId', 'registries.name as registryName',
+        'registry_upstreams.position', 'upstreams.id as upstreamId', 'upstreams.name as upstreamName', 'upstreams.url',
+        'upstreams.username', 'upstreams.password_encrypted', 'upstreams.token_url', 'upstreams.cache_validity_hours',
+      ])
+      .where('groups.path', '=', groupPath)
+      .where('registries.name', '=', registryName)
+      .orderBy('registry_upstreams.position')
+      .execute();
+    let found: PullRegistry | null = null;
+    if (rows.length > 0) {
+      const first = rows[0];
+      found = deepFreeze({
+        group: { id: first.groupId, path: first.groupPath },
+        registry: { id: first.registryId, name: first.registryName },
+        upstreams: rows.filter((r) => r.upstreamId !== null).map((r) => ({
+          id: r.upstreamId as number,
+          name: r.upstreamName as string,
+          url: r.url as string,
+          username: r.username,
+          password: r.password_encrypted === null ? null : this.#cipher.decrypt(r.password_encrypted),
+          tokenUrl: r.token_url,
+          cacheValidityHours: r.cache_validity_hours as number,
+          position: r.position as number,
+        })),
+      });
+    }
+    this.pullCache.set(key, found, generation);
+    return found;
+  }
+
+  /** The registry if the actor may see it (else not_found) and do this to it (else forbidden). */
+  async #find(actor: Actor, rawId: number | string, ability: 'read_virtual_registry' | 'update_virtual_registry' | 'destroy_virtual_registry'): Promise<Result<Registry>> {
+    const id = parseId(rawId);
+    const row = id === null ? undefined : await this.#db.selectFrom('registries').selectAll().where('id', '=', id).executeTakeFirst();
+    if (!row) return actor.kind === 'anonymous' ? unauthenticated() : notFound('registry');
+    const allowed = authorize(actor, ability, { groupId: row.group_id }, 'registry');
+    return allowed.ok ? ok(row) : allowed;
+  }
+}
