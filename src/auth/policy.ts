@@ -30,11 +30,24 @@ export interface TokenGrant {
   revokedAt: number | null;
 }
 
+/** What a registry token (JWT) grants on one repository (`<group>/<registry>/<image>`). */
+export interface RegistryAccess {
+  type: 'repository';
+  name: string;
+  actions: readonly string[];
+}
+
+/**
+ * Set on an actor that authenticated with a registry JWT: the /v2 handler allows only these repositories
+ * and actions, on top of `can` (which keeps its meaning: the JWT's subject must still have the ability).
+ */
+type FromRegistryToken = { registryAccess?: readonly RegistryAccess[] };
+
 export type Actor =
   | { kind: 'anonymous' }
   /** Manifold itself: fills, workers, the CLI on the local database. */
   | { kind: 'system' }
-  | {
+  | ({
       kind: 'user';
       userId: number;
       username: string;
@@ -45,9 +58,9 @@ export type Actor =
       /** Set when the user authenticated with a personal access token (or a registry JWT minted from one). */
       token: TokenGrant | null;
       channel: Channel;
-    }
-  | { kind: 'group_token'; groupId: number; accessLevel: AccessLevel; token: TokenGrant; channel: Channel }
-  | { kind: 'deploy_token'; groupId: number; token: TokenGrant; channel: Channel };
+    } & FromRegistryToken)
+  | ({ kind: 'group_token'; groupId: number; accessLevel: AccessLevel; token: TokenGrant; channel: Channel } & FromRegistryToken)
+  | ({ kind: 'deploy_token'; groupId: number; token: TokenGrant; channel: Channel } & FromRegistryToken);
 
 /** Something owned by a group (group, registry, upstream, cache entry), or the instance itself. */
 export type Subject = { groupId: number } | 'instance';
@@ -109,11 +122,20 @@ export function can(actor: Actor, ability: Ability, subject: Subject, now: numbe
 
 /** May the actor know that the subject exists? Those who may not get not_found, never forbidden. */
 export function canSee(actor: Actor, subject: Subject, now: number = Date.now()): boolean {
-  if (actor.kind === 'system') return true;
-  if (subject === 'instance') return actor.kind !== 'anonymous';
-  if (actor.kind === 'user') return !actor.blocked && (actor.admin || actor.memberships.has(subject.groupId));
-  if (actor.kind === 'anonymous') return false;
-  return actor.groupId === subject.groupId && actor.token.revokedAt === null && (actor.token.expiresAt === null || actor.token.expiresAt > now);
+  switch (actor.kind) {
+    case 'system':
+      return true;
+    case 'anonymous':
+      return false;
+    case 'user':
+      // A blocked user, or one whose token is expired or revoked, sees nothing (not even the instance).
+      if (actor.blocked || (actor.token && !tokenUsable(actor.token, now))) return false;
+      return subject === 'instance' || actor.admin || actor.memberships.has(subject.groupId);
+    case 'group_token':
+    case 'deploy_token':
+      if (!tokenUsable(actor.token, now)) return false;
+      return subject === 'instance' || actor.groupId === subject.groupId;
+  }
 }
 
 export const SYSTEM: Actor = { kind: 'system' };

@@ -1,0 +1,203 @@
+// Authentication (DESIGN §5): turns the credentials of a request into an Actor. No credentials is the
+// anonymous actor; anything presented and wrong is `unauthorized`, without saying which part was wrong.
+import { createHmac, randomBytes } from 'node:crypto';
+import { sql } from 'kysely';
+import type { Db } from '../db/connect.ts';
+import type { AccessLevel, AccessToken, User } from '../db/schema.ts';
+import { err, ok } from '../result.ts';
+import type { Result } from '../result.ts';
+import { ANONYMOUS, SCOPES } from './policy.ts';
+import type { Actor, Channel, RegistryAccess, Scope, TokenGrant } from './policy.ts';
+import type { RegistryTokens, TokenSubject } from './registry-tokens.ts';
+import { TOKEN_PREFIX, hashPassword, tokenDigest, verifyPassword } from './secrets.ts';
+
+export interface Credentials {
+  /** The Authorization header: `Basic …` or `Bearer …`. */
+  authorization?: string;
+  /** The PRIVATE-TOKEN header: an access token's plaintext. */
+  privateToken?: string;
+  /** A username and password (or token) given outside a header, e.g. the OAuth2 password grant. */
+  username?: string;
+  password?: string;
+}
+
+/** A token's last_used_at is written at most this often (not once per request). */
+export const LAST_USED_INTERVAL_MS = 60_000;
+/** How long a successful password check is remembered, so a pull's many requests run scrypt once. */
+export const PASSWORD_CACHE_MS = 10_000;
+const PASSWORD_CACHE_SIZE = 1000;
+
+const REFUSED = 'invalid credentials';
+const refused = () => err('unauthorized', REFUSED);
+
+const TOKEN_PREFIXES = Object.values(TOKEN_PREFIX);
+const looksLikeAccessToken = (secret: string) => TOKEN_PREFIXES.some((prefix) => secret.startsWith(prefix));
+
+export class Authenticator {
+  readonly #db: Db;
+  readonly #registryTokens: RegistryTokens;
+  readonly #now: () => number;
+  readonly #verifyPassword: typeof verifyPassword;
+  /** HMAC(credentials) → the user and the hash the password was checked against. */
+  readonly #passwordCache = new Map<string, { userId: number; passwordHash: string; until: number }>();
+  /** A process-local key, so the cache holds nothing an attacker could test passwords against. */
+  readonly #cacheKey = randomBytes(32);
+  #dummyHash: Promise<string> | null = null;
+
+  constructor(deps: { db: Db; registryTokens: RegistryTokens; now?: () => number; verifyPassword?: typeof verifyPassword }) {
+    this.#db = deps.db;
+    this.#registryTokens = deps.registryTokens;
+    this.#now = deps.now ?? Date.now;
+    this.#verifyPassword = deps.verifyPassword ?? verifyPassword;
+  }
+
+  async authenticate(credentials: Credentials, channel: Channel): Promise<Result<Actor>> {
+    if (credentials.privateToken !== undefined) return this.#accessToken(credentials.privateToken, channel);
+    if (credentials.username !== undefined || credentials.password !== undefined) {
+      return this.#basic(credentials.username ?? '', credentials.password ?? '', channel);
+    }
+    if (credentials.authorization === undefined) return ok(ANONYMOUS);
+    const match = /^(\S+)\s+(\S+)\s*$/.exec(credentials.authorization);
+    if (!match) return refused();
+    const [, scheme, value] = match;
+    switch (scheme.toLowerCase()) {
+      case 'basic': {
+        const decoded = Buffer.from(value, 'base64').toString('utf8');
+        const colon = decoded.indexOf(':');
+        if (colon < 0) return refused();
+        return this.#basic(decoded.slice(0, colon), decoded.slice(colon + 1), channel);
+      }
+      case 'bearer':
+        if (looksLikeAccessToken(value)) return this.#accessToken(value, channel);
+        if (channel === 'registry') return this.#registryToken(value);
+        return refused();
+      default:
+        return refused();
+    }
+  }
+
+  /** Basic credentials: `<anything>:<access token>` or `<username>:<password>`. */
+  async #basic(username: string, secret: string, channel: Channel): Promise<Result<Actor>> {
+    if (looksLikeAccessToken(secret)) return this.#accessToken(secret, channel);
+    if (username === '' || secret === '') return refused();
+    const cacheKey = createHmac('sha256', this.#cacheKey).update(username.toLowerCase()).update('\0').update(secret).digest('base64');
+    const cached = this.#passwordCache.get(cacheKey);
+    if (cached && cached.until > this.#now()) {
+      const user = await this.#db.selectFrom('users').selectAll().where('id', '=', cached.userId).executeTakeFirst();
+      // A changed password (or a deleted user) invalidates the entry at once.
+      if (user && user.password_hash === cached.passwordHash) return this.#userActor(user, null, channel);
+    }
+    this.#passwordCache.delete(cacheKey);
+    const user = await this.#db.selectFrom('users').selectAll().where(sql<string>`lower(username)`, '=', username.toLowerCase()).executeTakeFirst();
+    // Unknown users cost a password check too, so timing does not tell which usernames exist.
+    const matches = await this.#verifyPassword(secret, user?.password_hash ?? (await this.#unusableHash()));
+    if (!user || !matches) return refused();
+    this.#remember(cacheKey, { userId: user.id, passwordHash: user.password_hash, until: this.#now() + PASSWORD_CACHE_MS });
+    return this.#userActor(user, null, channel);
+  }
+
+  async #accessToken(plaintext: string, channel: Channel): Promise<Result<Actor>> {
+    if (!looksLikeAccessToken(plaintext)) return refused();
+    const row = await this.#db.selectFrom('access_tokens').selectAll().where('token_digest', '=', tokenDigest(plaintext)).executeTakeFirst();
+    if (!row || !this.#usable(row)) return refused();
+    const actor = await this.#tokenActor(row, channel);
+    if (actor.ok) await this.#touch(row);
+    return actor;
+  }
+
+  /** A registry JWT: its subject is read again (blocked users, revoked tokens stop at once); its access list is kept. */
+  async #registryToken(jwt: string): Promise<Result<Actor>> {
+    const verified = await this.#registryTokens.verify(jwt);
+    if (!verified.ok) return refused();
+    const actor = await this.#subjectActor(verified.value.subject);
+    if (!actor.ok || actor.value.kind === 'anonymous') return actor;
+    return ok({ ...actor.value, registryAccess: verified.value.access as readonly RegistryAccess[] } as Actor);
+  }
+
+  async #subjectActor(subject: TokenSubject): Promise<Result<Actor>> {
+    if (subject.kind === 'anonymous') return ok(ANONYMOUS);
+    if (subject.kind === 'user') {
+      const user = await this.#db.selectFrom('users').selectAll().where('id', '=', subject.id).executeTakeFirst();
+      if (!user) return refused();
+      if (subject.tokenId === null) return this.#userActor(user, null, 'registry');
+      const row = await this.#tokenRow(subject.tokenId);
+      if (!row || row.kind !== 'personal' || row.user_id !== user.id || !this.#usable(row)) return refused();
+      return this.#userActor(user, row, 'registry');
+    }
+    const row = await this.#tokenRow(subject.id);
+    if (!row || `${row.kind}_token` !== subject.kind || !this.#usable(row)) return refused();
+    return this.#tokenActor(row, 'registry');
+  }
+
+  async #tokenActor(row: AccessToken, channel: Channel): Promise<Result<Actor>> {
+    switch (row.kind) {
+      case 'personal': {
+        const user = row.user_id === null ? undefined : await this.#db.selectFrom('users').selectAll().where('id', '=', row.user_id).executeTakeFirst();
+        return user ? this.#userActor(user, row, channel) : refused();
+      }
+      case 'group':
+        if (row.group_id === null || row.access_level === null) return refused();
+        return ok({ kind: 'group_token', groupId: row.group_id, accessLevel: row.access_level, token: grantOf(row), channel });
+      case 'deploy':
+        if (row.group_id === null) return refused();
+        return ok({ kind: 'deploy_token', groupId: row.group_id, token: grantOf(row), channel });
+    }
+  }
+
+  async #userActor(user: User, token: AccessToken | null, channel: Channel): Promise<Result<Actor>> {
+    if (user.blocked === 1) return refused();
+    const rows = await this.#db.selectFrom('memberships').select(['group_id', 'access_level']).where('user_id', '=', user.id).execute();
+    return ok({
+      kind: 'user',
+      userId: user.id,
+      username: user.username,
+      admin: user.admin === 1,
+      blocked: false,
+      memberships: new Map<number, AccessLevel>(rows.map((row) => [row.group_id, row.access_level])),
+      token: token ? grantOf(token) : null,
+      channel,
+    });
+  }
+
+  async #tokenRow(id: number): Promise<AccessToken | undefined> {
+    return this.#db.selectFrom('access_tokens').selectAll().where('id', '=', id).executeTakeFirst();
+  }
+
+  #usable(row: AccessToken): boolean {
+    return row.revoked_at === null && (row.expires_at === null || row.expires_at > this.#now());
+  }
+
+  /** Bumps last_used_at when it is older than a minute; the condition keeps concurrent requests to one write. */
+  async #touch(row: AccessToken): Promise<void> {
+    const now = this.#now();
+    if (row.last_used_at !== null && row.last_used_at > now - LAST_USED_INTERVAL_MS) return;
+    await this.#db.updateTable('access_tokens').set({ last_used_at: now }).where('id', '=', row.id)
+      .where((eb) => eb.or([eb('last_used_at', 'is', null), eb('last_used_at', '<=', now - LAST_USED_INTERVAL_MS)]))
+      .execute();
+  }
+
+  #remember(key: string, entry: { userId: number; passwordHash: string; until: number }): void {
+    if (this.#passwordCache.size >= PASSWORD_CACHE_SIZE) {
+      const now = this.#now();
+      for (const [other, value] of this.#passwordCache) if (value.until <= now) this.#passwordCache.delete(other);
+      if (this.#passwordCache.size >= PASSWORD_CACHE_SIZE) this.#passwordCache.delete(this.#passwordCache.keys().next().value as string);
+    }
+    this.#passwordCache.set(key, entry);
+  }
+
+  #unusableHash(): Promise<string> {
+    this.#dummyHash ??= hashPassword(randomBytes(16).toString('hex'));
+    return this.#dummyHash;
+  }
+}
+
+function grantOf(row: AccessToken): TokenGrant {
+  let stored: unknown;
+  try {
+    stored = JSON.parse(row.scopes);
+  } catch {
+    stored = [];
+  }
+  const scopes = Array.isArray(stored) ? stored.filter((scope): scope is Scope => (SCOPES as readonly string[]).includes(scope)) : [];
+  return { id: row.id, scopes, expiresAt: row.expires_at, revokedAt: row.revoked_at };
+}

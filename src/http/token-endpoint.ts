@@ -1,0 +1,89 @@
+// The token server of Docker token authentication (DESIGN §5; distribution docs spec/auth/token.md and
+// oauth.md): GET with Basic credentials (or none) and `scope`s, or the OAuth2 password grant by POST.
+// The answer is a short-lived JWT granting only the pulls the caller may make; anonymous callers get a
+// token without access, so public probing works the way it does with distribution.
+import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { Authenticator } from '../auth/authenticate.ts';
+import type { Credentials } from '../auth/authenticate.ts';
+import type { Actor } from '../auth/policy.ts';
+import { grantAccess, parseScopes } from '../auth/registry-tokens.ts';
+import type { RegistryTokens } from '../auth/registry-tokens.ts';
+import { ociError } from '../oci/errors.ts';
+
+export interface TokenRouteDependencies {
+  authenticator: Authenticator;
+  registryTokens: RegistryTokens;
+  /** The id of the group with this path, or null. */
+  resolveGroupId(path: string): Promise<number | null>;
+}
+
+const FORM_BODY_LIMIT = 16 * 1024;
+
+function list(value: unknown): string[] {
+  if (Array.isArray(value)) return value.filter((item): item is string => typeof item === 'string');
+  return typeof value === 'string' ? [value] : [];
+}
+
+function noStore(reply: FastifyReply): FastifyReply {
+  return reply.header('cache-control', 'no-store').header('pragma', 'no-cache');
+}
+
+function unauthorized(reply: FastifyReply, service: string) {
+  return noStore(reply).code(401)
+    .header('www-authenticate', `Basic realm="${service}"`)
+    .send(ociError('UNAUTHORIZED', 'authentication required: invalid username, password or token'));
+}
+
+function oauthError(reply: FastifyReply, error: 'invalid_request' | 'unsupported_grant_type', description: string) {
+  return noStore(reply).code(400).send({ error, error_description: description });
+}
+
+export function tokenRoutes(app: FastifyInstance, deps: TokenRouteDependencies): void {
+  const service = deps.registryTokens.service;
+
+  async function issue(actor: Actor, scopes: string[]) {
+    const granted = await grantAccess(actor, parseScopes(scopes), deps.resolveGroupId);
+    return { granted, issued: await deps.registryTokens.issue(actor, granted) };
+  }
+
+  // Encapsulated, so the form parser stays local to these routes.
+  void app.register(async (scope) => {
+    scope.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string', bodyLimit: FORM_BODY_LIMIT }, (_request, body, done) => {
+      done(null, Object.fromEntries(new URLSearchParams(body as string)));
+    });
+
+    scope.get('/auth/token', async (request, reply) => {
+      const query = (request.query ?? {}) as Record<string, unknown>;
+      const header = request.headers.authorization;
+      const credentials: Credentials = {};
+      if (header !== undefined) {
+        // Only Basic here: a registry token cannot be traded for a new one.
+        if (!/^basic\s/i.test(header)) return unauthorized(reply, service);
+        credentials.authorization = header;
+      }
+      const actor = await deps.authenticator.authenticate(credentials, 'registry');
+      if (!actor.ok) return unauthorized(reply, service);
+      const { issued } = await issue(actor.value, list(query.scope));
+      return noStore(reply).send({ token: issued.token, access_token: issued.token, expires_in: issued.expiresIn, issued_at: issued.issuedAt });
+    });
+
+    scope.post('/auth/token', async (request, reply) => {
+      const body = (request.body && typeof request.body === 'object' ? request.body : {}) as Record<string, unknown>;
+      const grantType = typeof body.grant_type === 'string' ? body.grant_type : '';
+      if (grantType === '') return oauthError(reply, 'invalid_request', 'grant_type is required');
+      if (grantType !== 'password') return oauthError(reply, 'unsupported_grant_type', `grant_type ${grantType} is not supported; use password`);
+      if (typeof body.username !== 'string' || typeof body.password !== 'string' || body.username === '' || body.password === '') {
+        return oauthError(reply, 'invalid_request', 'username and password are required');
+      }
+      const actor = await deps.authenticator.authenticate({ username: body.username, password: body.password }, 'registry');
+      if (!actor.ok) return unauthorized(reply, service);
+      const { granted, issued } = await issue(actor.value, list(body.scope));
+      return noStore(reply).send({
+        access_token: issued.token,
+        expires_in: issued.expiresIn,
+        scope: granted.map((access) => `${access.type}:${access.name}:${access.actions.join(',')}`).join(' '),
+        issued_at: issued.issuedAt,
+      });
+    });
+  });
+}

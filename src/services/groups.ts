@@ -1,0 +1,151 @@
+// Groups (DESIGN §1): top-level namespaces. Any active user may create one and becomes its owner; members
+// see it; owners (admin_virtual_registry) change or delete it.
+import { z } from 'zod';
+import { can, canSee } from '../auth/policy.ts';
+import type { Actor } from '../auth/policy.ts';
+import type { Db } from '../db/connect.ts';
+import { CACHE_ENTRY_STATUS, ROLES } from '../db/schema.ts';
+import type { Group } from '../db/schema.ts';
+import { isPathComponent } from '../oci/reference.ts';
+import { err, ok } from '../result.ts';
+import type { Result } from '../result.ts';
+import { authorize, authorizeGroup, denied, notFound, unauthenticated } from './access.ts';
+import { recordAudit } from './audit.ts';
+import { isUniqueViolation, offsetOf, paginationSchema, validate } from './validation.ts';
+import type { Page } from './validation.ts';
+
+export const groupPathSchema = z.string('must be a string')
+  .min(1, 'is required')
+  .max(255, 'must be at most 255 characters')
+  .refine(isPathComponent, 'must be lowercase letters and digits, separated by ".", "_", "__" or "-" (one image path component)');
+
+const nameSchema = z.string('must be a string').trim().min(1, 'is required').max(255, 'must be at most 255 characters');
+const descriptionSchema = z.string('must be a string').max(2048, 'must be at most 2048 characters').nullish();
+
+const createSchema = z.object({ path: groupPathSchema, name: nameSchema.optional(), description: descriptionSchema });
+const updateSchema = z.object({ name: nameSchema.optional(), description: descriptionSchema });
+
+export interface GroupView {
+  id: number;
+  path: string;
+  name: string;
+  description: string | null;
+  created_at: number;
+  updated_at: number;
+}
+
+export function groupView(row: Group): GroupView {
+  return { id: row.id, path: row.path, name: row.name, description: row.description, created_at: row.created_at, updated_at: row.updated_at };
+}
+
+const pathTaken = () => err('conflict', 'group path is already taken', { fields: { path: ['is already taken'] } });
+
+export class GroupService {
+  readonly #db: Db;
+
+  constructor(deps: { db: Db }) {
+    this.#db = deps.db;
+  }
+
+  /** Any active user (not a token of a group); the creator becomes its owner. */
+  async create(actor: Actor, input: z.input<typeof createSchema>): Promise<Result<GroupView>> {
+    const allowed = authorize(actor, 'create_group', 'instance');
+    if (!allowed.ok) return allowed;
+    const parsed = validate(createSchema, input);
+    if (!parsed.ok) return parsed;
+    const { path, name, description } = parsed.value;
+    if (await this.#db.selectFrom('groups').select('id').where('path', '=', path).executeTakeFirst()) return pathTaken();
+    const now = Date.now();
+    try {
+      const group = await this.#db.transaction().execute(async (trx) => {
+        const row = await trx.insertInto('groups').values({ path, name: name ?? path, description: description ?? null, created_at: now, updated_at: now })
+          .returningAll().executeTakeFirstOrThrow();
+        if (actor.kind === 'user') {
+          await trx.insertInto('memberships').values({ group_id: row.id, user_id: actor.userId, access_level: ROLES.owner, created_at: now, updated_at: now }).execute();
+        }
+        await recordAudit(trx, actor, { groupId: row.id, action: 'group.create', targetType: 'group', targetId: row.id, details: { after: groupView(row) } });
+        return row;
+      });
+      return ok(groupView(group));
+    } catch (error) {
+      if (isUniqueViolation(error)) return pathTaken();
+      throw error;
+    }
+  }
+
+  /** The groups the actor may read: all of them for admins, their own for members and group tokens. */
+  async list(actor: Actor, input: z.input<typeof paginationSchema> = {}): Promise<Result<Page<GroupView>>> {
+    if (actor.kind === 'anonymous') return unauthenticated();
+    const parsed = validate(paginationSchema, input);
+    if (!parsed.ok) return parsed;
+    const pagination = parsed.value;
+    const readsAll = actor.kind === 'system' || (actor.kind === 'user' && actor.admin && can(actor, 'read_virtual_registry', 'instance'));
+    let ids: number[] | null = null;
+    if (!readsAll) {
+      const candidates = actor.kind === 'user' ? [...actor.memberships.keys()] : [actor.groupId];
+      ids = candidates.filter((groupId) => can(actor, 'read_virtual_registry', { groupId }));
+      if (ids.length === 0) return ok({ items: [], total: 0, page: pagination.page, per_page: pagination.per_page });
+    }
+    const scoped = ids === null ? this.#db.selectFrom('groups') : this.#db.selectFrom('groups').where('id', 'in', ids);
+    const [{ total }, rows] = await Promise.all([
+      scoped.select((eb) => eb.fn.countAll<number>().as('total')).executeTakeFirstOrThrow(),
+      scoped.selectAll().orderBy('path').limit(pagination.per_page).offset(offsetOf(pagination)).execute(),
+    ]);
+    return ok({ items: rows.map(groupView), total: Number(total), page: pagination.page, per_page: pagination.per_page });
+  }
+
+  async get(actor: Actor, id: number | string): Promise<Result<GroupView>> {
+    const group = await authorizeGroup(this.#db, actor, id, 'read_virtual_registry');
+    return group.ok ? ok(groupView(group.value)) : group;
+  }
+
+  async getByPath(actor: Actor, path: string): Promise<Result<GroupView>> {
+    if (actor.kind === 'anonymous') return unauthenticated();
+    const row = typeof path === 'string' ? await this.#db.selectFrom('groups').selectAll().where('path', '=', path).executeTakeFirst() : undefined;
+    if (!row || !canSee(actor, { groupId: row.id })) return notFound('group');
+    if (!can(actor, 'read_virtual_registry', { groupId: row.id })) return denied(actor);
+    return ok(groupView(row));
+  }
+
+  /** Name and description; the path is part of every image name and does not change. */
+  async update(actor: Actor, id: number | string, input: z.input<typeof updateSchema>): Promise<Result<GroupView>> {
+    const group = await authorizeGroup(this.#db, actor, id, 'admin_virtual_registry');
+    if (!group.ok) return group;
+    const parsed = validate(updateSchema, input);
+    if (!parsed.ok) return parsed;
+    const changes: { name?: string; description?: string | null } = {};
+    if (parsed.value.name !== undefined) changes.name = parsed.value.name;
+    if (parsed.value.description !== undefined) changes.description = parsed.value.description;
+    const before = groupView(group.value);
+    if (Object.entries(changes).every(([key, value]) => before[key as keyof GroupView] === value)) return ok(before);
+    const updated = await this.#db.transaction().execute(async (trx) => {
+      const row = await trx.updateTable('groups').set({ ...changes, updated_at: Date.now() }).where('id', '=', group.value.id).returningAll().executeTakeFirstOrThrow();
+      await recordAudit(trx, actor, {
+        groupId: row.id, action: 'group.update', targetType: 'group', targetId: row.id,
+        details: { before: pick(before, changes), after: pick(groupView(row), changes) },
+      });
+      return row;
+    });
+    return ok(groupView(updated));
+  }
+
+  /**
+   * Owners and admins. Members, tokens, registries and upstreams go with the group (foreign keys); its cache
+   * entries are marked for the destroy worker, which also removes the objects no one else refers to.
+   */
+  async delete(actor: Actor, id: number | string): Promise<Result<GroupView>> {
+    const group = await authorizeGroup(this.#db, actor, id, 'admin_virtual_registry');
+    if (!group.ok) return group;
+    await this.#db.transaction().execute(async (trx) => {
+      await trx.updateTable('cache_entries').set({ status: CACHE_ENTRY_STATUS.pending_destruction, updated_at: Date.now() })
+        .where('group_id', '=', group.value.id).execute();
+      await trx.deleteFrom('groups').where('id', '=', group.value.id).execute();
+      await recordAudit(trx, actor, { groupId: group.value.id, action: 'group.delete', targetType: 'group', targetId: group.value.id, details: { before: groupView(group.value) } });
+    });
+    return ok(groupView(group.value));
+  }
+}
+
+function pick(view: GroupView, keys: object): Partial<GroupView> {
+  return Object.fromEntries(Object.keys(keys).map((key) => [key, view[key as keyof GroupView]]));
+}
