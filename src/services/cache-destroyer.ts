@@ -1,0 +1,197 @@
+// The destroy worker (DESIGN §4): deletes cache entries marked pending_destruction (and those whose
+// upstream was deleted), then the stored objects that no live entry refers to any more. Several
+// workers may run at once: on PostgreSQL each batch claims its rows with FOR UPDATE SKIP LOCKED; on
+// SQLite (one process) batches run one at a time.
+//
+// Order within a batch, and why it is safe against a fill creating an entry for the same digest:
+//   1. claim the batch rows (they stay in place until step 4);
+//   2. lock the batch's digests exclusively (object-references.ts), then find which still have a live
+//      entry (status default or processing, upstream present); the others are orphans;
+//   3. delete the orphans' objects, still holding the locks;
+//   4. delete the batch rows, except those whose object could not be deleted: they get status error and
+//      a later run retries them.
+// A fill commits its object, then creates its entry holding the same digest lock shared and re-checking
+// that the object is stored. Either the entry is committed before step 2 (the destroyer sees it and
+// keeps the object) or the creator runs after step 3 (it sees the object gone and creates no entry:
+// object_not_present). A live entry never points at a deleted object.
+import type { Db, Dialect } from '../db/connect.ts';
+import { CACHE_ENTRY_STATUS } from '../db/schema.ts';
+import type { Logger } from '../log.ts';
+import type { ObjectStore } from '../storage/object-store.ts';
+import { KeyedLock, lockDigestsExclusive, objectReferenceLock } from './object-references.ts';
+
+const { default: LIVE, processing: PROCESSING, pending_destruction: PENDING_DESTRUCTION, error: ERROR } = CACHE_ENTRY_STATUS;
+
+const DEFAULT_BATCH_SIZE = 500;
+const DEFAULT_INTERVAL_MS = 30_000;
+/** Rows whose destruction failed are tried again after this long. */
+const DEFAULT_RETRY_AFTER_MS = 10 * 60_000;
+/** Objects deleted at once within a batch (S3 deletes are network round trips). */
+const DELETE_CONCURRENCY = 16;
+
+export interface DestroyRun {
+  /** Rows deleted. */
+  entries: number;
+  /** Stored objects deleted. */
+  objects: number;
+  /** Rows set to status error (their object could not be deleted), plus batches that failed outright. */
+  errors: number;
+}
+
+interface Claimed {
+  id: number;
+  digest: string;
+}
+
+/** SQLite has no SKIP LOCKED: batches of every worker in this process take turns. */
+const sqliteBatches = new KeyedLock();
+
+export class CacheDestroyer {
+  readonly #db: Db;
+  readonly #dialect: Dialect;
+  readonly #store: ObjectStore;
+  readonly #batchSize: number;
+  readonly #logger: Logger | undefined;
+  readonly #intervalMs: number;
+  readonly #retryAfterMs: number;
+  #timer: NodeJS.Timeout | null = null;
+  #running: Promise<DestroyRun> | null = null;
+
+  constructor(deps: { db: Db; dialect: Dialect; store: ObjectStore; batchSize?: number; logger?: Logger; intervalMs?: number; retryAfterMs?: number }) {
+    this.#db = deps.db;
+    this.#dialect = deps.dialect;
+    this.#store = deps.store;
+    this.#batchSize = deps.batchSize ?? DEFAULT_BATCH_SIZE;
+    this.#logger = deps.logger;
+    this.#intervalMs = deps.intervalMs ?? DEFAULT_INTERVAL_MS;
+    this.#retryAfterMs = deps.retryAfterMs ?? DEFAULT_RETRY_AFTER_MS;
+  }
+
+  /** Destroys batches until none is left (or one fails). */
+  async runOnce(): Promise<DestroyRun> {
+    const total: DestroyRun = { entries: 0, objects: 0, errors: 0 };
+    // Rows that fail during this run are set to error with a later time: this run does not retry them.
+    const retryBefore = Date.now() - this.#retryAfterMs;
+    for (;;) {
+      let claimed: number;
+      try {
+        const batch = this.#dialect === 'postgres' ? await this.#postgresBatch(retryBefore) : await sqliteBatches.exclusive('batch', () => this.#sqliteBatch(retryBefore));
+        claimed = batch.claimed;
+        total.entries += batch.entries;
+        total.objects += batch.objects;
+        total.errors += batch.errors;
+      } catch (error) {
+        this.#logger?.error({ err: error }, 'cache destruction batch failed; retrying at the next run');
+        total.errors++;
+        return total;
+      }
+      if (claimed < this.#batchSize) return total;
+    }
+  }
+
+  /** Runs every intervalMs until stop(); a run still going when the next is due is not doubled. */
+  start(): void {
+    if (this.#timer) return;
+    this.#timer = setInterval(() => {
+      if (this.#running) return;
+      this.#running = this.runOnce();
+      this.#running.then((run) => {
+        if (run.entries > 0 || run.errors > 0) this.#logger?.info(run, 'cache entries destroyed');
+      }, () => {}).finally(() => {
+        this.#running = null;
+      });
+    }, this.#intervalMs);
+    this.#timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    if (this.#timer) clearInterval(this.#timer);
+    this.#timer = null;
+    await this.#running?.catch(() => {});
+  }
+
+  /** Rows waiting for this worker: marked, upstream gone, or failed long enough ago. */
+  #claimable(retryBefore: number) {
+    return this.#db.selectFrom('cache_entries').select(['id', 'digest'])
+      .where((eb) => eb.or([
+        eb('status', '=', PENDING_DESTRUCTION),
+        eb.and([eb('status', 'in', [LIVE, PROCESSING]), eb('upstream_id', 'is', null)]),
+        eb.and([eb('status', '=', ERROR), eb('updated_at', '<', retryBefore)]),
+      ]))
+      .limit(this.#batchSize);
+  }
+
+  async #postgresBatch(retryBefore: number): Promise<DestroyRun & { claimed: number }> {
+    return this.#db.transaction().execute(async (trx) => {
+      const rows: Claimed[] = await this.#claimable(retryBefore).forUpdate().skipLocked().execute();
+      if (rows.length === 0) return { claimed: 0, entries: 0, objects: 0, errors: 0 };
+      const digests = [...new Set(rows.map((row) => row.digest))];
+      await lockDigestsExclusive(trx, digests);
+      const live = await this.#liveDigests(trx, digests);
+      const { deleted, failed } = await this.#deleteObjects(digests.filter((digest) => !live.has(digest)));
+      return { claimed: rows.length, objects: deleted, ...(await this.#finish(trx, rows, failed)) };
+    });
+  }
+
+  async #sqliteBatch(retryBefore: number): Promise<DestroyRun & { claimed: number }> {
+    const rows: Claimed[] = await this.#claimable(retryBefore).execute();
+    if (rows.length === 0) return { claimed: 0, entries: 0, objects: 0, errors: 0 };
+    let deleted = 0;
+    const failed = new Set<string>();
+    for (const digest of new Set(rows.map((row) => row.digest))) {
+      await objectReferenceLock.exclusive(digest, async () => {
+        if ((await this.#liveDigests(this.#db, [digest])).size > 0) return;
+        const result = await this.#deleteObjects([digest]);
+        deleted += result.deleted;
+        for (const failure of result.failed) failed.add(failure);
+      });
+    }
+    return { claimed: rows.length, objects: deleted, ...(await this.#finish(this.#db, rows, failed)) };
+  }
+
+  async #liveDigests(db: Db, digests: string[]): Promise<Set<string>> {
+    const live = new Set<string>();
+    for (let i = 0; i < digests.length; i += 1000) {
+      const rows = await db.selectFrom('cache_entries').select('digest').distinct()
+        .where('digest', 'in', digests.slice(i, i + 1000)).where('status', 'in', [LIVE, PROCESSING]).where('upstream_id', 'is not', null)
+        .execute();
+      for (const row of rows) live.add(row.digest);
+    }
+    return live;
+  }
+
+  async #deleteObjects(digests: string[]): Promise<{ deleted: number; failed: Set<string> }> {
+    let deleted = 0;
+    const failed = new Set<string>();
+    let next = 0;
+    const worker = async () => {
+      while (next < digests.length) {
+        const digest = digests[next++];
+        try {
+          await this.#store.delete(digest);
+          deleted++;
+        } catch (error) {
+          failed.add(digest);
+          this.#logger?.warn({ err: error, digest }, 'stored object not deleted; its entries are kept with status error');
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(DELETE_CONCURRENCY, digests.length) }, worker));
+    return { deleted, failed };
+  }
+
+  /** Deletes the batch rows, except those whose object is still to be deleted: status error. */
+  async #finish(db: Db, rows: Claimed[], failed: Set<string>): Promise<{ entries: number; errors: number }> {
+    const done = rows.filter((row) => !failed.has(row.digest)).map((row) => row.id);
+    const kept = rows.filter((row) => failed.has(row.digest)).map((row) => row.id);
+    let entries = 0;
+    if (done.length > 0) {
+      const result = await db.deleteFrom('cache_entries').where('id', 'in', done).executeTakeFirst();
+      entries = Number(result.numDeletedRows);
+    }
+    if (kept.length > 0) {
+      await db.updateTable('cache_entries').set({ status: ERROR, updated_at: Date.now() }).where('id', 'in', kept).execute();
+    }
+    return { entries, errors: kept.length };
+  }
+}

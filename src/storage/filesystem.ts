@@ -1,0 +1,300 @@
+// The default object store: one file per digest under <root>/<algorithm>/<first two hex>/<hex>.
+// A write goes to <root>/tmp/, is hashed as it is written, fsynced, verified and only then renamed
+// into place (atomic on one filesystem), so a file under its digest always holds exactly those bytes.
+import { createHash, randomBytes } from 'node:crypto';
+import type { Hash } from 'node:crypto';
+import { constants } from 'node:fs';
+import { access, mkdir, open, readdir, rename, stat, unlink } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { err, ok } from '../result.ts';
+import type { Result } from '../result.ts';
+import { DIGEST_ALGORITHMS } from '../oci/reference.ts';
+import type { Digest, DigestAlgorithm } from '../oci/reference.ts';
+import { GrowingFile } from './follow.ts';
+import { clampRange, requireDigest } from './object-store.ts';
+import type { ByteRange, ObjectInfo, ObjectStore, ObjectWriter } from './object-store.ts';
+
+/** A temporary file of another host sharing the directory is only a leftover once it is this old. */
+const FOREIGN_TEMP_MAX_AGE_MS = 24 * 60 * 60 * 1000;
+
+const HOST = hostname().replace(/[^A-Za-z0-9.-]/g, '_') || 'host';
+/** `<pid>@<host>.<random>.tmp`: who wrote it, so a start removes only what a dead process left. */
+const TEMP_NAME = /^(\d+)@(.+)\.([0-9a-f]{16})\.tmp$/;
+
+/** Temporary files being written by this process (whichever store instance opened them). */
+const activeTempFiles = new Set<string>();
+
+const isMissing = (error: unknown) => (error as NodeJS.ErrnoException).code === 'ENOENT';
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+async function fsyncDirectory(directory: string): Promise<void> {
+  const handle = await open(directory, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+async function removeFile(file: string): Promise<void> {
+  try {
+    await unlink(file);
+  } catch (error) {
+    if (!isMissing(error)) throw error;
+  }
+}
+
+export interface FilesystemObjectStoreOptions {
+  root: string;
+}
+
+export class FilesystemObjectStore implements ObjectStore {
+  readonly root: string;
+  readonly #tmp: string;
+  /** Fan-out directories known to exist. */
+  readonly #directories = new Set<string>();
+
+  constructor(options: FilesystemObjectStoreOptions) {
+    this.root = path.resolve(options.root);
+    this.#tmp = path.join(this.root, 'tmp');
+  }
+
+  async init(): Promise<void> {
+    await mkdir(this.#tmp, { recursive: true });
+    for (const algorithm of Object.keys(DIGEST_ALGORITHMS)) await mkdir(path.join(this.root, algorithm), { recursive: true });
+    for (const name of await readdir(this.#tmp)) {
+      const file = path.join(this.#tmp, name);
+      if (activeTempFiles.has(file)) continue;
+      if (await this.#isLeftover(name, file)) await removeFile(file);
+    }
+  }
+
+  /** The file of a committed object (for diagnostics and tests; callers go through read()). */
+  objectPath(digest: string): string {
+    const { algorithm, hex } = requireDigest(digest);
+    return path.join(this.root, algorithm, hex.slice(0, 2), hex);
+  }
+
+  async stat(digest: string): Promise<ObjectInfo | null> {
+    try {
+      const info = await stat(this.objectPath(digest));
+      return { digest, size: info.size };
+    } catch (error) {
+      if (isMissing(error)) return null;
+      throw error;
+    }
+  }
+
+  async read(digest: string, range?: ByteRange): Promise<Readable | null> {
+    const handle = await this.#openCommitted(digest);
+    if (!handle) return null;
+    try {
+      const { size } = await handle.stat();
+      const { start, end } = range ? clampRange(range, size) : { start: 0, end: Math.max(size - 1, 0) };
+      // An empty object: a stream that ends at once (createReadStream cannot express end < start).
+      if (size === 0) {
+        await handle.close();
+        return Readable.from([]);
+      }
+      return handle.createReadStream({ start, end, autoClose: true });
+    } catch (error) {
+      await handle.close().catch(() => {});
+      throw error;
+    }
+  }
+
+  async createWriter(expectedDigest: string | null): Promise<ObjectWriter> {
+    const expected = expectedDigest === null ? null : requireDigest(expectedDigest);
+    const tempPath = path.join(this.#tmp, `${process.pid}@${HOST}.${randomBytes(8).toString('hex')}.tmp`);
+    activeTempFiles.add(tempPath);
+    let handle: FileHandle;
+    try {
+      handle = await open(tempPath, 'wx+');
+    } catch (error) {
+      activeTempFiles.delete(tempPath);
+      throw error;
+    }
+    return new FilesystemObjectWriter({
+      handle,
+      tempPath,
+      expected,
+      algorithm: expected?.algorithm ?? 'sha256',
+      place: (from, digest) => this.#place(from, digest),
+      openCommitted: (digest) => this.#openCommitted(digest),
+    });
+  }
+
+  async delete(digest: string): Promise<void> {
+    await removeFile(this.objectPath(digest));
+  }
+
+  async ping(): Promise<boolean> {
+    try {
+      await access(this.#tmp, constants.R_OK | constants.W_OK);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  async #openCommitted(digest: string): Promise<FileHandle | null> {
+    try {
+      return await open(this.objectPath(digest), 'r');
+    } catch (error) {
+      if (isMissing(error)) return null;
+      throw error;
+    }
+  }
+
+  /** Renames a verified temporary file into place and makes the new name durable. */
+  async #place(tempPath: string, digest: string): Promise<void> {
+    const target = this.objectPath(digest);
+    const directory = path.dirname(target);
+    if (!this.#directories.has(directory)) {
+      const created = await mkdir(directory, { recursive: true });
+      if (created) await fsyncDirectory(path.dirname(directory));
+      this.#directories.add(directory);
+    }
+    await rename(tempPath, target);
+    await fsyncDirectory(directory);
+  }
+
+  async #isLeftover(name: string, file: string): Promise<boolean> {
+    const match = TEMP_NAME.exec(name);
+    if (!match) return true;
+    if (match[2] === HOST) {
+      const pid = Number(match[1]);
+      // Our own pid before our first write can only be a previous process's (containers reuse pids).
+      return pid === process.pid || !processAlive(pid);
+    }
+    // Another host's file (a shared volume): a leftover once nobody touched it for long.
+    try {
+      return Date.now() - (await stat(file)).mtimeMs > FOREIGN_TEMP_MAX_AGE_MS;
+    } catch {
+      return false;
+    }
+  }
+}
+
+type WriterState = 'writing' | 'committing' | 'committed' | 'failed';
+
+interface WriterParts {
+  handle: FileHandle;
+  tempPath: string;
+  expected: Digest | null;
+  algorithm: DigestAlgorithm;
+  place(tempPath: string, digest: string): Promise<void>;
+  openCommitted(digest: string): Promise<FileHandle | null>;
+}
+
+class FilesystemObjectWriter implements ObjectWriter {
+  readonly #parts: WriterParts;
+  readonly #hash: Hash;
+  readonly #file: GrowingFile;
+  #state: WriterState = 'writing';
+  #failure: Error | null = null;
+  /** Writes run one after another; this settles when the last one has. */
+  #queue: Promise<void> = Promise.resolve();
+  #commit: Promise<Result<ObjectInfo>> | null = null;
+  #digest: string | null = null;
+
+  constructor(parts: WriterParts) {
+    this.#parts = parts;
+    this.#hash = createHash(parts.algorithm);
+    this.#file = new GrowingFile(parts.handle, async () => (this.#digest ? parts.openCommitted(this.#digest) : null));
+  }
+
+  get bytesWritten(): number {
+    return this.#file.length;
+  }
+
+  write(chunk: Buffer): Promise<void> {
+    if (this.#state !== 'writing') return Promise.reject(this.#failure ?? new Error('the object writer is already finished'));
+    const run = this.#queue.then(async () => {
+      if (this.#failure) throw this.#failure;
+      this.#hash.update(chunk);
+      const position = this.#file.length;
+      let offset = 0;
+      while (offset < chunk.length) {
+        const { bytesWritten } = await this.#parts.handle.write(chunk, offset, chunk.length - offset, position + offset);
+        offset += bytesWritten;
+      }
+      this.#file.appended(chunk.length);
+    });
+    this.#queue = run.then(() => {}, () => {});
+    return run.catch(async (error: Error) => {
+      await this.#fail(error);
+      throw error;
+    });
+  }
+
+  commit(expectedSize?: number): Promise<Result<ObjectInfo>> {
+    if (this.#state !== 'writing') return Promise.reject(this.#failure ?? new Error('the object writer is already finished'));
+    this.#state = 'committing';
+    this.#commit = this.#runCommit(expectedSize);
+    return this.#commit;
+  }
+
+  async abort(reason: Error): Promise<void> {
+    if (this.#state === 'committing') await this.#commit?.catch(() => {});
+    await this.#fail(reason);
+  }
+
+  follow(range?: ByteRange): Readable {
+    return this.#file.follow(range);
+  }
+
+  async #runCommit(expectedSize: number | undefined): Promise<Result<ObjectInfo>> {
+    await this.#queue;
+    if (this.#failure) throw this.#failure;
+    try {
+      await this.#parts.handle.sync();
+      const digest = `${this.#parts.algorithm}:${this.#hash.digest('hex')}`;
+      const size = this.#file.length;
+      const expected = this.#parts.expected;
+      let mismatch: string | null = null;
+      if (expected && expected.value !== digest) mismatch = `the bytes hash to ${digest}, not ${expected.value}`;
+      else if (expectedSize !== undefined && expectedSize !== size) mismatch = `${size} bytes written, ${expectedSize} expected`;
+      if (mismatch) {
+        await this.#fail(new Error(`object rejected: ${mismatch}`));
+        return err('invalid', `object rejected: ${mismatch}`);
+      }
+      await this.#parts.place(this.#parts.tempPath, digest);
+      this.#digest = digest;
+      this.#state = 'committed';
+      this.#file.committed();
+      this.#letGo();
+      return ok({ digest, size });
+    } catch (error) {
+      await this.#fail(error as Error);
+      throw error;
+    }
+  }
+
+  /** Ends the write without an object: followers get the error, the temporary file goes. */
+  async #fail(error: Error): Promise<void> {
+    if (this.#state === 'committed' || this.#state === 'failed') return;
+    this.#state = 'failed';
+    this.#failure = error;
+    this.#file.failed(error);
+    await this.#queue;
+    await removeFile(this.#parts.tempPath).catch(() => {});
+    this.#letGo();
+  }
+
+  #letGo(): void {
+    activeTempFiles.delete(this.#parts.tempPath);
+    this.#file.release();
+  }
+}

@@ -1,0 +1,83 @@
+// The content-addressed object store (DESIGN §1 stored object, §3.2): the bytes of every cached
+// manifest and blob, one copy per digest. The filesystem implementation is the default; an S3
+// implementation satisfies the same interface.
+import type { Readable } from 'node:stream';
+import type { Result } from '../result.ts';
+import { parseDigest } from '../oci/reference.ts';
+import type { Digest } from '../oci/reference.ts';
+
+/** Inclusive on both ends, like an HTTP `Range: bytes=start-end`. `end` may be Infinity ("to the end"). */
+export interface ByteRange {
+  start: number;
+  end: number;
+}
+
+export interface ObjectInfo {
+  digest: string;
+  size: number;
+}
+
+export interface ObjectStore {
+  /** Creates directories and removes temporary files left by a killed process. */
+  init(): Promise<void>;
+  /** The committed object's size; null when it is not stored. */
+  stat(digest: string): Promise<ObjectInfo | null>;
+  /**
+   * The committed object's bytes (optionally a range); null when it is not stored. The range's end is
+   * clamped to the last byte; a start at or beyond the size throws a RangeError (HTTP 416).
+   */
+  read(digest: string, range?: ByteRange): Promise<Readable | null>;
+  /**
+   * Starts writing an object. expectedDigest null = digest unknown in advance (computed as sha256;
+   * e.g. a manifest fetched by tag without Docker-Content-Digest).
+   */
+  createWriter(expectedDigest: string | null): Promise<ObjectWriter>;
+  /** Removes the object; removing one that is not stored is not an error. */
+  delete(digest: string): Promise<void>;
+  /** True when the store can be read and written. */
+  ping(): Promise<boolean>;
+}
+
+export interface ObjectWriter {
+  readonly bytesWritten: number;
+  /** Appends a chunk (resolves when it is safely handed to the file; respects backpressure). */
+  write(chunk: Buffer): Promise<void>;
+  /**
+   * Flushes, fsyncs, verifies the digest (and the size if given) and renames into place. Result reason
+   * 'invalid' on a digest/size mismatch (the temporary file is removed). Committing an object that already
+   * exists is fine (same bytes).
+   */
+  commit(expectedSize?: number): Promise<Result<ObjectInfo>>;
+  /** Discards the temporary file; followers get this error. */
+  abort(reason: Error): Promise<void>;
+  /**
+   * A stream of the bytes written so far and those still to come (optionally a range); ends after commit,
+   * errors after abort or a failed commit. Any number of followers, each at its own pace; a slow follower
+   * never holds back the writer and never makes it buffer (followers read from the temporary file).
+   */
+  follow(range?: ByteRange): Readable;
+}
+
+/** A digest the store cannot address: malformed, or of an algorithm it cannot verify. */
+export class InvalidDigestError extends TypeError {
+  constructor(digest: string) {
+    super(`unsupported or malformed digest: ${JSON.stringify(digest.slice(0, 200))}`);
+    this.name = 'InvalidDigestError';
+  }
+}
+
+/** Parses a digest of a supported algorithm (sha256, sha512) or throws InvalidDigestError. */
+export function requireDigest(value: string): Digest {
+  const digest = parseDigest(value);
+  if (!digest) throw new InvalidDigestError(value);
+  return digest;
+}
+
+/** Validates a range against a size; returns the inclusive end clamped to the last byte. */
+export function clampRange(range: ByteRange, size: number): { start: number; end: number } {
+  if (!Number.isSafeInteger(range.start) || range.start < 0 || !(range.end >= range.start)) {
+    throw new RangeError(`invalid byte range ${range.start}-${range.end}`);
+  }
+  if (range.start >= size) throw new RangeError(`byte range ${range.start}-${range.end} starts beyond the object (${size} bytes)`);
+  return { start: range.start, end: Math.min(range.end, size - 1) };
+}

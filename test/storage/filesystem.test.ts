@@ -1,0 +1,312 @@
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import type { Readable } from 'node:stream';
+import { FilesystemObjectStore } from '../../src/storage/filesystem.ts';
+import { InvalidDigestError } from '../../src/storage/object-store.ts';
+import { openObjectStore } from '../../src/storage/open.ts';
+import { loadConfig } from '../../src/config.ts';
+
+const sha256 = (bytes: Buffer) => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+const sha512 = (bytes: Buffer) => `sha512:${createHash('sha512').update(bytes).digest('hex')}`;
+
+async function collect(stream: Readable): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}
+
+/** The bytes, or the stream's error (caught at once, so that a stream failing early is no unhandled rejection). */
+function settle(stream: Readable): Promise<Buffer | Error> {
+  return collect(stream).catch((error: Error) => error);
+}
+
+function assertFailed(outcome: Buffer | Error, pattern: RegExp): void {
+  assert.ok(outcome instanceof Error, 'the follower must fail');
+  assert.match(outcome.message, pattern);
+}
+
+let root: string;
+let store: FilesystemObjectStore;
+
+before(async () => {
+  root = mkdtempSync(path.join(tmpdir(), 'manifold-objects-'));
+  store = new FilesystemObjectStore({ root });
+  await store.init();
+});
+
+after(() => rmSync(root, { recursive: true, force: true }));
+
+const tempFiles = () => readdirSync(path.join(root, 'tmp'));
+
+async function put(bytes: Buffer): Promise<string> {
+  const writer = await store.createWriter(sha256(bytes));
+  await writer.write(bytes);
+  const result = await writer.commit(bytes.length);
+  assert.equal(result.ok, true);
+  return sha256(bytes);
+}
+
+describe('writing and reading objects', () => {
+  test('a committed object is stored under its digest with its size', async () => {
+    const bytes = randomBytes(100_000);
+    const writer = await store.createWriter(sha256(bytes));
+    await writer.write(bytes.subarray(0, 40_000));
+    await writer.write(bytes.subarray(40_000));
+    assert.equal(writer.bytesWritten, bytes.length);
+    assert.equal(await store.stat(sha256(bytes)), null, 'not readable before the commit');
+    assert.equal(await store.read(sha256(bytes)), null);
+    const result = await writer.commit(bytes.length);
+    assert.deepEqual(result, { ok: true, value: { digest: sha256(bytes), size: bytes.length } });
+    assert.deepEqual(await store.stat(sha256(bytes)), { digest: sha256(bytes), size: bytes.length });
+    assert.deepEqual(await collect((await store.read(sha256(bytes)))!), bytes);
+    assert.deepEqual(tempFiles(), []);
+  });
+
+  test('a write without a known digest is hashed and stored under the computed sha256', async () => {
+    const bytes = Buffer.from('{"schemaVersion":2}');
+    const writer = await store.createWriter(null);
+    await writer.write(bytes);
+    const result = await writer.commit();
+    assert.deepEqual(result, { ok: true, value: { digest: sha256(bytes), size: bytes.length } });
+    assert.deepEqual(await collect((await store.read(sha256(bytes)))!), bytes);
+  });
+
+  test('sha512 digests are supported', async () => {
+    const bytes = randomBytes(1000);
+    const writer = await store.createWriter(sha512(bytes));
+    await writer.write(bytes);
+    assert.equal((await writer.commit()).ok, true);
+    assert.deepEqual(await collect((await store.read(sha512(bytes)))!), bytes);
+  });
+
+  test('unknown algorithms and malformed digests are refused', async () => {
+    await assert.rejects(store.createWriter(`md5:${'a'.repeat(32)}`), InvalidDigestError);
+    await assert.rejects(store.createWriter('sha256:abc'), InvalidDigestError);
+    await assert.rejects(store.stat(`sha1:${'a'.repeat(40)}`), InvalidDigestError);
+    await assert.rejects(store.read('../../etc/passwd'), InvalidDigestError);
+    await assert.rejects(store.delete(`sha256:${'A'.repeat(64)}`), InvalidDigestError);
+    assert.deepEqual(tempFiles(), []);
+  });
+
+  test('bytes that do not hash to the expected digest are refused and leave nothing', async () => {
+    const expected = randomBytes(5000);
+    const writer = await store.createWriter(sha256(expected));
+    await writer.write(randomBytes(5000));
+    const result = await writer.commit();
+    assert.equal(result.ok, false);
+    assert.equal(!result.ok && result.reason, 'invalid');
+    assert.equal(await store.stat(sha256(expected)), null);
+    assert.equal(existsSync(store.objectPath(sha256(expected))), false);
+    assert.deepEqual(tempFiles(), []);
+  });
+
+  test('a size that is not the expected size is refused', async () => {
+    const bytes = randomBytes(300);
+    const writer = await store.createWriter(sha256(bytes));
+    await writer.write(bytes);
+    const result = await writer.commit(301);
+    assert.equal(!result.ok && result.reason, 'invalid');
+    assert.equal(await store.stat(sha256(bytes)), null);
+    assert.deepEqual(tempFiles(), []);
+  });
+
+  test('committing an object that is already stored keeps it', async () => {
+    const bytes = randomBytes(2048);
+    await put(bytes);
+    await put(bytes);
+    assert.deepEqual(await collect((await store.read(sha256(bytes)))!), bytes);
+  });
+
+  test('an aborted write leaves nothing', async () => {
+    const bytes = randomBytes(2048);
+    const writer = await store.createWriter(sha256(bytes));
+    await writer.write(bytes);
+    await writer.abort(new Error('upstream went away'));
+    assert.equal(await store.stat(sha256(bytes)), null);
+    assert.deepEqual(tempFiles(), []);
+    await assert.rejects(writer.write(bytes));
+  });
+
+  test('an empty object can be stored and read', async () => {
+    const empty = Buffer.alloc(0);
+    await put(empty);
+    assert.deepEqual(await store.stat(sha256(empty)), { digest: sha256(empty), size: 0 });
+    assert.deepEqual(await collect((await store.read(sha256(empty)))!), empty);
+  });
+
+  test('delete removes an object; deleting a missing one is fine', async () => {
+    const digest = await put(randomBytes(10));
+    await store.delete(digest);
+    assert.equal(await store.stat(digest), null);
+    assert.equal(await store.read(digest), null);
+    await store.delete(digest);
+  });
+
+  test('ping answers while the store is usable', async () => {
+    assert.equal(await store.ping(), true);
+    assert.equal(await new FilesystemObjectStore({ root: path.join(root, 'missing') }).ping(), false);
+  });
+});
+
+describe('range reads', () => {
+  const bytes = randomBytes(200_001);
+  let digest: string;
+  before(async () => {
+    digest = await put(bytes);
+  });
+
+  test('return exactly the requested bytes', async () => {
+    for (const [start, end] of [[0, 0], [0, 99], [1, 1], [65_535, 65_536], [100_000, 200_000], [199_999, 200_000], [12_345, 150_000]]) {
+      const body = await collect((await store.read(digest, { start, end }))!);
+      assert.deepEqual(body, bytes.subarray(start, end + 1), `bytes ${start}-${end}`);
+    }
+  });
+
+  test('an end beyond the object is clamped to its last byte', async () => {
+    assert.deepEqual(await collect((await store.read(digest, { start: 200_000, end: 999_999_999 }))!), bytes.subarray(200_000));
+    assert.deepEqual(await collect((await store.read(digest, { start: 5, end: Infinity }))!), bytes.subarray(5));
+  });
+
+  test('a start beyond the object or an inverted range is refused', async () => {
+    await assert.rejects(store.read(digest, { start: 200_001, end: 200_005 }), RangeError);
+    await assert.rejects(store.read(digest, { start: 10, end: 9 }), RangeError);
+    await assert.rejects(store.read(digest, { start: -1, end: 9 }), RangeError);
+  });
+});
+
+describe('following an object while it is written', () => {
+  test('every follower sees every byte once the writer commits, whenever it joined', async () => {
+    const bytes = randomBytes(1_000_000);
+    const writer = await store.createWriter(sha256(bytes));
+    const early = settle(writer.follow());
+    const chunks = [bytes.subarray(0, 300_000), bytes.subarray(300_000, 700_000), bytes.subarray(700_000)];
+    await writer.write(chunks[0]);
+    const middle = settle(writer.follow());
+    const ranged = settle(writer.follow({ start: 250_000, end: 750_000 }));
+    await writer.write(chunks[1]);
+    await writer.write(chunks[2]);
+    const beforeCommit = settle(writer.follow({ start: 999_000, end: Infinity }));
+    assert.equal((await writer.commit(bytes.length)).ok, true);
+    const afterCommit = settle(writer.follow({ start: 10, end: 19 }));
+    assert.deepEqual(await early, bytes);
+    assert.deepEqual(await middle, bytes);
+    assert.deepEqual(await ranged, bytes.subarray(250_000, 750_001));
+    assert.deepEqual(await beforeCommit, bytes.subarray(999_000));
+    assert.deepEqual(await afterCommit, bytes.subarray(10, 20));
+  });
+
+  test('a follower receives bytes before the writer commits', async () => {
+    const bytes = randomBytes(10_000);
+    const writer = await store.createWriter(sha256(bytes));
+    const follower = writer.follow();
+    await writer.write(bytes.subarray(0, 4000));
+    const first = await new Promise<Buffer>((resolve) => follower.once('data', resolve));
+    assert.deepEqual(first, bytes.subarray(0, first.length));
+    follower.pause();
+    await writer.write(bytes.subarray(4000));
+    assert.equal((await writer.commit()).ok, true);
+    const rest = await collect(follower);
+    assert.deepEqual(Buffer.concat([first, rest]), bytes);
+  });
+
+  test('followers get an error when the writer aborts', async () => {
+    const bytes = randomBytes(50_000);
+    const writer = await store.createWriter(sha256(bytes));
+    const follower = settle(writer.follow());
+    await writer.write(bytes.subarray(0, 20_000));
+    const late = settle(writer.follow());
+    await writer.abort(new Error('upstream reset'));
+    assertFailed(await follower, /upstream reset/);
+    assertFailed(await late, /upstream reset/);
+    assertFailed(await settle(writer.follow()), /upstream reset/);
+    assert.deepEqual(tempFiles(), []);
+  });
+
+  test('followers get an error when the commit finds the wrong bytes', async () => {
+    const expected = randomBytes(50_000);
+    const writer = await store.createWriter(sha256(expected));
+    const follower = settle(writer.follow());
+    await writer.write(randomBytes(50_000));
+    const result = await writer.commit();
+    assert.equal(result.ok, false);
+    assertFailed(await follower, /hash/);
+  });
+
+  test('a follower that does not read holds back neither the writer nor memory', async () => {
+    const bytes = randomBytes(8 * 1024 * 1024);
+    const writer = await store.createWriter(sha256(bytes));
+    const idle = writer.follow();
+    idle.pause();
+    // Let it start reading: it reads ahead at most its high-water mark.
+    await writer.write(bytes.subarray(0, 1024 * 1024));
+    await new Promise((resolve) => setImmediate(resolve));
+    for (let offset = 1024 * 1024; offset < bytes.length; offset += 1024 * 1024) {
+      await writer.write(bytes.subarray(offset, offset + 1024 * 1024));
+    }
+    assert.equal((await writer.commit()).ok, true, 'the writer finished while the follower read nothing');
+    assert.ok(idle.readableLength <= 1024 * 1024, `the follower buffered ${idle.readableLength} bytes`);
+    assert.deepEqual(await collect(idle), bytes);
+  });
+});
+
+describe('a write interrupted by a killed process', () => {
+  test('leaves only a temporary file, which the next start removes', async () => {
+    const killedRoot = mkdtempSync(path.join(tmpdir(), 'manifold-killed-'));
+    try {
+      const bytes = Buffer.alloc(512 * 1024, 7);
+      const digest = sha256(bytes);
+      const child = spawn(process.execPath, ['--disable-warning=ExperimentalWarning', path.join(import.meta.dirname, 'fixtures', 'interrupted-write.ts'), killedRoot, digest], { stdio: ['ignore', 'pipe', 'inherit'] });
+      const exited = new Promise<NodeJS.Signals | null>((resolve) => child.once('exit', (_code, signal) => resolve(signal)));
+      await new Promise<void>((resolve, reject) => {
+        child.stdout.on('data', (data: Buffer) => { if (data.toString().includes('written')) resolve(); });
+        child.once('exit', () => reject(new Error('the writer exited before writing')));
+      });
+      child.kill('SIGKILL');
+      assert.equal(await exited, 'SIGKILL');
+
+      const leftovers = readdirSync(path.join(killedRoot, 'tmp'));
+      assert.equal(leftovers.length, 1, 'one temporary file');
+      const restarted = new FilesystemObjectStore({ root: killedRoot });
+      assert.equal(await restarted.stat(digest), null, 'nothing readable under the digest');
+      assert.equal(existsSync(restarted.objectPath(digest)), false);
+
+      await restarted.init();
+      assert.deepEqual(readdirSync(path.join(killedRoot, 'tmp')), []);
+      assert.equal(await restarted.stat(digest), null);
+    } finally {
+      rmSync(killedRoot, { recursive: true, force: true });
+    }
+  });
+
+  test('a start keeps the temporary files of writes in progress', async () => {
+    const bytes = randomBytes(100);
+    const writer = await store.createWriter(sha256(bytes));
+    await writer.write(bytes);
+    await new FilesystemObjectStore({ root }).init();
+    assert.equal(tempFiles().length, 1);
+    assert.equal((await writer.commit()).ok, true);
+    assert.deepEqual(tempFiles(), []);
+  });
+});
+
+describe('opening the configured store', () => {
+  test('the filesystem store lives under dataDir/objects unless storage.path says otherwise', async () => {
+    const dataDir = mkdtempSync(path.join(tmpdir(), 'manifold-data-'));
+    try {
+      const configured = openObjectStore(loadConfig({}, { dataDir }));
+      assert.ok(configured instanceof FilesystemObjectStore);
+      assert.equal(configured.root, path.join(dataDir, 'objects'));
+      await configured.init();
+      assert.equal(await configured.ping(), true);
+      const elsewhere = openObjectStore(loadConfig({}, { dataDir, storage: { path: path.join(dataDir, 'blobs') } }));
+      assert.equal((elsewhere as FilesystemObjectStore).root, path.join(dataDir, 'blobs'));
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+});
