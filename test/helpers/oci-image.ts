@@ -1,0 +1,143 @@
+// Test images: an OCI image (random layers, config, manifest) or a multi-platform index of them, and a
+// push through the registry HTTP API (monolithic blob uploads, manifest PUTs) with optional Basic auth.
+// Layers are random bytes labelled as tar+gzip: registries store and serve them without looking inside.
+import { createHash, randomBytes } from 'node:crypto';
+
+export const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
+export const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
+export const OCI_CONFIG = 'application/vnd.oci.image.config.v1+json';
+export const OCI_LAYER = 'application/vnd.oci.image.layer.v1.tar+gzip';
+
+export interface Content {
+  mediaType: string;
+  digest: string;
+  size: number;
+  bytes: Buffer;
+}
+
+export interface Platform {
+  os: string;
+  architecture: string;
+  variant?: string;
+}
+
+export interface TestImage {
+  platform: Platform;
+  config: Content;
+  layers: Content[];
+  manifest: Content;
+  /** Config and layers: every blob the manifest refers to. */
+  blobs: Content[];
+}
+
+export interface TestIndex {
+  index: Content;
+  images: TestImage[];
+  /** Every blob of every image (config and layers). */
+  blobs: Content[];
+}
+
+export function sha256(bytes: Buffer): string {
+  return `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+}
+
+export function content(mediaType: string, bytes: Buffer): Content {
+  return { mediaType, digest: sha256(bytes), size: bytes.length, bytes };
+}
+
+function descriptor(item: Content, extra: Record<string, unknown> = {}) {
+  return { mediaType: item.mediaType, digest: item.digest, size: item.size, ...extra };
+}
+
+/** An image with one random layer per entry of `layerSizes` (bytes). */
+export function buildImage(options: { layerSizes: number[]; platform?: Platform }): TestImage {
+  const platform = options.platform ?? { os: 'linux', architecture: 'amd64' };
+  const layers = options.layerSizes.map((size) => content(OCI_LAYER, randomBytes(size)));
+  const config = content(
+    OCI_CONFIG,
+    Buffer.from(JSON.stringify({
+      ...platform,
+      created: new Date(0).toISOString(),
+      config: { Env: [`MANIFOLD_TEST=${randomBytes(4).toString('hex')}`] },
+      rootfs: { type: 'layers', diff_ids: layers.map((layer) => layer.digest) },
+    })),
+  );
+  const manifest = content(
+    OCI_MANIFEST,
+    Buffer.from(JSON.stringify({
+      schemaVersion: 2,
+      mediaType: OCI_MANIFEST,
+      config: descriptor(config),
+      layers: layers.map((layer) => descriptor(layer)),
+    })),
+  );
+  return { platform, config, layers, manifest, blobs: [config, ...layers] };
+}
+
+/** A multi-platform index with one image per platform, each with its own random layers. */
+export function buildIndex(options: { platforms: Platform[]; layerSizes: number[] }): TestIndex {
+  const images = options.platforms.map((platform) => buildImage({ layerSizes: options.layerSizes, platform }));
+  const index = content(
+    OCI_INDEX,
+    Buffer.from(JSON.stringify({
+      schemaVersion: 2,
+      mediaType: OCI_INDEX,
+      manifests: images.map((image) => descriptor(image.manifest, { platform: image.platform })),
+    })),
+  );
+  return { index, images, blobs: images.flatMap((image) => image.blobs) };
+}
+
+export interface PushOptions {
+  /** Tag for the image's manifest or the index; pushed by digest only when omitted. */
+  tag?: string;
+  username?: string;
+  password?: string;
+}
+
+class PushError extends Error {}
+
+async function expectStatus(response: Response, expected: number[], what: string): Promise<void> {
+  if (!expected.includes(response.status)) {
+    throw new PushError(`${what}: HTTP ${response.status} ${await response.text()}`);
+  }
+}
+
+/** Pushes every blob, the manifests and the index (when given) to `registryUrl` (e.g. http://127.0.0.1:5000). */
+export async function pushImage(registryUrl: string, repository: string, image: TestImage | TestIndex, options: PushOptions = {}): Promise<void> {
+  const base = registryUrl.replace(/\/+$/, '');
+  const auth: Record<string, string> = options.username
+    ? { authorization: `Basic ${Buffer.from(`${options.username}:${options.password ?? ''}`).toString('base64')}` }
+    : {};
+
+  const pushBlob = async (blob: Content) => {
+    const exists = await fetch(`${base}/v2/${repository}/blobs/${blob.digest}`, { method: 'HEAD', headers: auth });
+    if (exists.status === 200) return;
+    const start = await fetch(`${base}/v2/${repository}/blobs/uploads/`, { method: 'POST', headers: auth });
+    await expectStatus(start, [202], `starting the upload of ${blob.digest}`);
+    const location = new URL(start.headers.get('location') ?? '', `${base}/`);
+    location.searchParams.set('digest', blob.digest);
+    const put = await fetch(location, {
+      method: 'PUT',
+      headers: { ...auth, 'content-type': 'application/octet-stream' },
+      body: blob.bytes,
+    });
+    await expectStatus(put, [201], `uploading ${blob.digest}`);
+  };
+  const pushManifest = async (manifest: Content, reference: string) => {
+    const put = await fetch(`${base}/v2/${repository}/manifests/${reference}`, {
+      method: 'PUT',
+      headers: { ...auth, 'content-type': manifest.mediaType },
+      body: manifest.bytes,
+    });
+    await expectStatus(put, [201], `putting manifest ${reference}`);
+  };
+
+  for (const blob of image.blobs) await pushBlob(blob);
+  if ('index' in image) {
+    for (const one of image.images) await pushManifest(one.manifest, one.manifest.digest);
+    await pushManifest(image.index, options.tag ?? image.index.digest);
+  } else {
+    await pushManifest(image.manifest, options.tag ?? image.manifest.digest);
+  }
+}
