@@ -1,26 +1,100 @@
-// The composition root: configuration → database → storage → services → HTTP.
+// The composition root: configuration → database, storage, keys → services → HTTP.
 import type { FastifyInstance } from 'fastify';
 import type { Config } from './config.ts';
 import { resolvedPaths } from './config.ts';
 import { openDatabase } from './db/connect.ts';
 import type { DatabaseHandle } from './db/connect.ts';
+import { Authenticator } from './auth/authenticate.ts';
+import { CredentialsCipher } from './auth/credentials-cipher.ts';
+import { loadEncryptionKey, loadSigningKeys } from './auth/keys.ts';
+import { RegistryTokens } from './auth/registry-tokens.ts';
 import { buildApp } from './http/app.ts';
+import { registryRoutes } from './http/registry-routes.ts';
+import { actorFor, jwtGrants, tokenRealm } from './http/request-auth.ts';
+import { tokenRoutes } from './http/token-endpoint.ts';
 import { createLogger } from './log.ts';
 import type { Logger } from './log.ts';
+import { createMetrics } from './metrics.ts';
+import type { Metrics } from './metrics.ts';
+import { err } from './result.ts';
 import { ensureAdminUser, ADMIN_USERNAME } from './services/bootstrap.ts';
-
-export interface Manifold {
-  app: FastifyInstance;
-  database: DatabaseHandle;
-  logger: Logger;
-  /** Stops accepting, finishes in-flight work within the configured bound, closes everything. */
-  close(): Promise<void>;
-}
+import { AuditService } from './services/audit.ts';
+import { CacheDestroyer } from './services/cache-destroyer.ts';
+import { CacheEntryService } from './services/cache-entries.ts';
+import { DownloadCounter } from './services/download-counter.ts';
+import { GroupService } from './services/groups.ts';
+import { MembershipService } from './services/memberships.ts';
+import { PullService } from './services/pull.ts';
+import { RegistryService } from './services/registries.ts';
+import { RegistryUpstreamService } from './services/registry-upstreams.ts';
+import { TokenService } from './services/tokens.ts';
+import { UpstreamService } from './services/upstreams.ts';
+import { UserService } from './services/users.ts';
+import { openObjectStore } from './storage/open.ts';
+import type { ObjectStore } from './storage/object-store.ts';
+import { UpstreamClient } from './upstream/client.ts';
 
 export function databaseOptions(config: Config) {
   return config.database.url
     ? { url: config.database.url, poolSize: config.database.poolSize }
     : { sqlitePath: resolvedPaths(config).sqlitePath };
+}
+
+/** Everything the services layer offers, built once per process. */
+export async function createServices(config: Config, database: DatabaseHandle, logger: Logger, metrics: Metrics) {
+  const { db, dialect } = database;
+  const paths = resolvedPaths(config);
+  const store = openObjectStore(config);
+  await store.init();
+  const cipher = new CredentialsCipher(loadEncryptionKey(config.secrets.encryptionKey, paths.encryptionKeyPath));
+  const registryTokens = new RegistryTokens({ keys: await loadSigningKeys(paths.signingKeyPath), issuer: config.auth.issuer, service: config.auth.service, ttlSeconds: config.auth.tokenTtlSeconds });
+  const registries = new RegistryService({ db, cipher, limits: config.limits });
+  const upstreams = new UpstreamService({ db, cipher, allowPrivate: config.upstream.allowPrivate, pullCache: registries.pullCache });
+  const entries = new CacheEntryService({ db, dialect, store });
+  const counter = new DownloadCounter({ db, flushIntervalMs: config.cache.counterFlushSeconds * 1000, logger });
+  const client = new UpstreamClient({ ...config.upstream, maxManifestBytes: config.limits.maxManifestBytes, logger });
+  return {
+    store,
+    cipher,
+    registryTokens,
+    authenticator: new Authenticator({ db, registryTokens }),
+    users: new UserService({ db }),
+    groups: new GroupService({ db }),
+    memberships: new MembershipService({ db }),
+    tokens: new TokenService({ db }),
+    audit: new AuditService({ db }),
+    registries,
+    upstreams,
+    registryUpstreams: new RegistryUpstreamService({ db, limits: config.limits, upstreams, pullCache: registries.pullCache }),
+    entries,
+    counter,
+    destroyer: new CacheDestroyer({ db, dialect, store, logger, intervalMs: config.cache.destroyIntervalSeconds * 1000 }),
+    client,
+    pull: new PullService({
+      registries,
+      entries,
+      store,
+      client,
+      counter,
+      metrics,
+      logger,
+      fillGraceMs: config.cache.fillGraceSeconds * 1000,
+      referrersTtlMs: config.cache.referrersTtlSeconds * 1000,
+    }),
+  };
+}
+
+export type Services = Awaited<ReturnType<typeof createServices>>;
+
+export interface Manifold {
+  app: FastifyInstance;
+  database: DatabaseHandle;
+  services: Services;
+  metrics: Metrics;
+  logger: Logger;
+  store: ObjectStore;
+  /** Stops accepting, finishes in-flight responses and fills within the configured bound, closes everything. */
+  close(): Promise<void>;
 }
 
 export async function createManifold(config: Config, logger: Logger = createLogger(config.log.level)): Promise<Manifold> {
@@ -35,18 +109,49 @@ export async function createManifold(config: Config, logger: Logger = createLogg
     logger.info({ username: ADMIN_USERNAME }, 'admin user created with the configured password');
   }
 
+  const metrics = createMetrics();
+  const services = await createServices(config, database, logger, metrics);
+  services.counter.start();
+  services.destroyer.start();
+
   const app = buildApp({
     logger,
+    metrics,
     trustProxy: config.server.trustProxy,
-    health: { database: () => database.ping(), storage: async () => true },
+    health: { database: () => database.ping(), storage: () => services.store.ping() },
+  });
+  tokenRoutes(app, {
+    authenticator: services.authenticator,
+    registryTokens: services.registryTokens,
+    resolveGroupId: async (path) => (await database.db.selectFrom('groups').select('id').where('path', '=', path).executeTakeFirst())?.id ?? null,
+  });
+  registryRoutes(app, {
+    pull: services.pull,
+    service: config.auth.service,
+    realm: (request) => tokenRealm(request, config.server.publicUrl),
+    async authenticate(request, repository) {
+      const actor = await actorFor(request, services.authenticator, 'registry');
+      if (actor.ok && repository && !jwtGrants(actor.value, repository, 'pull')) {
+        return err('unauthorized', `the registry token does not grant pull on ${repository}`);
+      }
+      return actor;
+    },
   });
 
   return {
     app,
     database,
+    services,
+    metrics,
     logger,
+    store: services.store,
     async close() {
+      // Stop accepting; responses in flight finish. Fills go on until they settle (bounded by the caller).
       await app.close();
+      await services.pull.settle();
+      await services.counter.stop();
+      await services.destroyer.stop();
+      await services.client.close();
       await database.close();
     },
   };

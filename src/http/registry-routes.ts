@@ -1,0 +1,166 @@
+// The registry protocol (/v2): read-only pull endpoints of the OCI distribution spec.
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Actor } from '../auth/policy.ts';
+import { ociError } from '../oci/errors.ts';
+import type { OciErrorCode } from '../oci/errors.ts';
+import type { Err, Result } from '../result.ts';
+import type { PullResponse, PullService } from '../services/pull.ts';
+
+export interface RegistryRouteDeps {
+  pull: PullService;
+  /**
+   * The actor of a /v2 request, on the registry channel. With `repository`, a registry token (JWT)
+   * must grant pull on it; without, any valid credentials do (GET /v2/).
+   */
+  authenticate(request: FastifyRequest, repository: string | null): Promise<Result<Actor>>;
+  /** The token endpoint URL announced in the Bearer challenge. */
+  realm(request: FastifyRequest): string;
+  service: string;
+}
+
+const OBJECT_PATH = /^(?<name>.+)\/(?<kind>manifests|blobs|referrers)\/(?<reference>[^/]+)$/;
+
+function sendError(reply: FastifyReply, status: number, code: OciErrorCode, message: string, detail?: unknown): FastifyReply {
+  return reply.code(status).type('application/json').send(ociError(code, message, detail));
+}
+
+function challenge(deps: RegistryRouteDeps, request: FastifyRequest, repository: string | null, error?: string): string {
+  const parts = [`realm="${deps.realm(request)}"`, `service="${deps.service}"`];
+  if (repository) parts.push(`scope="repository:${repository}:pull"`);
+  if (error) parts.push(`error="${error}"`);
+  return `Bearer ${parts.join(',')}`;
+}
+
+/** Maps a service's reason to the status and OCI code of the distribution spec. */
+export function ociStatus(failure: Err, kind: 'manifest' | 'blob' | 'referrers'): { status: number; code: OciErrorCode } {
+  switch (failure.reason) {
+    case 'unauthorized':
+      return { status: 401, code: 'UNAUTHORIZED' };
+    case 'forbidden':
+      return { status: 403, code: 'DENIED' };
+    case 'invalid': {
+      const fields = Object.keys(failure.fields ?? {});
+      if (fields.includes('range')) return { status: 416, code: 'RANGE_INVALID' };
+      if (fields.includes('name')) return { status: 400, code: 'NAME_INVALID' };
+      if (fields.includes('digest')) return { status: 400, code: 'DIGEST_INVALID' };
+      return { status: 400, code: 'MANIFEST_INVALID' };
+    }
+    case 'not_found':
+    case 'no_upstreams':
+      return { status: 404, code: 'NAME_UNKNOWN' };
+    case 'not_found_on_upstreams':
+      return { status: 404, code: kind === 'blob' ? 'BLOB_UNKNOWN' : 'MANIFEST_UNKNOWN' };
+    case 'rate_limited':
+      return { status: 429, code: 'TOOMANYREQUESTS' };
+    default:
+      return { status: 503, code: 'UNAVAILABLE' };
+  }
+}
+
+function etagMatches(header: string | undefined, digest: string): boolean {
+  if (!header) return false;
+  return header.split(',').some((tag) => {
+    const value = tag.trim().replace(/^W\//, '').replace(/^"|"$/g, '');
+    return value === digest || value === '*';
+  });
+}
+
+function sendObject(request: FastifyRequest, reply: FastifyReply, kind: 'manifest' | 'blob', served: PullResponse): FastifyReply {
+  reply.header('Docker-Content-Digest', served.digest);
+  reply.header('Content-Type', served.mediaType);
+  if (served.warning) reply.header('Warning', served.warning);
+  if (kind === 'manifest') {
+    reply.header('ETag', `"${served.digest}"`);
+    if (etagMatches(request.headers['if-none-match'], served.digest)) {
+      served.body?.destroy();
+      return reply.code(304).send();
+    }
+  } else {
+    reply.header('Accept-Ranges', 'bytes');
+  }
+  if (served.range && served.size !== null) {
+    reply.code(206);
+    reply.header('Content-Range', `bytes ${served.range.start}-${served.range.end}/${served.size}`);
+    reply.header('Content-Length', served.range.end - served.range.start + 1);
+  } else if (served.size !== null) {
+    reply.header('Content-Length', served.size);
+  }
+  if (!served.body) return reply.send();
+  // If the body fails half-way (an upstream blob that does not verify), Fastify destroys the
+  // connection: the client sees a broken transfer, never a complete-looking wrong one.
+  return reply.send(served.body);
+}
+
+export function registryRoutes(app: FastifyInstance, deps: RegistryRouteDeps): void {
+  app.addHook('onRequest', async (request, reply) => {
+    if (request.url === '/v2' || request.url.startsWith('/v2/')) reply.header('Docker-Distribution-Api-Version', 'registry/2.0');
+  });
+
+  app.route({
+    method: ['GET', 'HEAD'],
+    url: '/v2/',
+    exposeHeadRoute: false,
+    handler: async (request, reply) => {
+      const actor = await deps.authenticate(request, null);
+      if (!actor.ok || actor.value.kind === 'anonymous') {
+        reply.header('WWW-Authenticate', challenge(deps, request, null, actor.ok ? undefined : 'invalid_token'));
+        return sendError(reply, 401, 'UNAUTHORIZED', actor.ok ? 'authentication required' : actor.message);
+      }
+      return reply.type('application/json').send({});
+    },
+  });
+
+  app.route({
+    method: ['GET', 'HEAD'],
+    url: '/v2/*',
+    exposeHeadRoute: false,
+    handler: async (request, reply) => {
+      const path = (request.params as { '*': string })['*'];
+      if (/\/tags\/list$/.test(path)) return sendError(reply, 404, 'UNSUPPORTED', 'tag listing is not offered by this pull-through cache');
+      const match = OBJECT_PATH.exec(path);
+      if (!match?.groups) return sendError(reply, 404, 'NAME_UNKNOWN', 'no such endpoint');
+      const { name, reference } = match.groups;
+      const kind = match.groups.kind === 'manifests' ? 'manifest' : match.groups.kind === 'blobs' ? 'blob' : 'referrers';
+
+      const actor = await deps.authenticate(request, name);
+      if (!actor.ok || actor.value.kind === 'anonymous') {
+        reply.header('WWW-Authenticate', challenge(deps, request, name, actor.ok ? undefined : 'insufficient_scope'));
+        return sendError(reply, 401, 'UNAUTHORIZED', actor.ok ? 'authentication required' : actor.message, [{ Type: 'repository', Name: name, Action: 'pull' }]);
+      }
+
+      if (kind === 'referrers') {
+        if (request.method === 'HEAD') return sendError(reply, 405, 'UNSUPPORTED', 'use GET for referrers');
+        const artifactType = (request.query as { artifactType?: string }).artifactType;
+        const result = await deps.pull.referrers(actor.value, name, reference, artifactType);
+        if (!result.ok) {
+          const { status, code } = ociStatus(result, 'referrers');
+          return sendError(reply, status, code, result.message);
+        }
+        if (artifactType) reply.header('OCI-Filters-Applied', 'artifactType');
+        return reply.type(result.value.mediaType).send(result.value.bytes);
+      }
+
+      const result = await deps.pull.pull({
+        actor: actor.value,
+        name,
+        kind,
+        reference,
+        method: request.method === 'HEAD' ? 'HEAD' : 'GET',
+        range: kind === 'blob' ? request.headers.range : undefined,
+        accept: kind === 'manifest' ? request.headers.accept : undefined,
+      });
+      if (!result.ok) {
+        const { status, code } = ociStatus(result, kind);
+        if (status === 416) reply.header('Content-Range', 'bytes */*');
+        return sendError(reply, status, code, result.message);
+      }
+      return sendObject(request, reply, kind, result.value);
+    },
+  });
+
+  app.route({
+    method: ['POST', 'PUT', 'PATCH', 'DELETE'],
+    url: '/v2/*',
+    handler: async (_request, reply) => sendError(reply, 405, 'UNSUPPORTED', 'Manifold is a read-only pull-through cache: pushes and deletes are not accepted'),
+  });
+}

@@ -1,0 +1,26 @@
+// Prometheus metrics (DESIGN §7). One registry per Manifold instance, passed to whoever records.
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export type CacheResult = 'hit' | 'miss' | 'revalidated' | 'stale' | 'upstream_head';
+export type ObjectKind = 'manifest' | 'blob';
+
+export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
+  const registry = new Registry();
+  if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: registry, prefix: 'manifold_' });
+  const registers = [registry];
+  return {
+    registry,
+    httpRequests: new Counter({ name: 'manifold_http_requests_total', help: 'HTTP requests by route, method and status', labelNames: ['route', 'method', 'status'], registers }),
+    httpDuration: new Histogram({ name: 'manifold_http_request_duration_seconds', help: 'Time to the end of the response', labelNames: ['route', 'method'], buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 120], registers }),
+    cacheRequests: new Counter({ name: 'manifold_cache_requests_total', help: 'Pulls by object kind and cache result', labelNames: ['kind', 'result'], registers }),
+    bytesServed: new Counter({ name: 'manifold_bytes_served_total', help: 'Bytes sent to clients, from the cache or while filling from an upstream', labelNames: ['source'], registers }),
+    fillsInFlight: new Gauge({ name: 'manifold_fills_in_flight', help: 'Cache fills streaming from upstreams now', registers }),
+    fillFollowers: new Gauge({ name: 'manifold_fill_followers', help: 'Responses attached to a fill in flight', registers }),
+    fills: new Counter({ name: 'manifold_fills_total', help: 'Finished cache fills by outcome', labelNames: ['kind', 'outcome'], registers }),
+    upstreamRequests: new Histogram({ name: 'manifold_upstream_request_duration_seconds', help: 'Upstream request time to headers, by operation and outcome', labelNames: ['upstream', 'operation', 'outcome'], buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers }),
+    upstreamErrors: new Counter({ name: 'manifold_upstream_errors_total', help: 'Upstream requests that failed, by kind', labelNames: ['upstream', 'kind'], registers }),
+    upstreamRateLimitRemaining: new Gauge({ name: 'manifold_upstream_ratelimit_remaining', help: 'Last ratelimit-remaining an upstream sent', labelNames: ['upstream'], registers }),
+  };
+}
+
+export type Metrics = ReturnType<typeof createMetrics>;

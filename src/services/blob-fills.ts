@@ -1,0 +1,167 @@
+// Single flight for blob fills (DESIGN §3.2): one upstream fetch per object however many clients ask;
+// every client streams from the growing temporary object, none waits for the end. A client that
+// disconnects does not stop the fill; with nobody attached it stops after a grace period.
+import type { Readable } from 'node:stream';
+import type { ByteRange, ObjectInfo, ObjectStore, ObjectWriter } from '../storage/object-store.ts';
+import type { Logger } from '../log.ts';
+import type { Metrics } from '../metrics.ts';
+import { err, ok } from '../result.ts';
+import type { Result } from '../result.ts';
+
+export interface BlobSource {
+  body: Readable;
+  /** From the upstream's Content-Length; null when it sent none. */
+  size: number | null;
+}
+
+export interface BlobFillSpec {
+  /** Who fills what: one fill per key at a time (upstream id + relative path). */
+  key: string;
+  digest: string;
+  /** Fetches the body from the upstream; the signal aborts the fetch. */
+  open(signal: AbortSignal): Promise<Result<BlobSource>>;
+  /** Runs after the object is committed (creates the cache entry). */
+  onCommit(info: ObjectInfo): Promise<void>;
+}
+
+/** One fill in flight. */
+export class BlobFill {
+  readonly digest: string;
+  readonly size: number | null;
+  /** Settles when the object is committed (and its entry recorded) or the fill failed. */
+  readonly done: Promise<Result<ObjectInfo>>;
+  #writer: ObjectWriter;
+  #store: ObjectStore;
+  #attached = 0;
+  #committed = false;
+  #graceTimer: NodeJS.Timeout | null = null;
+  #graceMs: number;
+  #abort: AbortController;
+  #metrics: Metrics;
+
+  constructor(options: { digest: string; source: BlobSource; writer: ObjectWriter; store: ObjectStore; graceMs: number; abort: AbortController; metrics: Metrics; logger: Logger; onCommit(info: ObjectInfo): Promise<void> }) {
+    this.digest = options.digest;
+    this.size = options.source.size;
+    this.#writer = options.writer;
+    this.#store = options.store;
+    this.#graceMs = options.graceMs;
+    this.#abort = options.abort;
+    this.#metrics = options.metrics;
+    this.done = this.#pump(options.source, options.onCommit, options.logger);
+  }
+
+  async #pump(source: BlobSource, onCommit: (info: ObjectInfo) => Promise<void>, logger: Logger): Promise<Result<ObjectInfo>> {
+    try {
+      for await (const chunk of source.body) await this.#writer.write(chunk as Buffer);
+      if (source.size !== null && this.#writer.bytesWritten !== source.size) {
+        throw new Error(`upstream sent ${this.#writer.bytesWritten} of ${source.size} bytes`);
+      }
+      const committed = await this.#writer.commit(source.size ?? undefined);
+      if (!committed.ok) {
+        logger.warn({ digest: this.digest, reason: committed.message }, 'upstream blob failed verification; nothing stored');
+        this.#metrics.fills.inc({ kind: 'blob', outcome: 'verification_failed' });
+        return committed;
+      }
+      await onCommit(committed.value);
+      this.#committed = true;
+      this.#metrics.fills.inc({ kind: 'blob', outcome: 'committed' });
+      return committed;
+    } catch (error) {
+      source.body.destroy();
+      await this.#writer.abort(error as Error).catch(() => {});
+      const aborted = this.#abort.signal.aborted;
+      this.#metrics.fills.inc({ kind: 'blob', outcome: aborted ? 'abandoned' : 'upstream_failed' });
+      if (!aborted) logger.warn({ digest: this.digest, err: (error as Error).message }, 'blob fill failed');
+      return err('upstream_unavailable', `fill of ${this.digest} failed: ${(error as Error).message}`, { cause: error });
+    } finally {
+      this.#clearGrace();
+    }
+  }
+
+  /** A stream of the object (or a range of it) for one more client. */
+  async attach(range?: ByteRange): Promise<Readable> {
+    if (this.#committed) {
+      const stream = await this.#store.read(this.digest, range);
+      if (stream) return stream;
+    }
+    const stream = this.#writer.follow(range);
+    this.#attached++;
+    this.#metrics.fillFollowers.inc();
+    this.#clearGrace();
+    stream.once('close', () => {
+      this.#attached--;
+      this.#metrics.fillFollowers.dec();
+      if (this.#attached === 0 && !this.#committed) this.#startGrace();
+    });
+    return stream;
+  }
+
+  #startGrace(): void {
+    this.#clearGrace();
+    this.#graceTimer = setTimeout(() => {
+      if (this.#attached === 0) this.#abort.abort(new Error('no client attached within the grace period'));
+    }, this.#graceMs);
+    this.#graceTimer.unref();
+  }
+
+  #clearGrace(): void {
+    if (this.#graceTimer) clearTimeout(this.#graceTimer);
+    this.#graceTimer = null;
+  }
+}
+
+export class BlobFills {
+  #fills = new Map<string, Promise<Result<BlobFill>>>();
+  #deps: { store: ObjectStore; metrics: Metrics; logger: Logger; graceMs: number };
+
+  constructor(deps: { store: ObjectStore; metrics: Metrics; logger: Logger; graceMs: number }) {
+    this.#deps = deps;
+  }
+
+  /** Joins the fill for spec.key, or starts it. */
+  join(spec: BlobFillSpec): Promise<Result<BlobFill>> {
+    const existing = this.#fills.get(spec.key);
+    if (existing) return existing;
+    const started = this.#start(spec);
+    this.#fills.set(spec.key, started);
+    void started.then((result) => {
+      if (!result.ok) {
+        this.#fills.delete(spec.key);
+        return;
+      }
+      this.#deps.metrics.fillsInFlight.inc();
+      void result.value.done.finally(() => {
+        this.#fills.delete(spec.key);
+        this.#deps.metrics.fillsInFlight.dec();
+      });
+    });
+    return started;
+  }
+
+  /** Fills in flight now. */
+  get size(): number {
+    return this.#fills.size;
+  }
+
+  /** Waits for every fill in flight to settle (graceful shutdown). */
+  async settle(): Promise<void> {
+    const fills = await Promise.all(this.#fills.values());
+    await Promise.all(fills.map((f) => (f.ok ? f.value.done : null)));
+  }
+
+  async #start(spec: BlobFillSpec): Promise<Result<BlobFill>> {
+    const abort = new AbortController();
+    const source = await spec.open(abort.signal);
+    if (!source.ok) return source;
+    let writer: ObjectWriter;
+    try {
+      writer = await this.#deps.store.createWriter(spec.digest);
+    } catch (error) {
+      source.value.body.destroy();
+      return err('persistence_error', `cannot write to storage: ${(error as Error).message}`, { cause: error });
+    }
+    source.value.body.once('error', () => {});
+    abort.signal.addEventListener('abort', () => source.value.body.destroy(abort.signal.reason as Error), { once: true });
+    return ok(new BlobFill({ digest: spec.digest, source: source.value, writer, store: this.#deps.store, graceMs: this.#deps.graceMs, abort, metrics: this.#deps.metrics, logger: this.#deps.logger, onCommit: spec.onCommit }));
+  }
+}

@@ -1,0 +1,116 @@
+// A Manifold server for end-to-end tests: the real composition root on a temporary data directory
+// (SQLite, or PostgreSQL in a schema of its own when TEST_DATABASE_URL is set), listening on 127.0.0.1.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
+import pg from 'pg';
+import { Writable } from 'node:stream';
+import { loadConfig } from '../../src/config.ts';
+import type { ConfigInput } from '../../src/config.ts';
+import { createLogger } from '../../src/log.ts';
+import { createManifold } from '../../src/server.ts';
+import type { Manifold } from '../../src/server.ts';
+import type { Actor } from '../../src/auth/policy.ts';
+import type { Result } from '../../src/result.ts';
+import { testDatabaseUrl } from './db.ts';
+
+export const ADMIN_PASSWORD = 'admin-password-for-tests';
+
+export interface TestManifold {
+  manifold: Manifold;
+  /** http://127.0.0.1:<port> */
+  url: string;
+  /** 127.0.0.1:<port>, as image references spell it. */
+  host: string;
+  dataDir: string;
+  /** Every log line the server wrote. */
+  logs: string[];
+  admin: Actor;
+  stop(): Promise<void>;
+}
+
+export function unwrap<T>(result: Result<T>): T {
+  if (!result.ok) throw new Error(`${result.reason}: ${result.message}`);
+  return result.value;
+}
+
+export async function startManifold(overrides: ConfigInput = {}, options: { dataDir?: string; schema?: string } = {}): Promise<TestManifold> {
+  const dataDir = options.dataDir ?? mkdtempSync(path.join(tmpdir(), 'manifold-e2e-'));
+  let database: ConfigInput['database'] = {};
+  let schema = options.schema;
+  if (testDatabaseUrl) {
+    schema ??= `e2e_${process.pid}_${randomBytes(4).toString('hex')}`;
+    const client = new pg.Client({ connectionString: testDatabaseUrl });
+    await client.connect();
+    await client.query(`create schema if not exists ${schema}`);
+    await client.end();
+    const url = new URL(testDatabaseUrl);
+    url.searchParams.set('options', `-c search_path=${schema}`);
+    database = { url: url.toString() };
+  }
+  const config = loadConfig({}, {
+    dataDir,
+    adminPassword: ADMIN_PASSWORD,
+    server: { host: '127.0.0.1', port: 0 },
+    upstream: { allowPrivate: true, connectTimeoutMs: 2_000, headersTimeoutMs: 5_000, bodyTimeoutMs: 10_000, probeTimeoutMs: 2_000 },
+    log: { level: 'info' },
+    ...overrides,
+    database: { ...database, ...overrides.database },
+  });
+  const logs: string[] = [];
+  const sink = new Writable({
+    write(chunk, _encoding, done) {
+      logs.push(String(chunk));
+      done();
+    },
+  });
+  const manifold = await createManifold(config, createLogger(config.log.level, sink));
+  await manifold.app.listen({ host: '127.0.0.1', port: 0 });
+  const port = (manifold.app.server.address() as AddressInfo).port;
+  const admin = unwrap(await manifold.services.authenticator.authenticate({ authorization: `Basic ${Buffer.from(`admin:${ADMIN_PASSWORD}`).toString('base64')}` }, 'api'));
+  return {
+    manifold,
+    url: `http://127.0.0.1:${port}`,
+    host: `127.0.0.1:${port}`,
+    dataDir,
+    logs,
+    admin,
+    async stop() {
+      await manifold.close();
+      if (!options.dataDir) rmSync(dataDir, { recursive: true, force: true });
+      if (testDatabaseUrl && !options.schema) {
+        const client = new pg.Client({ connectionString: testDatabaseUrl });
+        await client.connect();
+        await client.query(`drop schema if exists ${schema} cascade`);
+        await client.end();
+      }
+    },
+  };
+}
+
+/** A group with a registry whose upstreams are `upstreamUrls`, in that order. */
+export async function createVirtualRegistry(server: TestManifold, options: { group: string; registry: string; upstreamUrls: string[]; cacheValidityHours?: number; credentials?: { username: string; password: string } }) {
+  const services = server.manifold.services;
+  const group = unwrap(await services.groups.create(server.admin, { path: options.group }));
+  const registry = unwrap(await services.registries.create(server.admin, group.id, { name: options.registry }));
+  const upstreams = [];
+  for (const [index, url] of options.upstreamUrls.entries()) {
+    const link = unwrap(await services.registryUpstreams.createUpstreamForRegistry(server.admin, registry.id, {
+      name: `upstream-${index + 1}`,
+      url,
+      cache_validity_hours: options.cacheValidityHours ?? 24,
+      username: options.credentials?.username ?? null,
+      password: options.credentials?.password ?? null,
+    }));
+    upstreams.push(link);
+  }
+  return { group, registry, upstreams };
+}
+
+/** A personal access token of the admin with the given scopes (plaintext). */
+export async function personalToken(server: TestManifold, scopes: ('read_virtual_registry' | 'read_api' | 'api')[] = ['read_virtual_registry']): Promise<string> {
+  const created = unwrap(await server.manifold.services.tokens.createPersonal(server.admin, { name: `token-${randomBytes(3).toString('hex')}`, scopes }));
+  return created.token;
+}
