@@ -1,17 +1,31 @@
 // The Fastify application shell: logging, request metrics, health and /metrics. The protocol and API
 // routes are added by their modules (see src/server.ts).
-import Fastify from 'fastify';
-import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
+import Fastify, { LogController } from 'fastify';
+import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from '../log.ts';
+import { createMetrics } from '../metrics.ts';
 import type { Metrics } from '../metrics.ts';
 import { healthRoutes } from './health.ts';
 import type { HealthChecks } from './health.ts';
 
 export interface AppDependencies {
   logger: Logger;
-  metrics: Metrics;
+  /** Default: a registry of its own (tests). */
+  metrics?: Metrics;
   health: HealthChecks;
   trustProxy: boolean;
+}
+
+/** One log line per request, when it ends (DESIGN §7); headers are never logged, so neither are credentials. */
+class OneLinePerRequest extends LogController {
+  override incomingRequest(): void {}
+
+  override requestCompleted(error: Error | null, request: FastifyRequest, reply: FastifyReply): void {
+    const line = { method: request.method, url: request.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime), ip: request.ip };
+    if (error) reply.log.error({ ...line, err: error }, 'request failed');
+    else if (request.url.startsWith('/healthz') || request.url.startsWith('/readyz') || request.url.startsWith('/metrics')) reply.log.debug(line, 'request');
+    else reply.log.info(line, 'request');
+  }
 }
 
 export function buildApp(deps: AppDependencies): FastifyInstance {
@@ -21,20 +35,22 @@ export function buildApp(deps: AppDependencies): FastifyInstance {
     // Registry paths hold slashes and colons; keep them as they are.
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 1024 },
     requestIdHeader: 'x-request-id',
+    logController: new OneLinePerRequest(),
     return503OnClosing: true,
     // Blob responses can take long; the client's own timeouts decide.
     requestTimeout: 0,
   });
 
+  const metrics = deps.metrics ?? createMetrics({ defaultMetrics: false });
   app.addHook('onResponse', async (request, reply) => {
     const route = request.routeOptions.url ?? 'unmatched';
-    deps.metrics.httpRequests.inc({ route, method: request.method, status: String(reply.statusCode) });
-    deps.metrics.httpDuration.observe({ route, method: request.method }, reply.elapsedTime / 1000);
+    metrics.httpRequests.inc({ route, method: request.method, status: String(reply.statusCode) });
+    metrics.httpDuration.observe({ route, method: request.method }, reply.elapsedTime / 1000);
   });
 
   healthRoutes(app, deps.health);
-  app.get('/metrics', { logLevel: 'warn' }, async (_request, reply) => {
-    return reply.type(deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics());
+  app.get('/metrics', async (_request, reply) => {
+    return reply.type(metrics.registry.contentType).send(await metrics.registry.metrics());
   });
   return app;
 }
