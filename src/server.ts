@@ -8,6 +8,7 @@ import { Authenticator } from './auth/authenticate.ts';
 import { CredentialsCipher } from './auth/credentials-cipher.ts';
 import { loadEncryptionKey, loadSigningKeys } from './auth/keys.ts';
 import { RegistryTokens } from './auth/registry-tokens.ts';
+import { apiRoutes } from './http/api/index.ts';
 import { buildApp } from './http/app.ts';
 import { registryRoutes } from './http/registry-routes.ts';
 import { actorFor, jwtGrants, tokenRealm } from './http/request-auth.ts';
@@ -136,6 +137,21 @@ export async function createManifold(config: Config, logger: Logger = createLogg
       }
       return actor;
     },
+  });
+  apiRoutes(app, {
+    db: database.db,
+    authenticator: services.authenticator,
+    userService: services.users,
+    groupService: services.groups,
+    membershipService: services.memberships,
+    tokenService: services.tokens,
+    registryService: services.registries,
+    upstreamService: services.upstreams,
+    registryUpstreamService: services.registryUpstreams,
+    cacheEntries: services.entries,
+    auditService: services.audit,
+    upstreamClient: services.client,
+    allowPrivateUpstreams: config.upstream.allowPrivate,
   });
 
   return {

@@ -4,12 +4,15 @@ import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from '../config.ts';
 import { createManifold, databaseOptions } from '../server.ts';
 import { openDatabase } from '../db/connect.ts';
+import { ADMIN_COMMANDS, ADMIN_USAGE, runAdmin } from './admin.ts';
 
 const USAGE = `usage: manifold <command>
 
 commands:
   serve     start the server (runs migrations first)
   migrate   run database migrations and exit
+
+${ADMIN_USAGE}
 
 Configuration comes from MANIFOLD_CONFIG (a YAML file) and MANIFOLD_* environment variables; see README.md.`;
 
@@ -44,7 +47,20 @@ async function migrate(): Promise<void> {
 
 const COMMANDS: Record<string, (args: string[]) => Promise<void>> = { serve, migrate };
 
+async function readStdin(): Promise<string> {
+  if (process.stdin.isTTY) return '';
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
 async function main(): Promise<void> {
+  const [noun, ...args] = process.argv.slice(2);
+  if (noun && ADMIN_COMMANDS.includes(noun)) {
+    const io = { stdout: (text: string) => process.stdout.write(text), stderr: (text: string) => process.stderr.write(text), readStdin };
+    process.exitCode = await runAdmin(noun, args, io);
+    return;
+  }
   const { positionals } = parseArgs({ allowPositionals: true, strict: false });
   const [command, ...rest] = positionals;
   const run = command ? COMMANDS[command] : undefined;

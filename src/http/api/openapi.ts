@@ -25,8 +25,9 @@ export const OPENAPI_INFO = {
     '**Pagination**: `page` (from 1) and `per_page` (default 20, at most 100); headers `X-Total`, `X-Total-Pages`, `X-Page`, `X-Per-Page`,',
     '`X-Next-Page`, `X-Prev-Page` and `Link` (RFC 8288: first, prev, next, last).',
     '',
-    '**Times** are epoch milliseconds. Single resources carry `Last-Modified`; every `DELETE` honours `If-Unmodified-Since` (412 when',
-    'the resource changed after that date). A group `{id}` may also be the group\'s path.',
+    '**Times** are epoch milliseconds. Single resources carry `Last-Modified`; the `DELETE` of a resource that has one honours',
+    '`If-Unmodified-Since` (412 when the resource changed after that date; token revocations do not: tokens never change). A group',
+    '`{id}` may also be the group\'s path.',
   ].join('\n'),
 };
 

@@ -89,7 +89,8 @@ export function handleError(error: FastifyError, request: FastifyRequest, reply:
   const status = error.statusCode ?? 500;
   if (status >= 400 && status < 500) {
     // Fastify's own refusals: malformed JSON (400), unsupported content type (415), body too large (413)...
-    const detail = error.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || error.name === 'SyntaxError' ? 'the body is not valid JSON' : error.message;
+    const detail = error.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || error.name === 'SyntaxError' ? 'the body is not valid JSON'
+      : status === 415 ? 'unsupported content type: send application/json' : error.message;
     return sendProblem(reply, problem(status, status === 415 ? 'unsupported_media_type' : 'invalid', detail));
   }
   request.log.error({ err: error }, 'unexpected error in the management API');

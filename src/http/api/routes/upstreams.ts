@@ -123,7 +123,7 @@ export function upstreamRoutes(app: ApiInstance, deps: ResolvedApiDeps): void {
   });
 
   app.post('/upstreams/:id/test', {
-    schema: { summary: 'Test the connection to a saved upstream, optionally with another url or credentials (maintainers)', tags, params: idParams, body: testSavedUpstreamBody.optional(), response: { 200: connectionTestSchema, ...errorResponses(400, 404) } },
+    schema: { summary: 'Test the connection to a saved upstream, optionally with another url or credentials (maintainers)', tags, params: idParams, body: testSavedUpstreamBody.nullish(), response: { 200: connectionTestSchema, ...errorResponses(400, 404) } },
   }, async (request, reply) => {
     const saved = await upstreams.getTarget(actorOf(request), request.params.id);
     if (!saved.ok) return sendResult(request, reply, saved);

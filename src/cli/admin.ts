@@ -1,0 +1,331 @@
+// `manifold` admin commands: what an operator does from a shell on the machine, against the local
+// database with the server's configuration. They act as the system (the operator owns the machine),
+// through the same services as the API, and print text, or JSON with --json.
+import { parseArgs } from 'node:util';
+import type { ParseArgsConfig } from 'node:util';
+import { sql } from 'kysely';
+import { loadConfig, resolvedPaths } from '../config.ts';
+import type { Config } from '../config.ts';
+import { CredentialsCipher } from '../auth/credentials-cipher.ts';
+import { loadEncryptionKey } from '../auth/keys.ts';
+import { SYSTEM, SCOPES } from '../auth/policy.ts';
+import type { Actor, Scope } from '../auth/policy.ts';
+import { generatePassword } from '../auth/secrets.ts';
+import { openDatabase } from '../db/connect.ts';
+import type { DatabaseHandle } from '../db/connect.ts';
+import type { Err, Result } from '../result.ts';
+import { CacheEntryService } from '../services/cache-entries.ts';
+import { GroupService } from '../services/groups.ts';
+import type { GroupView } from '../services/groups.ts';
+import { MembershipService } from '../services/memberships.ts';
+import { RegistryService } from '../services/registries.ts';
+import { RegistryUpstreamService } from '../services/registry-upstreams.ts';
+import type { RegistryUpstreamView } from '../services/registry-upstreams.ts';
+import { TokenService } from '../services/tokens.ts';
+import { UpstreamService } from '../services/upstreams.ts';
+import type { UpstreamInput, UpstreamView } from '../services/upstreams.ts';
+import { UserService } from '../services/users.ts';
+import { openObjectStore } from '../storage/open.ts';
+import { databaseOptions } from '../server.ts';
+
+export const ADMIN_USAGE = `admin commands (they work on the local database, with the server's configuration; add --json for JSON):
+  user create <username> [--admin] [--email <email>] [--password-stdin]
+      without --password-stdin a password is generated and printed once
+  token create --user <username> --name <name> --scopes <scope,...> [--expires-days <n>]
+      a personal access token; scopes: ${SCOPES.join(', ')}; prints the token once
+  group create <path> [--name <name>] [--owner <username>]
+  registry create <group>/<name> [--upstream <url>]... [--username <user> --password-stdin] [--cache-validity-hours <n>]
+      creates the registry and its upstreams in this order (an upstream of the group with the same URL is reused)
+  registry list <group>
+  upstream list <group> [--search <text>]
+  cache purge <group>/<registry> | cache purge --upstream <id>
+      marks the cache entries for deletion (the server's destroy worker removes them)`;
+
+/** What a command writes; tests give their own. */
+export interface AdminIo {
+  stdout: (text: string) => void;
+  stderr: (text: string) => void;
+  readStdin: () => Promise<string>;
+}
+
+export class UsageError extends Error {}
+
+/** A failed command: the message (and field messages) go to stderr, the exit code is 1. */
+class CommandFailed extends Error {
+  readonly fields: Record<string, string[]>;
+  constructor(failure: Err<string>) {
+    super(failure.message);
+    this.fields = failure.fields ?? {};
+  }
+}
+
+function value<T>(result: Result<T, string>): T {
+  if (!result.ok) throw new CommandFailed(result);
+  return result.value;
+}
+
+interface Context {
+  config: Config;
+  database: DatabaseHandle;
+  users: UserService;
+  groups: GroupService;
+  memberships: MembershipService;
+  tokens: TokenService;
+  registries: RegistryService;
+  upstreams: UpstreamService;
+  links: RegistryUpstreamService;
+  cacheEntries: () => CacheEntryService;
+}
+
+async function openContext(): Promise<Context> {
+  const config = loadConfig();
+  const database = openDatabase(databaseOptions(config));
+  try {
+    await database.migrate();
+  } catch (error) {
+    await database.close();
+    throw error;
+  }
+  const db = database.db;
+  const limits = config.limits;
+  const cipher = new CredentialsCipher(loadEncryptionKey(config.secrets.encryptionKey, resolvedPaths(config).encryptionKeyPath));
+  const registries = new RegistryService({ db, cipher, limits, pullCacheTtlMs: 0 });
+  const upstreams = new UpstreamService({ db, cipher, allowPrivate: config.upstream.allowPrivate });
+  return {
+    config,
+    database,
+    users: new UserService({ db }),
+    groups: new GroupService({ db }),
+    memberships: new MembershipService({ db }),
+    tokens: new TokenService({ db }),
+    registries,
+    upstreams,
+    links: new RegistryUpstreamService({ db, limits, upstreams }),
+    cacheEntries: () => new CacheEntryService({ db, dialect: database.dialect, store: openObjectStore(config) }),
+  };
+}
+
+function parse<T extends NonNullable<ParseArgsConfig['options']>>(args: string[], options: T) {
+  try {
+    return parseArgs({ args, options: { ...options, json: { type: 'boolean' } }, allowPositionals: true, strict: true });
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+}
+
+function positional(positionals: string[], index: number, what: string): string {
+  const found = positionals[index];
+  if (!found) throw new UsageError(`missing ${what}`);
+  return found;
+}
+
+function splitRegistryName(raw: string): { group: string; registry: string } {
+  const slash = raw.indexOf('/');
+  if (slash <= 0 || slash === raw.length - 1 || raw.indexOf('/', slash + 1) >= 0) throw new UsageError(`expected <group>/<registry>, got ${raw}`);
+  return { group: raw.slice(0, slash), registry: raw.slice(slash + 1) };
+}
+
+async function readSecret(io: AdminIo, what: string): Promise<string> {
+  const secret = (await io.readStdin()).replace(/\r?\n$/, '');
+  if (secret === '') throw new UsageError(`--password-stdin: no ${what} on standard input`);
+  return secret;
+}
+
+async function groupByPath(context: Context, path: string): Promise<GroupView> {
+  return value(await context.groups.getByPath(SYSTEM, path));
+}
+
+/** The user as an actor of their own: personal tokens belong to the user who holds them. */
+async function actorOfUser(context: Context, username: string): Promise<Actor> {
+  const user = await context.database.db.selectFrom('users').selectAll().where(sql<string>`lower(username)`, '=', username.toLowerCase()).executeTakeFirst();
+  if (!user) throw new CommandFailed({ ok: false, reason: 'not_found', message: `no user named ${username}` });
+  if (user.blocked === 1) throw new CommandFailed({ ok: false, reason: 'forbidden', message: `${username} is blocked` });
+  return { kind: 'user', userId: user.id, username: user.username, admin: user.admin === 1, blocked: false, memberships: new Map(), token: null, channel: 'api' };
+}
+
+async function allUpstreams(context: Context, groupId: number, search?: string): Promise<UpstreamView[]> {
+  const found: UpstreamView[] = [];
+  for (let page = 1; ; page++) {
+    const listed = value(await context.upstreams.list(SYSTEM, groupId, { page, per_page: 100, search }));
+    found.push(...listed.items);
+    if (page * 100 >= listed.total) return found;
+  }
+}
+
+function upstreamName(url: string): string {
+  const parsed = new URL(url);
+  return `${parsed.host}${parsed.pathname.replace(/\/+$/, '')}`.slice(0, 255);
+}
+
+function describeLinks(links: RegistryUpstreamView[]): string {
+  return links.length === 0 ? '    (no upstreams)' : links.map((l) => `    ${l.position}. ${l.upstream.url}${l.upstream.has_credentials ? ` (as ${l.upstream.username})` : ''}  [upstream ${l.upstream_id}]`).join('\n');
+}
+
+type Output = { json: unknown; text: string };
+type Command = (context: Context, args: string[], io: AdminIo) => Promise<Output>;
+
+const commands: Record<string, Record<string, Command>> = {
+  user: {
+    async create(context, args, io) {
+      const { values, positionals } = parse(args, { admin: { type: 'boolean' }, email: { type: 'string' }, 'password-stdin': { type: 'boolean' } });
+      const username = positional(positionals, 0, '<username>');
+      const generated = values['password-stdin'] ? null : generatePassword();
+      const password = generated ?? (await readSecret(io, 'password'));
+      const user = value(await context.users.create(SYSTEM, { username, password, email: values.email ?? null, admin: values.admin ?? false }));
+      const text = `created ${user.admin ? 'admin ' : ''}user ${user.username} (id ${user.id})${generated ? `\npassword: ${generated}\n(shown once: keep it)` : ''}`;
+      return { json: generated ? { ...user, password: generated } : user, text };
+    },
+  },
+  token: {
+    async create(context, args) {
+      const { values } = parse(args, { user: { type: 'string' }, name: { type: 'string' }, scopes: { type: 'string' }, 'expires-days': { type: 'string' } });
+      if (!values.user || !values.name || !values.scopes) throw new UsageError('token create needs --user, --name and --scopes');
+      let expiresAt: number | null = null;
+      if (values['expires-days'] !== undefined) {
+        const days = Number(values['expires-days']);
+        if (!Number.isInteger(days) || days < 1) throw new UsageError('--expires-days must be a whole number of days, at least 1');
+        expiresAt = Date.now() + days * 24 * 60 * 60 * 1000;
+      }
+      const actor = await actorOfUser(context, values.user);
+      const scopes = values.scopes.split(',').map((s) => s.trim()).filter(Boolean) as Scope[];
+      const token = value(await context.tokens.createPersonal(actor, { name: values.name, scopes, expires_at: expiresAt }));
+      // Text mode prints the token alone, so that `TOKEN=$(manifold token create …)` works.
+      return { json: token, text: token.token };
+    },
+  },
+  group: {
+    async create(context, args) {
+      const { values, positionals } = parse(args, { name: { type: 'string' }, owner: { type: 'string' } });
+      const path = positional(positionals, 0, '<path>');
+      const group = value(await context.groups.create(SYSTEM, { path, name: values.name }));
+      if (values.owner) {
+        const added = await context.memberships.add(SYSTEM, { group_id: group.id, username: values.owner, role: 'owner' });
+        if (!added.ok) {
+          await context.groups.delete(SYSTEM, group.id);
+          throw new CommandFailed(added.reason === 'not_found' ? { ...added, message: `no user named ${values.owner}` } : added);
+        }
+      }
+      return { json: { ...group, owner: values.owner ?? null }, text: `created group ${group.path} (id ${group.id})${values.owner ? `, owner ${values.owner}` : ''}` };
+    },
+  },
+  registry: {
+    async create(context, args, io) {
+      const { values, positionals } = parse(args, {
+        upstream: { type: 'string', multiple: true }, username: { type: 'string' }, 'password-stdin': { type: 'boolean' },
+        'cache-validity-hours': { type: 'string' }, description: { type: 'string' },
+      });
+      const { group: groupPath, registry: name } = splitRegistryName(positional(positionals, 0, '<group>/<name>'));
+      const password = values['password-stdin'] ? await readSecret(io, 'password') : undefined;
+      if ((values.username === undefined) !== (password === undefined)) throw new UsageError('--username and --password-stdin go together');
+      let validity: number | undefined;
+      if (values['cache-validity-hours'] !== undefined) {
+        validity = Number(values['cache-validity-hours']);
+        if (!Number.isInteger(validity)) throw new UsageError('--cache-validity-hours must be a whole number');
+      }
+      const group = await groupByPath(context, groupPath);
+      // Every upstream is checked before anything is written.
+      const inputs: UpstreamInput[] = [];
+      for (const url of values.upstream ?? []) {
+        const input: UpstreamInput = { name: url, url, username: values.username ?? null, password: password ?? null, cache_validity_hours: validity };
+        const prepared = value(await context.upstreams.prepare(input));
+        inputs.push({ ...input, name: upstreamName(prepared.url) });
+      }
+      const registry = value(await context.registries.create(SYSTEM, group.id, { name, description: values.description ?? null }));
+      try {
+        for (const input of inputs) {
+          const created = await context.links.createUpstreamForRegistry(SYSTEM, registry.id, input);
+          if (created.ok) continue;
+          // The same URL (and credentials) already is an upstream of the group: link that one.
+          if (created.reason !== 'conflict' || !created.fields?.url) throw new CommandFailed(created);
+          const normalized = value(await context.upstreams.prepare(input)).url;
+          const existing = (await allUpstreams(context, group.id)).find((u) => u.url === normalized && u.username === (input.username ?? null));
+          if (!existing) throw new CommandFailed(created);
+          value(await context.links.link(SYSTEM, registry.id, existing.id));
+        }
+      } catch (error) {
+        await context.registries.destroy(SYSTEM, registry.id);
+        throw error;
+      }
+      const links = value(await context.links.listForRegistry(SYSTEM, registry.id));
+      return {
+        json: { ...registry, upstreams: links },
+        text: `created registry ${group.path}/${registry.name} (id ${registry.id})\n${describeLinks(links)}`,
+      };
+    },
+    async list(context, args) {
+      const { positionals } = parse(args, {});
+      const group = await groupByPath(context, positional(positionals, 0, '<group>'));
+      const registries = value(await context.registries.list(SYSTEM, group.id));
+      const detailed = [];
+      for (const registry of registries) detailed.push({ ...registry, upstreams: value(await context.links.listForRegistry(SYSTEM, registry.id)) });
+      const text = detailed.length === 0
+        ? `group ${group.path} has no registries`
+        : detailed.map((r) => `${group.path}/${r.name} (id ${r.id})\n${describeLinks(r.upstreams)}`).join('\n');
+      return { json: detailed, text };
+    },
+  },
+  upstream: {
+    async list(context, args) {
+      const { values, positionals } = parse(args, { search: { type: 'string' } });
+      const group = await groupByPath(context, positional(positionals, 0, '<group>'));
+      const upstreams = await allUpstreams(context, group.id, values.search);
+      const text = upstreams.length === 0
+        ? `group ${group.path} has no upstreams${values.search ? ` matching ${values.search}` : ''}`
+        : upstreams.map((u) => `${u.id}\t${u.name}\t${u.url}\t${u.has_credentials ? `as ${u.username}` : 'anonymous'}\tcache ${u.cache_validity_hours} h`).join('\n');
+      return { json: upstreams, text };
+    },
+  },
+  cache: {
+    async purge(context, args) {
+      const { values, positionals } = parse(args, { upstream: { type: 'string' } });
+      const cache = context.cacheEntries();
+      if (values.upstream !== undefined) {
+        if (positionals.length > 0) throw new UsageError('give either <group>/<registry> or --upstream <id>');
+        const id = Number(values.upstream);
+        if (!Number.isSafeInteger(id) || id < 1) throw new UsageError('--upstream must be an upstream id');
+        const { marked } = value(await cache.markUpstreamForDestruction(SYSTEM, id));
+        return { json: { upstream_id: id, marked_entries: marked }, text: `upstream ${id}: ${marked} cache entries marked for deletion` };
+      }
+      const { group: groupPath, registry: name } = splitRegistryName(positional(positionals, 0, '<group>/<registry> or --upstream <id>'));
+      const group = await groupByPath(context, groupPath);
+      const registry = value(await context.registries.list(SYSTEM, group.id)).find((r) => r.name === name);
+      if (!registry) throw new CommandFailed({ ok: false, reason: 'not_found', message: `no registry ${groupPath}/${name}` });
+      const { marked } = value(await cache.markRegistryForDestruction(SYSTEM, registry.id));
+      return { json: { registry_id: registry.id, marked_entries: marked }, text: `${groupPath}/${name}: ${marked} cache entries marked for deletion` };
+    },
+  },
+};
+
+export const ADMIN_COMMANDS = Object.keys(commands);
+
+/** Runs `manifold <noun> <verb> …`; returns the exit code (0 done, 1 failed, 2 usage). */
+export async function runAdmin(noun: string, args: string[], io: AdminIo): Promise<number> {
+  const [verb, ...rest] = args;
+  const command = verb ? commands[noun]?.[verb] : undefined;
+  const json = rest.includes('--json');
+  if (!command) {
+    io.stderr(`manifold: unknown command: ${[noun, verb].filter(Boolean).join(' ')}\n\n${ADMIN_USAGE}\n`);
+    return 2;
+  }
+  let context: Context | null = null;
+  try {
+    context = await openContext();
+    const output = await command(context, rest, io);
+    io.stdout(`${json ? JSON.stringify(output.json, null, 2) : output.text}\n`);
+    return 0;
+  } catch (error) {
+    if (error instanceof UsageError) {
+      io.stderr(`manifold ${noun} ${verb}: ${error.message}\n\n${ADMIN_USAGE}\n`);
+      return 2;
+    }
+    if (error instanceof CommandFailed) {
+      if (json) io.stdout(`${JSON.stringify({ error: error.message, errors: error.fields }, null, 2)}\n`);
+      // The message already names the fields and what is wrong with them.
+      io.stderr(`manifold ${noun} ${verb}: ${error.message}\n`);
+      return 1;
+    }
+    throw error;
+  } finally {
+    await context?.database.close();
+  }
+}

@@ -1,0 +1,158 @@
+// The operator's `manifold` commands, run as a real process against a fresh data directory (SQLite), or a
+// fresh PostgreSQL database when TEST_DATABASE_URL is set: what they print, what they write, how they fail.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import { openDatabase } from '../../src/db/connect.ts';
+import type { DatabaseHandle } from '../../src/db/connect.ts';
+import { insertCacheEntry } from '../helpers/virtual-registries.ts';
+import { testDatabaseUrl } from '../helpers/db.ts';
+
+const main = path.resolve(import.meta.dirname, '../../src/cli/main.ts');
+
+let dataDir: string;
+let env: Record<string, string>;
+let database: DatabaseHandle;
+let dropDatabase: () => Promise<void> = async () => {};
+
+/** A database of its own for the CLI (it does not take a schema): a PostgreSQL database, or SQLite in dataDir. */
+before(async () => {
+  dataDir = mkdtempSync(path.join(tmpdir(), 'manifold-cli-'));
+  env = { MANIFOLD_DATA_DIR: dataDir, MANIFOLD_LOG_LEVEL: 'warn' };
+  if (testDatabaseUrl) {
+    const name = `cli_${process.pid}_${randomBytes(4).toString('hex')}`;
+    const admin = new pg.Client({ connectionString: testDatabaseUrl });
+    await admin.connect();
+    await admin.query(`create database ${name}`);
+    await admin.end();
+    const url = new URL(testDatabaseUrl);
+    url.pathname = `/${name}`;
+    env.DATABASE_URL = url.toString();
+    database = openDatabase({ url: env.DATABASE_URL, poolSize: 2 });
+    dropDatabase = async () => {
+      const client = new pg.Client({ connectionString: testDatabaseUrl });
+      await client.connect();
+      await client.query(`drop database ${name} with (force)`);
+      await client.end();
+    };
+  } else {
+    database = openDatabase({ sqlitePath: path.join(dataDir, 'manifold.db') });
+  }
+});
+after(async () => {
+  await database.close();
+  await dropDatabase();
+  rmSync(dataDir, { recursive: true, force: true });
+});
+
+function manifold(args: string[], input = '') {
+  const result = spawnSync(process.execPath, ['--disable-warning=ExperimentalWarning', main, ...args], {
+    cwd: dataDir,
+    env: { ...process.env, DATABASE_URL: '', MANIFOLD_CONFIG: '', ...env },
+    input,
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
+  return { code: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+const count = async (table: 'users' | 'groups' | 'registries' | 'upstreams' | 'registry_upstreams') =>
+  Number((await database.db.selectFrom(table).select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow()).n);
+
+test('an operator creates a user, a group, a registry with its upstreams and a token, and lists them', async () => {
+  const user = manifold(['user', 'create', 'alice', '--admin', '--password-stdin', '--json'], 'a long enough password\n');
+  assert.equal(user.code, 0, user.stderr);
+  const created = JSON.parse(user.stdout);
+  assert.equal(created.username, 'alice');
+  assert.equal(created.admin, true);
+
+  const generated = manifold(['user', 'create', 'bob']);
+  assert.equal(generated.code, 0, generated.stderr);
+  assert.match(generated.stdout, /^created user bob \(id \d+\)\npassword: \S{16,}\n/);
+
+  const group = manifold(['group', 'create', 'acme', '--owner', 'alice']);
+  assert.equal(group.code, 0, group.stderr);
+  assert.match(group.stdout, /created group acme \(id \d+\), owner alice/);
+
+  const registry = manifold(['registry', 'create', 'acme/hub', '--upstream', 'https://registry-1.docker.io/v2/', '--upstream', 'https://mirror.example.com',
+    '--username', 'puller', '--password-stdin', '--cache-validity-hours', '6', '--json'], 'cli-Secret-password\n');
+  assert.equal(registry.code, 0, registry.stderr);
+  const shown = JSON.parse(registry.stdout);
+  assert.equal(shown.name, 'hub');
+  assert.deepEqual(shown.upstreams.map((l: { position: number; upstream: { url: string } }) => [l.position, l.upstream.url]), [[1, 'https://registry-1.docker.io'], [2, 'https://mirror.example.com']]);
+  assert.ok(shown.upstreams.every((l: { upstream: { has_credentials: boolean; cache_validity_hours: number } }) => l.upstream.has_credentials && l.upstream.cache_validity_hours === 6));
+  assert.ok(!registry.stdout.includes('cli-Secret-password'), 'the password is not printed');
+
+  const listed = manifold(['registry', 'list', 'acme']);
+  assert.equal(listed.code, 0, listed.stderr);
+  assert.match(listed.stdout, /acme\/hub \(id \d+\)\n {4}1\. https:\/\/registry-1\.docker\.io \(as puller\)/);
+  const upstreams = manifold(['upstream', 'list', 'acme', '--json']);
+  assert.deepEqual(JSON.parse(upstreams.stdout).map((u: { name: string }) => u.name), ['registry-1.docker.io', 'mirror.example.com']);
+  assert.equal(JSON.parse(manifold(['upstream', 'list', 'acme', '--search', 'mirror', '--json']).stdout).length, 1);
+
+  // A second registry reuses the group's upstream with the same URL and credentials.
+  const second = manifold(['registry', 'create', 'acme/other', '--upstream', 'https://mirror.example.com', '--username', 'puller', '--password-stdin', '--json'], 'cli-Secret-password');
+  assert.equal(second.code, 0, second.stderr);
+  assert.equal(JSON.parse(second.stdout).upstreams[0].upstream_id, shown.upstreams[1].upstream_id);
+  assert.equal(await count('upstreams'), 2);
+
+  const token = manifold(['token', 'create', '--user', 'alice', '--name', 'ci', '--scopes', 'api,read_api', '--expires-days', '30']);
+  assert.equal(token.code, 0, token.stderr);
+  const plaintext = token.stdout.trim();
+  assert.match(plaintext, /^mfpat_\S+$/, 'only the token is printed, ready for $(…)');
+  const row = await database.db.selectFrom('access_tokens').selectAll().where('token_digest', '=', createHash('sha256').update(plaintext).digest('hex')).executeTakeFirstOrThrow();
+  assert.equal(row.kind, 'personal');
+  assert.deepEqual(JSON.parse(row.scopes), ['api', 'read_api']);
+  assert.ok(row.expires_at! > Date.now() + 29 * 24 * 3600 * 1000);
+});
+
+test('cache purge marks the entries of a registry or of one upstream', async () => {
+  const registry = await database.db.selectFrom('registries').selectAll().where('name', '=', 'hub').executeTakeFirstOrThrow();
+  const links = await database.db.selectFrom('registry_upstreams').selectAll().where('registry_id', '=', registry.id).orderBy('position').execute();
+  // The first upstream is hub's alone, the second is shared with acme/other.
+  await insertCacheEntry(database.db, registry.group_id, links[0].upstream_id);
+  await insertCacheEntry(database.db, registry.group_id, links[0].upstream_id);
+  await insertCacheEntry(database.db, registry.group_id, links[1].upstream_id);
+  const purged = manifold(['cache', 'purge', 'acme/hub']);
+  assert.equal(purged.code, 0, purged.stderr);
+  assert.match(purged.stdout, /acme\/hub: 2 cache entries marked for deletion/);
+  const upstream = manifold(['cache', 'purge', '--upstream', String(links[1].upstream_id), '--json']);
+  assert.deepEqual(JSON.parse(upstream.stdout), { upstream_id: links[1].upstream_id, marked_entries: 1 });
+});
+
+test('failures say what is wrong, exit non-zero and write nothing', async () => {
+  const before = { registries: await count('registries'), upstreams: await count('upstreams'), groups: await count('groups'), users: await count('users') };
+  const badUrl = manifold(['registry', 'create', 'acme/third', '--upstream', 'https://mirror.example.com', '--upstream', 'ftp://old.example.com']);
+  assert.equal(badUrl.code, 1);
+  assert.match(badUrl.stderr, /url: must use http or https/);
+  const badName = manifold(['registry', 'create', 'acme/Third', '--upstream', 'https://fine.example.com']);
+  assert.equal(badName.code, 1);
+  assert.match(badName.stderr, /name: must be one lower-case path component/);
+  const noGroup = manifold(['registry', 'list', 'nowhere']);
+  assert.equal(noGroup.code, 1);
+  assert.match(noGroup.stderr, /group not found/);
+  const noOwner = manifold(['group', 'create', 'orphans', '--owner', 'nobody']);
+  assert.equal(noOwner.code, 1);
+  assert.match(noOwner.stderr, /no user named nobody/);
+  const taken = manifold(['user', 'create', 'ALICE', '--password-stdin', '--json'], 'another long password');
+  assert.equal(taken.code, 1);
+  assert.deepEqual(JSON.parse(taken.stdout).errors, { username: ['is already taken'] });
+  const badScope = manifold(['token', 'create', '--user', 'alice', '--name', 'x', '--scopes', 'root']);
+  assert.equal(badScope.code, 1);
+  assert.match(badScope.stderr, /scopes/);
+  assert.deepEqual({ registries: await count('registries'), upstreams: await count('upstreams'), groups: await count('groups'), users: await count('users') }, before);
+
+  const usage = manifold(['registry', 'create']);
+  assert.equal(usage.code, 2);
+  assert.match(usage.stderr, /missing <group>\/<name>/);
+  const unknown = manifold(['registry', 'explode']);
+  assert.equal(unknown.code, 2);
+  const badOption = manifold(['upstream', 'list', 'acme', '--colour']);
+  assert.equal(badOption.code, 2);
+  assert.match(badOption.stderr, /--colour/);
+});
