@@ -1,0 +1,76 @@
+// The comparison table: each figure's median and spread for both caches, the ratio
+// Manifold/Distribution, and the issue's target for it where it has one.
+import type { Environment } from './tools.ts';
+import { summarize } from './measure.ts';
+import type { Summary } from './measure.ts';
+
+export const CACHES = ['Manifold', 'Distribution'] as const;
+export type CacheName = (typeof CACHES)[number];
+
+export interface Target {
+  text: string;
+  /** Whether the medians (and, for counts, every run) meet it. */
+  met(manifold: Summary, distribution: Summary): boolean;
+}
+
+export interface Figure {
+  id: string;
+  label: string;
+  unit: string;
+  decimals: number;
+  values: Record<CacheName, number[]>;
+  note?: string;
+  target?: Target;
+}
+
+export function newFigure(id: string, label: string, unit: string, decimals: number, target?: Target, note?: string): Figure {
+  return { id, label, unit, decimals, values: { Manifold: [], Distribution: [] }, target, note };
+}
+
+const format = (value: number, decimals: number) => value.toLocaleString('en-US', { minimumFractionDigits: decimals, maximumFractionDigits: decimals });
+
+function cell(summary: Summary, figure: Figure): string {
+  const median = format(summary.median, figure.decimals);
+  if (summary.runs === 1 || summary.min === summary.max) return `${median} (n=${summary.runs})`;
+  return `${median} (${format(summary.min, figure.decimals)}–${format(summary.max, figure.decimals)}, n=${summary.runs})`;
+}
+
+export interface FigureVerdict {
+  figure: Figure;
+  manifold: Summary;
+  distribution: Summary;
+  ratio: number;
+  met: boolean | null;
+}
+
+export function verdicts(figures: Figure[]): FigureVerdict[] {
+  return figures
+    .filter((figure) => figure.values.Manifold.length > 0 && figure.values.Distribution.length > 0)
+    .map((figure) => {
+      const manifold = summarize(figure.values.Manifold);
+      const distribution = summarize(figure.values.Distribution);
+      const ratio = distribution.median === 0 ? Number.NaN : manifold.median / distribution.median;
+      return { figure, manifold, distribution, ratio, met: figure.target ? figure.target.met(manifold, distribution) : null };
+    });
+}
+
+export function markdownTable(figures: Figure[]): string {
+  const rows = verdicts(figures).map(({ figure, manifold, distribution, ratio, met }) => {
+    const target = figure.target ? `${figure.target.text}: ${met ? '**met**' : '**missed**'}` : '';
+    const label = figure.note ? `${figure.label} (${figure.note})` : figure.label;
+    return `| ${figure.id} | ${label} | ${figure.unit} | ${cell(manifold, figure)} | ${cell(distribution, figure)} | ${Number.isFinite(ratio) ? format(ratio, 2) : '–'} | ${target} |`;
+  });
+  return [
+    '| # | measurement | unit | Manifold median (min–max) | Distribution median (min–max) | Manifold/Distribution | target |',
+    '|---|---|---|---|---|---|---|',
+    ...rows,
+  ].join('\n');
+}
+
+export function markdownEnvironment(environment: Environment, settings: Record<string, string | number>): string {
+  return [
+    `- machine: ${environment.cpus} CPUs (${environment.cpuModel}), ${environment.memoryGiB} GiB memory, ${environment.kernel}`,
+    `- Node.js ${environment.node}; ${environment.distribution}; ${environment.skopeo}; ${environment.wrk}`,
+    `- settings: ${Object.entries(settings).map(([key, value]) => `${key}=${value}`).join(', ')}`,
+  ].join('\n');
+}

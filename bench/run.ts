@@ -1,0 +1,266 @@
+// `npm run bench`: Manifold next to CNCF Distribution's pull-through cache (proxy mode), on this machine,
+// in one run, against one upstream (Debian's docker-registry with generated images). Both caches are
+// measured alternately (Manifold, Distribution, Manifold, …); each figure is printed as median and
+// spread with the ratio Manifold/Distribution and the issue's target. See bench/README.md.
+//
+//   npm run bench                  full run (512 MB layer; about 10 minutes on 2 CPUs)
+//   BENCH_QUICK=1 npm run bench    smoke check: 64 MB layer, fewer and shorter runs
+//
+// Other settings: BENCH_BIG_LAYER_MB, BENCH_ONLY=pull,big,concurrent,manifest,blob (phases),
+// BENCH_OUTPUT=<file.md> (also write the report there), BENCH_CPU_PROF=<dir> (Manifold under
+// `node --cpu-prof`, one profile per Manifold process), BENCH_MANIFOLD_LOG_LEVEL, BENCH_NO_INSTALL=1.
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import type { CacheUnderTest } from './lib/cache.ts';
+import { cleanUpNow, installCleanupHandlers, trackDirectory } from './lib/cleanup.ts';
+import { MANIFEST_ACCEPT, requestRate, skopeoPull, wrk } from './lib/clients.ts';
+import { DistributionProxy } from './lib/distribution-proxy.ts';
+import { pushBigImage, pushSmallImage } from './lib/images.ts';
+import type { PushedImage } from './lib/images.ts';
+import { ManifoldCache } from './lib/manifold-cache.ts';
+import { PeakMemory, timed } from './lib/measure.ts';
+import { logTail } from './lib/processes.ts';
+import { RegistryProcess } from './lib/registry-process.ts';
+import { markdownEnvironment, markdownTable, newFigure, verdicts } from './lib/report.ts';
+import type { CacheName, Figure } from './lib/report.ts';
+import { describeEnvironment, ensureTools } from './lib/tools.ts';
+
+const MiB = 1024 * 1024;
+const MB = 1e6;
+const QUICK = process.env.BENCH_QUICK === '1';
+const SETTINGS = {
+  bigLayerMiB: Number(process.env.BENCH_BIG_LAYER_MB ?? (QUICK ? 64 : 512)),
+  smallLayersMiB: '1+4+16',
+  pullRuns: QUICK ? 2 : 5,
+  bigRuns: QUICK ? 1 : 3,
+  concurrentRuns: QUICK ? 1 : 3,
+  concurrency: 16,
+  requestRuns: QUICK ? 1 : 3,
+  requestSeconds: QUICK ? 3 : 8,
+  blobRuns: QUICK ? 1 : 3,
+  blobSeconds: QUICK ? 4 : 10,
+};
+const SMALL_LAYERS = [1 * MiB, 4 * MiB, 16 * MiB];
+const PHASES = new Set((process.env.BENCH_ONLY ?? 'pull,big,concurrent,manifest,blob').split(',').map((p) => p.trim()));
+
+const log = (message: string) => console.error(`[bench ${new Date().toISOString().slice(11, 19)}] ${message}`);
+
+const atMost = (factor: number) => ({ text: `≤ ${factor}× Distribution`, met: (m: { median: number }, d: { median: number }) => m.median <= factor * d.median });
+const atLeast = (factor: number) => ({ text: `≥ ${factor}× Distribution`, met: (m: { median: number }, d: { median: number }) => m.median >= factor * d.median });
+
+const bigLabel = `${SETTINGS.bigLayerMiB} MiB`;
+const figures = {
+  smallCold: newFigure('1', 'cold pull, 3-layer image (21 MiB), skopeo', 's', 2, atMost(1.1)),
+  smallWarm: newFigure('1', 'warm pull, 3-layer image, skopeo', 's', 2),
+  bigCold: newFigure('2', `cold pull, one ${bigLabel} layer, skopeo`, 's', 2, atMost(1.1)),
+  bigWarm: newFigure('2', `warm pull, one ${bigLabel} layer, skopeo`, 's', 2),
+  concurrentSmallTime: newFigure('3', `${SETTINGS.concurrency} concurrent cold pulls, 3-layer image: wall time`, 's', 2, atMost(1.1)),
+  concurrentSmallFetches: newFigure('3', `${SETTINGS.concurrency} concurrent cold pulls, 3-layer image: upstream GETs of the most-fetched blob`, 'GETs', 0, { text: 'exactly 1 per blob', met: (m) => m.min === 1 && m.max === 1 }),
+  concurrentSmallMemory: newFigure('6', `peak RSS during ${SETTINGS.concurrency} concurrent cold pulls, 3-layer image`, 'MB', 0),
+  concurrentBigTime: newFigure('3', `${SETTINGS.concurrency} concurrent cold pulls, ${bigLabel} layer: wall time`, 's', 2, atMost(1.1)),
+  concurrentBigFetches: newFigure('3', `${SETTINGS.concurrency} concurrent cold pulls, ${bigLabel} layer: upstream GETs of the most-fetched blob`, 'GETs', 0, { text: 'exactly 1 per blob', met: (m) => m.min === 1 && m.max === 1 }),
+  concurrentBigMemory: newFigure('6', `peak RSS during ${SETTINGS.concurrency} concurrent cold pulls, ${bigLabel} layer`, 'MB', 0, { text: 'Manifold < 200 MB', met: (m) => m.max < 200 }),
+  manifestGet: newFigure('4', 'manifest GET by tag, 16 connections', 'req/s', 0, atLeast(1.5), 'Manifold: Bearer JWT; Distribution: no auth'),
+  manifestHead: newFigure('4', 'manifest HEAD by tag, 16 connections', 'req/s', 0, atLeast(1.5), 'Manifold: Bearer JWT; Distribution: no auth'),
+  manifestDigest: newFigure('4', 'manifest GET by digest, 16 connections', 'req/s', 0, atLeast(1.5), 'Manifold: Bearer JWT; Distribution: no auth'),
+  blobOne: newFigure('5', `blob GET, cached ${bigLabel} layer, 1 client`, 'MB/s', 0, atLeast(1)),
+  blobMany: newFigure('5', `blob GET, cached ${bigLabel} layer, 16 clients`, 'MB/s', 0, atLeast(1)),
+  blobOneMemory: newFigure('6', 'peak RSS during blob GET, 1 client', 'MB', 0),
+  blobManyMemory: newFigure('6', 'peak RSS during blob GET, 16 clients', 'MB', 0),
+} satisfies Record<string, Figure>;
+
+/** Which images each cache holds now (a cold restart forgets them). */
+const cached = new Map<CacheUnderTest, Set<string>>();
+
+async function restartEmpty(cache: CacheUnderTest): Promise<void> {
+  await cache.restartEmpty();
+  cached.set(cache, new Set());
+}
+
+async function pull(cache: CacheUnderTest, image: PushedImage, workDir: string): Promise<number> {
+  const seconds = await timed(() => skopeoPull(cache, image.image, image.tag, workDir));
+  cached.get(cache)?.add(image.image);
+  return seconds;
+}
+
+async function ensureCached(cache: CacheUnderTest, image: PushedImage, workDir: string): Promise<void> {
+  if (!cached.get(cache)?.has(image.image)) await pull(cache, image, workDir);
+}
+
+/** GETs with a 2xx answer per blob of `image` in the upstream's access log since `from`. */
+async function upstreamFetches(upstream: RegistryProcess, from: number, image: PushedImage): Promise<number[]> {
+  const count = () => {
+    const entries = upstream.accessLogSince(from);
+    return image.blobs.map((blob) => entries.filter((e) => e.method === 'GET' && e.path === `/v2/${image.image}/blobs/${blob.digest}` && e.status >= 200 && e.status < 300).length);
+  };
+  // Access log lines trail the responses by a moment.
+  const deadline = Date.now() + 10_000;
+  while (!count().every((n) => n > 0) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  return count();
+}
+
+async function main(): Promise<void> {
+  installCleanupHandlers();
+  ensureTools();
+  const environment = describeEnvironment();
+  const workDir = trackDirectory(mkdtempSync(path.join(tmpdir(), 'manifold-bench-')));
+  const cpuProfileDir = process.env.BENCH_CPU_PROF ? path.resolve(process.env.BENCH_CPU_PROF) : undefined;
+  if (cpuProfileDir) mkdirSync(cpuProfileDir, { recursive: true });
+
+  log(`upstream: docker-registry with a 3-layer image and a ${bigLabel} layer`);
+  const upstreamStorage = path.join(workDir, 'upstream-storage');
+  mkdirSync(upstreamStorage);
+  const upstream = await RegistryProcess.start({ workDir, name: 'upstream', storage: upstreamStorage, logLevel: 'warn' });
+  const caches: CacheUnderTest[] = [];
+  try {
+    const small = await pushSmallImage(upstream.url, 'bench/small', 'v1', SMALL_LAYERS);
+    const bigLayerFile = path.join(workDir, 'big-layer.bin');
+    const big = await pushBigImage(upstream.url, 'bench/big', 'v1', SETTINGS.bigLayerMiB * MiB, bigLayerFile);
+    rmSync(bigLayerFile);
+
+    log('caches: Manifold (child process, embedded default) and Distribution (proxy mode)');
+    const manifold = await ManifoldCache.start(upstream.url, workDir, { cpuProfileDir });
+    const distribution = await DistributionProxy.start(upstream.url, workDir);
+    caches.push(manifold, distribution);
+    for (const cache of caches) cached.set(cache, new Set());
+    const record = (figure: Figure, cache: CacheUnderTest, value: number) => figure.values[cache.name as CacheName].push(value);
+
+    if (PHASES.has('pull')) {
+      for (let run = 1; run <= SETTINGS.pullRuns; run++) {
+        log(`1. cold pull of the 3-layer image, run ${run}/${SETTINGS.pullRuns}`);
+        for (const cache of caches) {
+          await restartEmpty(cache);
+          record(figures.smallCold, cache, await pull(cache, small, workDir));
+        }
+      }
+      for (let run = 1; run <= SETTINGS.pullRuns; run++) {
+        log(`1. warm pull of the 3-layer image, run ${run}/${SETTINGS.pullRuns}`);
+        for (const cache of caches) {
+          await ensureCached(cache, small, workDir);
+          record(figures.smallWarm, cache, await pull(cache, small, workDir));
+        }
+      }
+    }
+
+    if (PHASES.has('big')) {
+      for (let run = 1; run <= SETTINGS.bigRuns; run++) {
+        log(`2. cold pull of the ${bigLabel} image, run ${run}/${SETTINGS.bigRuns}`);
+        for (const cache of caches) {
+          await restartEmpty(cache);
+          record(figures.bigCold, cache, await pull(cache, big, workDir));
+        }
+      }
+      for (let run = 1; run <= SETTINGS.bigRuns; run++) {
+        log(`2. warm pull of the ${bigLabel} image, run ${run}/${SETTINGS.bigRuns}`);
+        for (const cache of caches) {
+          await ensureCached(cache, big, workDir);
+          record(figures.bigWarm, cache, await pull(cache, big, workDir));
+        }
+      }
+    }
+
+    if (PHASES.has('concurrent')) {
+      const rounds = [
+        { image: small, time: figures.concurrentSmallTime, fetches: figures.concurrentSmallFetches, memory: figures.concurrentSmallMemory, what: '3-layer image' },
+        { image: big, time: figures.concurrentBigTime, fetches: figures.concurrentBigFetches, memory: figures.concurrentBigMemory, what: `${bigLabel} image` },
+      ];
+      for (const round of rounds) {
+        for (let run = 1; run <= SETTINGS.concurrentRuns; run++) {
+          log(`3. ${SETTINGS.concurrency} concurrent cold pulls of the ${round.what}, run ${run}/${SETTINGS.concurrentRuns}`);
+          for (const cache of caches) {
+            await restartEmpty(cache);
+            const from = upstream.logPosition();
+            const memory = new PeakMemory(cache.pid);
+            const seconds = await timed(async () => {
+              await Promise.all(Array.from({ length: SETTINGS.concurrency }, () => skopeoPull(cache, round.image.image, round.image.tag, workDir)));
+            });
+            record(round.memory, cache, memory.stop() / MB);
+            cached.get(cache)?.add(round.image.image);
+            record(round.time, cache, seconds);
+            const fetches = await upstreamFetches(upstream, from, round.image);
+            record(round.fetches, cache, Math.max(...fetches));
+            log(`   ${cache.name}: ${seconds.toFixed(2)} s; upstream GETs per blob: ${fetches.join(', ')}`);
+          }
+        }
+      }
+    }
+
+    if (PHASES.has('manifest')) {
+      for (const cache of caches) await ensureCached(cache, small, workDir);
+      const kinds = [
+        { figure: figures.manifestGet, method: 'GET' as const, reference: small.tag },
+        { figure: figures.manifestHead, method: 'HEAD' as const, reference: small.tag },
+        { figure: figures.manifestDigest, method: 'GET' as const, reference: small.manifestDigest },
+      ];
+      for (const kind of kinds) {
+        for (let run = 1; run <= SETTINGS.requestRuns; run++) {
+          log(`4. manifest ${kind.method} ${kind.reference === small.tag ? 'by tag' : 'by digest'}, run ${run}/${SETTINGS.requestRuns}`);
+          for (const cache of caches) {
+            const repository = cache.repository(small.image);
+            const headers = { ...(await cache.requestHeaders(repository)), accept: MANIFEST_ACCEPT };
+            const result = await requestRate({ url: `${cache.url}/v2/${repository}/manifests/${kind.reference}`, method: kind.method, headers, connections: 16, seconds: SETTINGS.requestSeconds, warmupSeconds: 1 });
+            if (result.badStatus > 0 || result.errors > 0 || result.requests === 0) {
+              throw new Error(`${cache.name}: ${result.badStatus} error answers and ${result.errors} failed requests of ${result.requests} manifest requests`);
+            }
+            record(kind.figure, cache, result.requests / result.seconds);
+          }
+        }
+      }
+    }
+
+    if (PHASES.has('blob')) {
+      for (const cache of caches) await ensureCached(cache, big, workDir);
+      const kinds = [
+        { connections: 1, figure: figures.blobOne, memory: figures.blobOneMemory },
+        { connections: 16, figure: figures.blobMany, memory: figures.blobManyMemory },
+      ];
+      for (const kind of kinds) {
+        for (let run = 1; run <= SETTINGS.blobRuns; run++) {
+          log(`5. blob GET of the cached ${bigLabel} layer, ${kind.connections} client(s), run ${run}/${SETTINGS.blobRuns}`);
+          for (const cache of caches) {
+            const repository = cache.repository(big.image);
+            const headers = await cache.requestHeaders(repository);
+            const memory = new PeakMemory(cache.pid);
+            const result = await wrk({ url: `${cache.url}/v2/${repository}/blobs/${big.largestLayer.digest}`, method: 'GET', headers, connections: kind.connections, seconds: SETTINGS.blobSeconds, workDir });
+            record(kind.memory, cache, memory.stop() / MB);
+            if (result.badStatus > 0 || result.bytes === 0) throw new Error(`${cache.name}: ${result.badStatus} error answers to blob GETs, ${result.bytes} bytes read`);
+            if (result.socketErrors > 0) log(`   ${cache.name}: ${result.socketErrors} socket errors`);
+            record(kind.figure, cache, result.bytes / result.seconds / MB);
+          }
+        }
+      }
+    }
+
+    const report = [
+      `## Results (${new Date().toISOString().slice(0, 10)}${QUICK ? ', BENCH_QUICK' : ''})`,
+      '',
+      markdownEnvironment(environment, SETTINGS),
+      '',
+      markdownTable(Object.values(figures)),
+      '',
+      'Times are skopeo wall times (lower is better); req/s and MB/s higher is better; MB = 10^6 bytes.',
+      '',
+    ].join('\n');
+    console.log(report);
+    for (const verdict of verdicts(Object.values(figures)).filter((v) => v.met === false)) {
+      console.log(`target missed: ${verdict.figure.label}: ${verdict.figure.target?.text} (ratio ${verdict.ratio.toFixed(2)})`);
+    }
+    if (process.env.BENCH_OUTPUT) writeFileSync(process.env.BENCH_OUTPUT, report);
+  } catch (error) {
+    // The work directory goes with the cleanup: show what the caches said first.
+    for (const name of ['manifold.log', 'distribution-proxy.log']) console.error(`--- end of ${name}:\n${logTail(path.join(workDir, name))}`);
+    throw error;
+  } finally {
+    for (const cache of caches) await cache.stop().catch(() => {});
+    await upstream.stop();
+    cleanUpNow();
+  }
+}
+
+main().catch((error: unknown) => {
+  console.error(`bench failed: ${(error as Error).stack ?? String(error)}`);
+  cleanUpNow();
+  process.exit(1);
+});
