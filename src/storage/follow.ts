@@ -5,7 +5,8 @@ import { Readable } from 'node:stream';
 import type { FileHandle } from 'node:fs/promises';
 import type { ByteRange } from './object-store.ts';
 
-const READ_CHUNK = 64 * 1024;
+// Large reads: fewer syscalls, promises and buffers per byte served (measured in bench/run.ts).
+const READ_CHUNK = 256 * 1024;
 
 type State = { kind: 'writing' } | { kind: 'committed' } | { kind: 'failed'; error: Error };
 
