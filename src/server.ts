@@ -11,13 +11,12 @@ import { RegistryTokens } from './auth/registry-tokens.ts';
 import { apiRoutes } from './http/api/index.ts';
 import { buildApp } from './http/app.ts';
 import { registryRoutes } from './http/registry-routes.ts';
-import { actorFor, jwtGrants, tokenRealm } from './http/request-auth.ts';
+import { actorFor, tokenRealm } from './http/request-auth.ts';
 import { tokenRoutes } from './http/token-endpoint.ts';
 import { createLogger } from './log.ts';
 import type { Logger } from './log.ts';
 import { createMetrics } from './metrics.ts';
 import type { Metrics } from './metrics.ts';
-import { err } from './result.ts';
 import { ensureAdminUser, ADMIN_USERNAME } from './services/bootstrap.ts';
 import { AuditService } from './services/audit.ts';
 import { CacheDestroyer } from './services/cache-destroyer.ts';
@@ -130,13 +129,8 @@ export async function createManifold(config: Config, logger: Logger = createLogg
     pull: services.pull,
     service: config.auth.service,
     realm: (request) => tokenRealm(request, config.server.publicUrl),
-    async authenticate(request, repository) {
-      const actor = await actorFor(request, services.authenticator, 'registry');
-      if (actor.ok && repository && !jwtGrants(actor.value, repository, 'pull')) {
-        return err('unauthorized', `the registry token does not grant pull on ${repository}`);
-      }
-      return actor;
-    },
+    // A registry token's grants are checked by the pull service, after the membership check.
+    authenticate: (request) => actorFor(request, services.authenticator, 'registry'),
   });
   apiRoutes(app, {
     db: database.db,

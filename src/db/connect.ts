@@ -62,6 +62,21 @@ function nodeSqliteDatabase(file: string) {
   };
 }
 
+/** The first schema of a `search_path` set in a PostgreSQL URL's `options` parameter, if any. */
+function urlSearchPath(url: string): string | undefined {
+  try {
+    const match = /search_path=\s*"?([^\s,"]+)/.exec(new URL(url).searchParams.get('options') ?? '');
+    return match?.[1];
+  } catch {
+    return undefined;
+  }
+}
+
+function isOtherSchemaDropped(error: unknown, ownSchema: string | undefined): boolean {
+  const match = /^schema "([^"]+)" does not exist$/.exec((error as Error | undefined)?.message ?? '');
+  return match !== null && match[1] !== ownSchema;
+}
+
 export function openDatabase(options: DatabaseOptions): DatabaseHandle {
   let db: Db;
   let dialect: Dialect;
@@ -84,11 +99,16 @@ export function openDatabase(options: DatabaseOptions): DatabaseHandle {
     db,
     dialect,
     async migrate() {
-      // With a search_path of its own (tests), the migration tables must live in that schema too, or
-      // Kysely finds another schema's lock table.
-      const migrationTableSchema = 'url' in options ? options.searchPath : undefined;
+      // With a search_path of its own (tests, or `?options=-c search_path=…` in the URL), the migration
+      // tables must live in that schema too, or Kysely finds another schema's lock table.
+      const migrationTableSchema = 'url' in options ? (options.searchPath ?? urlSearchPath(options.url)) : undefined;
       const migrator = new Migrator({ db, provider: migrationProvider(dialect), migrationTableSchema });
-      const { error, results } = await migrator.migrateToLatest();
+      let { error, results } = await migrator.migrateToLatest();
+      // Kysely looks for its tables across every schema of the database; a schema dropped meanwhile by
+      // someone else (parallel test files) fails that lookup once. Nothing was migrated then: try again.
+      for (let retry = 0; retry < 3 && !results && isOtherSchemaDropped(error, migrationTableSchema); retry++) {
+        ({ error, results } = await migrator.migrateToLatest());
+      }
       const failed = results?.find((r) => r.status === 'Error');
       if (error || failed) {
         throw new Error(`migration ${failed?.migrationName ?? ''} failed: ${(error as Error | undefined)?.message ?? 'unknown error'}`, { cause: error });

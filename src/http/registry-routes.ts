@@ -1,16 +1,18 @@
 // The registry protocol (/v2): read-only pull endpoints of the OCI distribution spec.
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Actor } from '../auth/policy.ts';
 import { ociError } from '../oci/errors.ts';
 import type { OciErrorCode } from '../oci/errors.ts';
 import type { Err, Result } from '../result.ts';
+import { unsatisfiedLength } from '../services/pull.ts';
 import type { PullResponse, PullService } from '../services/pull.ts';
 
 export interface RegistryRouteDeps {
   pull: PullService;
   /**
-   * The actor of a /v2 request, on the registry channel. With `repository`, a registry token (JWT)
-   * must grant pull on it; without, any valid credentials do (GET /v2/).
+   * The actor of a /v2 request, on the registry channel (`repository` is the name asked for, null for
+   * GET /v2/). Whether a registry token (JWT) grants the pull is decided by the pull service, after the
+   * membership check, so that those without access get 404 whatever credentials they used.
    */
   authenticate(request: FastifyRequest, repository: string | null): Promise<Result<Actor>>;
   /** The token endpoint URL announced in the Bearer challenge. */
@@ -23,6 +25,9 @@ const OBJECT_PATH = /^(?<name>.+)\/(?<kind>manifests|blobs|referrers)\/(?<refere
 function sendError(reply: FastifyReply, status: number, code: OciErrorCode, message: string, detail?: unknown): FastifyReply {
   return reply.code(status).type('application/json').send(ociError(code, message, detail));
 }
+
+/** Object headers that must not survive on an error answer given in their place. */
+const OBJECT_HEADERS = ['docker-content-digest', 'content-range', 'accept-ranges', 'etag', 'warning'];
 
 function challenge(deps: RegistryRouteDeps, request: FastifyRequest, repository: string | null, error?: string): string {
   const parts = [`realm="${deps.realm(request)}"`, `service="${deps.service}"`];
@@ -92,8 +97,27 @@ function sendObject(request: FastifyRequest, reply: FastifyReply, kind: 'manifes
 }
 
 export function registryRoutes(app: FastifyInstance, deps: RegistryRouteDeps): void {
-  app.addHook('onRequest', async (request, reply) => {
-    if (request.url === '/v2' || request.url.startsWith('/v2/')) reply.header('Docker-Distribution-Api-Version', 'registry/2.0');
+  // Encapsulated: the hooks and the error handler below apply to /v2 only.
+  void app.register(async (scope) => v2Routes(scope, deps));
+}
+
+function v2Routes(app: FastifyInstance, deps: RegistryRouteDeps): void {
+  app.addHook('onRequest', async (_request, reply) => {
+    reply.header('Docker-Distribution-Api-Version', 'registry/2.0');
+  });
+
+  // Errors Fastify raises itself (a body it cannot parse) or a blob stream that failed before its first
+  // byte (a fill that broke): an OCI error body, never Fastify's own.
+  app.setErrorHandler(async (error: FastifyError, request, reply) => {
+    const status = error.statusCode && error.statusCode >= 400 && error.statusCode <= 599 ? error.statusCode : 500;
+    if (status >= 500) request.log.error({ err: error }, 'registry request failed');
+    else request.log.info({ err: error }, 'registry request refused');
+    for (const name of OBJECT_HEADERS) {
+      reply.removeHeader(name);
+      reply.raw.removeHeader(name);
+    }
+    const code: OciErrorCode = status >= 500 ? 'UNAVAILABLE' : status === 404 ? 'NAME_UNKNOWN' : 'UNSUPPORTED';
+    return sendError(reply, status, code, status === 500 ? 'internal error' : error.message);
   });
 
   app.route({
@@ -123,16 +147,20 @@ export function registryRoutes(app: FastifyInstance, deps: RegistryRouteDeps): v
       const kind = match.groups.kind === 'manifests' ? 'manifest' : match.groups.kind === 'blobs' ? 'blob' : 'referrers';
 
       const actor = await deps.authenticate(request, name);
-      if (!actor.ok || actor.value.kind === 'anonymous') {
-        reply.header('WWW-Authenticate', challenge(deps, request, name, actor.ok ? undefined : 'insufficient_scope'));
-        return sendError(reply, 401, 'UNAUTHORIZED', actor.ok ? 'authentication required' : actor.message, [{ Type: 'repository', Name: name, Action: 'pull' }]);
-      }
+      const unauthorized = (message: string, error?: 'invalid_token' | 'insufficient_scope') => {
+        reply.header('WWW-Authenticate', challenge(deps, request, name, error));
+        return sendError(reply, 401, 'UNAUTHORIZED', message, [{ Type: 'repository', Name: name, Action: 'pull' }]);
+      };
+      if (!actor.ok) return unauthorized(actor.message, 'invalid_token');
+      if (actor.value.kind === 'anonymous') return unauthorized('authentication required');
+      const refusedScope = (message: string) => unauthorized(message, 'insufficient_scope');
 
       if (kind === 'referrers') {
         if (request.method === 'HEAD') return sendError(reply, 405, 'UNSUPPORTED', 'use GET for referrers');
         const artifactType = (request.query as { artifactType?: string }).artifactType;
         const result = await deps.pull.referrers(actor.value, name, reference, artifactType);
         if (!result.ok) {
+          if (result.reason === 'unauthorized') return refusedScope(result.message);
           const { status, code } = ociStatus(result, 'referrers');
           return sendError(reply, status, code, result.message);
         }
@@ -150,17 +178,21 @@ export function registryRoutes(app: FastifyInstance, deps: RegistryRouteDeps): v
         accept: kind === 'manifest' ? request.headers.accept : undefined,
       });
       if (!result.ok) {
+        if (result.reason === 'unauthorized') return refusedScope(result.message);
         const { status, code } = ociStatus(result, kind);
-        if (status === 416) reply.header('Content-Range', 'bytes */*');
+        if (status === 416) reply.header('Content-Range', `bytes */${unsatisfiedLength(result) ?? '*'}`);
         return sendError(reply, status, code, result.message);
       }
       return sendObject(request, reply, kind, result.value);
     },
   });
 
+  const readOnly = (reply: FastifyReply) => sendError(reply, 405, 'UNSUPPORTED', 'Manifold is a read-only pull-through cache: pushes and deletes are not accepted');
   app.route({
     method: ['POST', 'PUT', 'PATCH', 'DELETE'],
     url: '/v2/*',
-    handler: async (_request, reply) => sendError(reply, 405, 'UNSUPPORTED', 'Manifold is a read-only pull-through cache: pushes and deletes are not accepted'),
+    // Answered before the body is parsed: a push of any content type gets the same answer.
+    onRequest: async (_request, reply) => readOnly(reply),
+    handler: async (_request, reply) => readOnly(reply),
   });
 }

@@ -1,7 +1,7 @@
 // Single flight for blob fills (DESIGN §3.2): one upstream fetch per object however many clients ask;
 // every client streams from the growing temporary object, none waits for the end. A client that
 // disconnects does not stop the fill; with nobody attached it stops after a grace period.
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import type { ByteRange, ObjectInfo, ObjectStore, ObjectWriter } from '../storage/object-store.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
@@ -18,22 +18,74 @@ export interface BlobFillSpec {
   /** Who fills what: one fill per key at a time (upstream id + relative path). */
   key: string;
   digest: string;
+  /**
+   * The object when a fill of this key has already committed (asked inside the single flight, so a
+   * caller that looked before that fill's entry existed does not fetch the blob again).
+   */
+  stored(): Promise<ObjectInfo | null>;
   /** Fetches the body from the upstream; the signal aborts the fetch. */
   open(signal: AbortSignal): Promise<Result<BlobSource>>;
   /** Runs after the object is committed (creates the cache entry). */
   onCommit(info: ObjectInfo): Promise<void>;
 }
 
+/** A fill joined by a request: what it will hold, and a stream of it for each client. */
+export interface JoinedFill {
+  readonly digest: string;
+  /** Size of the whole object; null while filling from an upstream that sent no length. */
+  readonly size: number | null;
+  /** True when the object was already stored (no fill ran for this request). */
+  readonly stored: boolean;
+  /** A stream of the object (or a range of it) for one more client; an error once the fill failed. */
+  attach(range?: ByteRange): Promise<Result<Readable>>;
+}
+
+/** The error a client's stream ends with when the fill behind it fails: the response must break. */
+export class FillFailedError extends Error {
+  /** The status Fastify answers with when no byte was sent yet. */
+  readonly statusCode = 503;
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'FillFailedError';
+  }
+}
+
+/**
+ * Passes a follower's bytes on one chunk behind, and the last chunk only once the object is verified
+ * and committed. A response can then never reach its full length with bytes that fail verification:
+ * the client sees a broken transfer instead (the HTTP layer resets the connection on a stream error).
+ */
+function releasedWhenVerified(follower: Readable, done: Promise<Result<ObjectInfo>>): Readable {
+  async function* verified(): AsyncGenerator<Buffer> {
+    let held: Buffer | null = null;
+    try {
+      for await (const chunk of follower as AsyncIterable<Buffer>) {
+        if (chunk.length === 0) continue;
+        if (held) yield held;
+        held = chunk;
+      }
+    } catch (error) {
+      throw new FillFailedError(`the fill failed: ${(error as Error).message}`, { cause: error });
+    }
+    const result = await done;
+    if (!result.ok) throw new FillFailedError(result.message);
+    if (held) yield held;
+  }
+  return Readable.from(verified(), { objectMode: false });
+}
+
 /** One fill in flight. */
-export class BlobFill {
+export class BlobFill implements JoinedFill {
   readonly digest: string;
   readonly size: number | null;
+  readonly stored = false;
   /** Settles when the object is committed (and its entry recorded) or the fill failed. */
   readonly done: Promise<Result<ObjectInfo>>;
   #writer: ObjectWriter;
   #store: ObjectStore;
   #attached = 0;
   #committed = false;
+  #failed: string | null = null;
   #graceTimer: NodeJS.Timeout | null = null;
   #graceMs: number;
   #abort: AbortController;
@@ -60,7 +112,8 @@ export class BlobFill {
       if (!committed.ok) {
         logger.warn({ digest: this.digest, reason: committed.message }, 'upstream blob failed verification; nothing stored');
         this.#metrics.fills.inc({ kind: 'blob', outcome: 'verification_failed' });
-        return committed;
+        this.#failed = committed.message;
+        return err('upstream_unavailable', `the upstream's blob does not match its digest ${this.digest}; not stored`);
       }
       await onCommit(committed.value);
       this.#committed = true;
@@ -72,28 +125,31 @@ export class BlobFill {
       const aborted = this.#abort.signal.aborted;
       this.#metrics.fills.inc({ kind: 'blob', outcome: aborted ? 'abandoned' : 'upstream_failed' });
       if (!aborted) logger.warn({ digest: this.digest, err: (error as Error).message }, 'blob fill failed');
+      this.#failed = (error as Error).message;
       return err('upstream_unavailable', `fill of ${this.digest} failed: ${(error as Error).message}`, { cause: error });
     } finally {
       this.#clearGrace();
     }
   }
 
-  /** A stream of the object (or a range of it) for one more client. */
-  async attach(range?: ByteRange): Promise<Readable> {
+  async attach(range?: ByteRange): Promise<Result<Readable>> {
+    if (this.#failed !== null) return err('upstream_unavailable', `fill of ${this.digest} failed: ${this.#failed}`);
     if (this.#committed) {
       const stream = await this.#store.read(this.digest, range);
-      if (stream) return stream;
+      if (stream) return ok(stream);
     }
-    const stream = this.#writer.follow(range);
+    const stream = releasedWhenVerified(this.#writer.follow(range), this.done);
+    // Attached until the client's stream closes (a range's follower ends earlier: the client still
+    // waits for the verification).
     this.#attached++;
     this.#metrics.fillFollowers.inc();
     this.#clearGrace();
     stream.once('close', () => {
       this.#attached--;
       this.#metrics.fillFollowers.dec();
-      if (this.#attached === 0 && !this.#committed) this.#startGrace();
+      if (this.#attached === 0 && !this.#committed && this.#failed === null) this.#startGrace();
     });
-    return stream;
+    return ok(stream);
   }
 
   #startGrace(): void {
@@ -110,8 +166,27 @@ export class BlobFill {
   }
 }
 
+/** An object another fill already committed: clients read it from the store. */
+class StoredBlob implements JoinedFill {
+  readonly digest: string;
+  readonly size: number;
+  readonly stored = true;
+  #store: ObjectStore;
+
+  constructor(store: ObjectStore, info: ObjectInfo) {
+    this.#store = store;
+    this.digest = info.digest;
+    this.size = info.size;
+  }
+
+  async attach(range?: ByteRange): Promise<Result<Readable>> {
+    const stream = await this.#store.read(this.digest, range);
+    return stream ? ok(stream) : err('object_not_present', `the object ${this.digest} is no longer stored`);
+  }
+}
+
 export class BlobFills {
-  #fills = new Map<string, Promise<Result<BlobFill>>>();
+  #fills = new Map<string, Promise<Result<JoinedFill>>>();
   #deps: { store: ObjectStore; metrics: Metrics; logger: Logger; graceMs: number };
 
   constructor(deps: { store: ObjectStore; metrics: Metrics; logger: Logger; graceMs: number }) {
@@ -119,17 +194,20 @@ export class BlobFills {
   }
 
   /** Joins the fill for spec.key, or starts it. */
-  join(spec: BlobFillSpec): Promise<Result<BlobFill>> {
+  join(spec: BlobFillSpec): Promise<Result<JoinedFill>> {
     const existing = this.#fills.get(spec.key);
     if (existing) return existing;
     const started = this.#start(spec);
+    // Registered synchronously: every later caller joins this one until it has settled.
     this.#fills.set(spec.key, started);
     void started.then((result) => {
-      if (!result.ok) {
+      if (!result.ok || !(result.value instanceof BlobFill)) {
         this.#fills.delete(spec.key);
         return;
       }
       this.#deps.metrics.fillsInFlight.inc();
+      // Removed only after the entry was recorded (done settles after onCommit): a caller that comes
+      // later either finds the entry or, having looked too early, finds it through spec.stored().
       void result.value.done.finally(() => {
         this.#fills.delete(spec.key);
         this.#deps.metrics.fillsInFlight.dec();
@@ -146,10 +224,17 @@ export class BlobFills {
   /** Waits for every fill in flight to settle (graceful shutdown). */
   async settle(): Promise<void> {
     const fills = await Promise.all(this.#fills.values());
-    await Promise.all(fills.map((f) => (f.ok ? f.value.done : null)));
+    await Promise.all(fills.map((f) => (f.ok && f.value instanceof BlobFill ? f.value.done : null)));
   }
 
-  async #start(spec: BlobFillSpec): Promise<Result<BlobFill>> {
+  async #start(spec: BlobFillSpec): Promise<Result<JoinedFill>> {
+    let stored: ObjectInfo | null;
+    try {
+      stored = await spec.stored();
+    } catch (error) {
+      return err('persistence_error', `cannot look up the cache: ${(error as Error).message}`, { cause: error });
+    }
+    if (stored) return ok(new StoredBlob(this.#deps.store, stored));
     const abort = new AbortController();
     const source = await spec.open(abort.signal);
     if (!source.ok) return source;

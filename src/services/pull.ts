@@ -2,7 +2,7 @@
 // upstream that has it while filling the cache.
 import { Readable } from 'node:stream';
 import rangeParser from 'range-parser';
-import { can } from '../auth/policy.ts';
+import { can, canSee } from '../auth/policy.ts';
 import type { Actor } from '../auth/policy.ts';
 import type { Logger } from '../log.ts';
 import type { CacheResult, Metrics, ObjectKind } from '../metrics.ts';
@@ -18,6 +18,7 @@ import type { CacheEntryService } from './cache-entries.ts';
 import type { DownloadCounter } from './download-counter.ts';
 import type { RegistryService } from './registries.ts';
 import { BlobFills } from './blob-fills.ts';
+import type { JoinedFill } from './blob-fills.ts';
 import { SingleFlight } from './single-flight.ts';
 
 export const STALE_WARNING = '299 - "served from cache; upstream unavailable"';
@@ -75,6 +76,20 @@ interface ManifestFilled {
   digest: string;
   mediaType: string;
   entryId: number;
+  /** Another request's fill had just stored it: this one did not fetch. */
+  reused?: boolean;
+}
+
+/** The complete length a 416 answer names (`Content-Range: bytes *\/<length>`), when known. */
+export function unsatisfiedLength(failure: Err): number | null {
+  const cause = failure.cause as { completeLength?: unknown } | undefined;
+  return typeof cause?.completeLength === 'number' ? cause.completeLength : null;
+}
+
+/** A registry token (JWT) must list the pull of this repository; other credentials carry no such list. */
+function tokenGrantsPull(actor: Actor, repository: string): boolean {
+  if (!('registryAccess' in actor) || actor.registryAccess === undefined) return true;
+  return actor.registryAccess.some((entry) => entry.type === 'repository' && entry.name === repository && entry.actions.includes('pull'));
 }
 
 export interface PullDeps {
@@ -104,13 +119,10 @@ export class PullService {
   }
 
   async pull(request: PullRequest): Promise<Result<PullResponse>> {
-    if (request.actor.kind === 'anonymous') return err('unauthorized', 'authentication required');
-    const name = parseRepositoryName(request.name);
-    if (!name) return invalid({ name: ['must be <group>/<registry>/<image> with lower-case components'] }, 'invalid repository name');
-    const registry = await this.#deps.registries.findForPull(name.groupPath, name.registryName);
-    if (!registry || !can(request.actor, 'read_virtual_registry', { groupId: registry.group.id })) {
-      return err('not_found', `repository ${request.name} is not known to this registry`);
-    }
+    const startedAt = Date.now();
+    const access = await this.#access(request.actor, request.name);
+    if (!access.ok) return access;
+    const { name, registry } = access.value;
     if (request.kind === 'blob') {
       const digest = parseDigest(request.reference);
       if (!digest) return invalid({ digest: ['must be sha256:<64 hex> or sha512:<128 hex>'] }, 'invalid digest');
@@ -121,8 +133,28 @@ export class PullService {
     }
     if (registry.upstreams.length === 0) return err('no_upstreams', `registry ${name.groupPath}/${name.registryName} has no upstreams`);
 
-    const pull = new Pull(this, this.#deps, registry, name, request, this.#now());
+    const pull = new Pull(this, this.#deps, registry, name, request, this.#now(), startedAt);
     return request.kind === 'blob' ? pull.blob() : pull.manifest();
+  }
+
+  /**
+   * DESIGN §3.1 step 1: who may pull from this repository. Those who may not know the group get
+   * not_found, as if it did not exist; those who may see it but not pull (a token without the
+   * read_virtual_registry scope) get forbidden; a registry token for other repositories is
+   * unauthorized (the client should ask for a token with this scope).
+   */
+  async #access(actor: Actor, repository: string): Promise<Result<{ name: RepositoryName; registry: Registry }>> {
+    if (actor.kind === 'anonymous') return err('unauthorized', 'authentication required');
+    const name = parseRepositoryName(repository);
+    if (!name) return invalid({ name: ['must be <group>/<registry>/<image> with lower-case components'] }, 'invalid repository name');
+    const registry = await this.#deps.registries.findForPull(name.groupPath, name.registryName);
+    const subject = registry ? { groupId: registry.group.id } : null;
+    if (!registry || !subject || !can(actor, 'read_virtual_registry', subject)) {
+      if (subject && canSee(actor, subject)) return err('forbidden', `these credentials may not pull from ${name.groupPath}/${name.registryName}: a token needs the read_virtual_registry scope`);
+      return err('not_found', `repository ${repository} is not known to this registry`);
+    }
+    if (!tokenGrantsPull(actor, repository)) return err('unauthorized', `the registry token does not grant pull on ${repository}`);
+    return ok({ name, registry });
   }
 
   /**
@@ -131,13 +163,9 @@ export class PullService {
    * because the list grows as artifacts are attached upstream.
    */
   async referrers(actor: Actor, repository: string, digest: string, artifactType: string | undefined): Promise<Result<{ bytes: Buffer; mediaType: string }>> {
-    if (actor.kind === 'anonymous') return err('unauthorized', 'authentication required');
-    const name = parseRepositoryName(repository);
-    if (!name) return invalid({ name: ['must be <group>/<registry>/<image> with lower-case components'] }, 'invalid repository name');
-    const registry = await this.#deps.registries.findForPull(name.groupPath, name.registryName);
-    if (!registry || !can(actor, 'read_virtual_registry', { groupId: registry.group.id })) {
-      return err('not_found', `repository ${repository} is not known to this registry`);
-    }
+    const access = await this.#access(actor, repository);
+    if (!access.ok) return access;
+    const { name, registry } = access.value;
     if (!parseDigest(digest)) return invalid({ digest: ['must be sha256:<64 hex> or sha512:<128 hex>'] }, 'invalid digest');
     const key = `${registry.registry.id}:${name.image}:${digest}:${artifactType ?? ''}`;
     const cached = this.#referrers.get(key);
@@ -177,14 +205,17 @@ class Pull {
   #name: RepositoryName;
   #request: PullRequest;
   #now: number;
+  /** Wall-clock start (entries' updated_at is wall-clock too), before any lookup. */
+  #startedAt: number;
 
-  constructor(service: PullService, deps: PullDeps, registry: Registry, name: RepositoryName, request: PullRequest, now: number) {
+  constructor(service: PullService, deps: PullDeps, registry: Registry, name: RepositoryName, request: PullRequest, now: number, startedAt: number) {
     this.#service = service;
     this.#deps = deps;
     this.#registry = registry;
     this.#name = name;
     this.#request = request;
     this.#now = now;
+    this.#startedAt = startedAt;
   }
 
   get #upstreamIds(): number[] {
@@ -218,17 +249,26 @@ class Pull {
     const range = this.#resolveRange(fill.value.size);
     if (range && 'unsatisfiable' in range) return range.unsatisfiable;
     const body = await fill.value.attach(range ?? undefined);
-    this.#deps.metrics.cacheRequests.inc({ kind: 'blob', result: 'miss' });
-    countBytes(body, this.#deps.metrics, 'upstream');
-    return ok({ digest, mediaType: BLOB_CONTENT_TYPE, size: fill.value.size, range, body, warning: null, cache: 'miss' });
+    if (!body.ok) return this.#count(body);
+    const cache: CacheResult = fill.value.stored ? 'hit' : 'miss';
+    this.#deps.metrics.cacheRequests.inc({ kind: 'blob', result: cache });
+    countBytes(body.value, this.#deps.metrics, fill.value.stored ? 'cache' : 'upstream');
+    return ok({ digest, mediaType: BLOB_CONTENT_TYPE, size: fill.value.size, range, body: body.value, warning: null, cache });
   }
 
   /** Joins the fill of this blob from this upstream, or starts it. */
-  #joinBlobFill(upstream: Upstream, path: string, digest: string) {
+  #joinBlobFill(upstream: Upstream, path: string, digest: string): Promise<Result<JoinedFill>> {
     const image = this.#name.image;
     return this.#service.blobFills.join({
       key: `${upstream.id}:${path}`,
       digest,
+      stored: async () => {
+        // A fill of this key that committed after this request looked at the cache has left its entry.
+        const entry = await this.#deps.entries.findLive(upstream.id, path);
+        const info = entry ? await this.#deps.store.stat(digest) : null;
+        if (entry && info) this.#deps.counter.record(entry.id, this.#now);
+        return info;
+      },
       open: async (signal) => {
         const got = await this.#timed(upstream, 'get_blob', () => this.#deps.client.getBlob(upstream, image, digest, { signal }));
         if (got.kind !== 'found') return failureResult(got, 'blob');
@@ -272,6 +312,11 @@ class Pull {
       await this.#deps.entries.touchChecked(entry.id, this.#now);
       return (await this.#serveStored(entry, entry.content_type, 'revalidated')) ?? this.#manifestMiss();
     }
+    if (head.kind === 'found' && head.value.digest && !this.#isGet) {
+      // The tag moved: a HEAD answers with the new digest without filling (DESIGN §3.3).
+      if (SCHEMA1_TYPES.has(baseMediaType(head.value.mediaType))) return this.#count(schema1Refused());
+      return this.#count(ok({ digest: head.value.digest, mediaType: baseMediaType(head.value.mediaType), size: head.value.size, range: null, body: null, warning: null, cache: 'upstream_head' }));
+    }
     if (head.kind === 'found') {
       // The tag moved (or the upstream sent no digest): fetch it again from the same upstream.
       const filled = await this.#fillManifest(upstream, reference.tag);
@@ -308,8 +353,11 @@ class Pull {
   /** GET from one upstream, verify, store the object and record the entries (tag and digest). */
   #fillManifest(upstream: Upstream, reference: string): Promise<Result<ManifestFilled>> {
     const image = this.#name.image;
-    const key = `${upstream.id}:${manifestPath(image, reference)}`;
+    const path = manifestPath(image, reference);
+    const key = `${upstream.id}:${path}`;
     return this.#service.fillManifest(key, async () => {
+      const reused = await this.#storedSinceStart(upstream, path, reference);
+      if (reused) return ok(reused);
       const got = await this.#timed(upstream, 'get_manifest', () => this.#deps.client.getManifest(upstream, image, reference));
       if (got.kind !== 'found') return failureResult(got, 'manifest');
       const manifest = got.value;
@@ -343,12 +391,28 @@ class Pull {
     });
   }
 
+  /**
+   * The entry another request's fill recorded after this request looked at the cache (its lookup
+   * missed it, but the single flight had already finished): served instead of fetching again. A tag's
+   * entry counts only when written since this request started (an older one is what made it refetch).
+   */
+  async #storedSinceStart(upstream: Upstream, path: string, reference: string): Promise<ManifestFilled | null> {
+    const entry = await this.#deps.entries.findLive(upstream.id, path);
+    if (!entry || (!reference.includes(':') && entry.updated_at < this.#startedAt)) return null;
+    const stream = await this.#deps.store.read(entry.digest);
+    if (!stream) return null;
+    const chunks: Buffer[] = [];
+    for await (const chunk of stream) chunks.push(chunk as Buffer);
+    return { bytes: Buffer.concat(chunks), digest: entry.digest, mediaType: entry.content_type, entryId: entry.id, reused: true };
+  }
+
   #serveFilled(filled: ManifestFilled, cache: CacheResult): Result<PullResponse> {
+    if (filled.reused) cache = 'hit';
     const refused = this.#refuseUnaccepted(filled.mediaType);
     if (refused) return this.#count(refused);
     if (this.#isGet) {
       this.#deps.counter.record(filled.entryId, this.#now);
-      this.#deps.metrics.bytesServed.inc({ source: 'upstream' }, filled.bytes.length);
+      this.#deps.metrics.bytesServed.inc({ source: filled.reused ? 'cache' : 'upstream' }, filled.bytes.length);
     }
     this.#deps.metrics.cacheRequests.inc({ kind: 'manifest', result: cache });
     return ok({ digest: filled.digest, mediaType: filled.mediaType, size: filled.bytes.length, range: null, body: this.#isGet ? Readable.from([filled.bytes]) : null, warning: null, cache });
@@ -394,7 +458,10 @@ class Pull {
     const header = this.#request.range;
     if (!header || size === null) return null;
     const ranges = rangeParser(size, header, { combine: true });
-    if (ranges === -1) return { unsatisfiable: invalid({ range: [`not satisfiable for ${size} bytes`] }, 'range not satisfiable') };
+    if (ranges === -1) {
+      const refused = invalid({ range: [`not satisfiable for ${size} bytes`] }, 'range not satisfiable');
+      return { unsatisfiable: { ...refused, cause: { completeLength: size } } };
+    }
     if (ranges === -2 || ranges.type !== 'bytes' || ranges.length !== 1) return null;
     return { start: ranges[0].start, end: ranges[0].end };
   }

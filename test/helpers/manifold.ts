@@ -25,6 +25,8 @@ export interface TestManifold {
   /** 127.0.0.1:<port>, as image references spell it. */
   host: string;
   dataDir: string;
+  /** The PostgreSQL URL with this server's search_path, or undefined on SQLite (for a child process on the same data). */
+  databaseUrl: string | undefined;
   /** Every log line the server wrote. */
   logs: string[];
   admin: Actor;
@@ -66,8 +68,16 @@ export async function startManifold(overrides: ConfigInput = {}, options: { data
       done();
     },
   });
-  const manifold = await createManifold(config, createLogger(config.log.level, sink));
-  await manifold.app.listen({ host: '127.0.0.1', port: 0 });
+  let manifold: Manifold;
+  try {
+    manifold = await createManifold(config, createLogger(config.log.level, sink));
+    await manifold.app.listen({ host: '127.0.0.1', port: 0 });
+  } catch (error) {
+    // A start that failed leaves nothing behind either.
+    if (!options.dataDir) rmSync(dataDir, { recursive: true, force: true });
+    if (schema && !options.schema) await dropSchema(schema);
+    throw error;
+  }
   const port = (manifold.app.server.address() as AddressInfo).port;
   const admin = unwrap(await manifold.services.authenticator.authenticate({ authorization: `Basic ${Buffer.from(`admin:${ADMIN_PASSWORD}`).toString('base64')}` }, 'api'));
   return {
@@ -75,6 +85,7 @@ export async function startManifold(overrides: ConfigInput = {}, options: { data
     url: `http://127.0.0.1:${port}`,
     host: `127.0.0.1:${port}`,
     dataDir,
+    databaseUrl: database.url,
     logs,
     admin,
     async stop() {
@@ -113,4 +124,35 @@ export async function createVirtualRegistry(server: TestManifold, options: { gro
 export async function personalToken(server: TestManifold, scopes: ('read_virtual_registry' | 'read_api' | 'api')[] = ['read_virtual_registry']): Promise<string> {
   const created = unwrap(await server.manifold.services.tokens.createPersonal(server.admin, { name: `token-${randomBytes(3).toString('hex')}`, scopes }));
   return created.token;
+}
+
+/** Drops a PostgreSQL schema made for `startManifold(…, { schema })` (a no-op on SQLite). */
+export async function dropSchema(schema: string): Promise<void> {
+  if (!testDatabaseUrl) return;
+  const client = new pg.Client({ connectionString: testDatabaseUrl });
+  await client.connect();
+  await client.query(`drop schema if exists ${schema} cascade`);
+  await client.end();
+}
+
+/** `Authorization: Basic` with an access token (any username), as simple clients send on /v2. */
+export function basicToken(token: string, username = 'token'): string {
+  return `Basic ${Buffer.from(`${username}:${token}`).toString('base64')}`;
+}
+
+/** The live cache entries of the server whose relative path ends with `suffix` (all when omitted). */
+export async function liveEntries(server: TestManifold, suffix = '') {
+  const rows = await server.manifold.database.db.selectFrom('cache_entries').selectAll().where('status', '=', 0).orderBy('id').execute();
+  return rows.filter((row) => row.relative_path.endsWith(suffix));
+}
+
+/** One sample of a Prometheus text exposition, 0 when absent. */
+export function metricValue(text: string, name: string, labels: Record<string, string> = {}): number {
+  let total = 0;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
+    const wanted = Object.entries(labels).every(([key, value]) => line.includes(`${key}="${value}"`));
+    if (wanted) total += Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+  return total;
 }

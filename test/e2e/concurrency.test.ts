@@ -1,0 +1,159 @@
+// Single flight (DESIGN §3.2): many cold pulls of one image cause one upstream fetch per object, whatever
+// the timing, and every client gets identical, verified bytes.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { Distribution } from '../helpers/distribution.ts';
+import { buildImage, OCI_MANIFEST, pushImage, sha256 } from '../helpers/oci-image.ts';
+import { createVirtualRegistry, personalToken, startManifold } from '../helpers/manifold.ts';
+import type { TestManifold } from '../helpers/manifold.ts';
+import { SkopeoClient } from '../helpers/skopeo.ts';
+import { SlowRegistry } from '../helpers/slow-registry.ts';
+import { settleLog, until, v2 } from '../helpers/e2e.ts';
+
+const CLIENTS = 16;
+
+describe('16 concurrent cold pulls of one image from a real Distribution', () => {
+  const image = buildImage({ layerSizes: [4 * 1024, 512 * 1024, 6 * 1024 * 1024] });
+  const raw = buildImage({ layerSizes: [2 * 1024, 3 * 1024 * 1024] });
+  let upstream: Distribution;
+  let server: TestManifold;
+  let token: string;
+  let client: SkopeoClient;
+
+  before(async () => {
+    upstream = await Distribution.start();
+    await pushImage(upstream.url, 'library/app', image, { tag: '1.0' });
+    await pushImage(upstream.url, 'library/raw', raw, { tag: '1.0' });
+    server = await startManifold();
+    await createVirtualRegistry(server, { group: 'acme', registry: 'hub', upstreamUrls: [upstream.url] });
+    token = await personalToken(server);
+    client = new SkopeoClient(server.host);
+    const login = await client.login('admin', token);
+    assert.equal(login.code, 0, login.stderr);
+  });
+  after(async () => {
+    client?.cleanup();
+    await server?.stop();
+    await upstream?.stop();
+  });
+
+  it('16 skopeo copies at once: the upstream served each blob and the manifest once; every copy is identical', async () => {
+    const copies = await Promise.all(Array.from({ length: CLIENTS }, () => client.copy('acme/hub/library/app', '1.0')));
+    for (const copy of copies) {
+      assert.equal(copy.code, 0, copy.stderr);
+      assert.equal(copy.layout!.topDigest, image.manifest.digest);
+      for (const blob of image.blobs) assert.ok(copy.layout!.blob(blob.digest).equals(blob.bytes));
+    }
+    await settleLog(upstream);
+    for (const blob of image.blobs) assert.equal(upstream.count('GET', `/v2/library/app/blobs/${blob.digest}`), 1, `blob ${blob.digest}`);
+    assert.equal(upstream.count('GET', '/v2/library/app/manifests/1.0'), 1, 'the manifest');
+  });
+
+  it('16 HTTP clients fetching the manifest and every blob at once get the same verified bytes', async () => {
+    const accept = OCI_MANIFEST;
+    const pulls = Array.from({ length: CLIENTS }, async () => {
+      const manifest = await v2(server, 'acme/hub/library/raw/manifests/1.0', { token, headers: { accept } });
+      assert.equal(manifest.status, 200);
+      const manifestBytes = Buffer.from(await manifest.arrayBuffer());
+      const blobs = await Promise.all(raw.blobs.map(async (blob) => {
+        const response = await v2(server, `acme/hub/library/raw/blobs/${blob.digest}`, { token });
+        assert.equal(response.status, 200);
+        return Buffer.from(await response.arrayBuffer());
+      }));
+      return { manifestBytes, blobs };
+    });
+    for (const pulled of await Promise.all(pulls)) {
+      assert.equal(sha256(pulled.manifestBytes), raw.manifest.digest);
+      pulled.blobs.forEach((bytes, i) => assert.equal(sha256(bytes), raw.blobs[i].digest));
+    }
+    await settleLog(upstream);
+    for (const blob of raw.blobs) assert.equal(upstream.count('GET', `/v2/library/raw/blobs/${blob.digest}`), 1);
+    assert.equal(upstream.count('GET', '/v2/library/raw/manifests/1.0'), 1);
+  });
+});
+
+describe('the window between a fill committing and its entry being seen', () => {
+  let upstream: SlowRegistry;
+  let server: TestManifold;
+  let token: string;
+
+  before(async () => {
+    upstream = await SlowRegistry.start();
+    server = await startManifold();
+    await createVirtualRegistry(server, { group: 'acme', registry: 'hub', upstreamUrls: [upstream.url] });
+    token = await personalToken(server);
+  });
+  after(async () => {
+    await server?.stop();
+    await upstream?.close();
+  });
+
+  /**
+   * Makes the next lookup of `method` report what it saw, then wait for `resume` before the request goes
+   * on: the request looked before the other fill committed and goes on after it finished.
+   */
+  function holdAfterLookup(method: 'findLiveByDigest' | 'findLiveForPath') {
+    const entries = server.manifold.services.entries as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>;
+    const original = entries[method];
+    const looked = Promise.withResolvers<unknown>();
+    const resume = Promise.withResolvers<void>();
+    let armed = true;
+    entries[method] = async function (this: unknown, ...args: unknown[]) {
+      const result = await original.apply(this, args);
+      if (!armed) return result;
+      armed = false;
+      looked.resolve(result);
+      await resume.promise;
+      return result;
+    };
+    return { looked: looked.promise, resume: () => resume.resolve(), restore: () => (entries[method] = original) };
+  }
+
+  it('a blob request that missed the cache just before another fill committed does not fetch again', async () => {
+    const bytes = randomBytes(1024 * 1024);
+    const digest = upstream.addBlob('library/window', bytes);
+    const gate = upstream.gate(digest, 512 * 1024);
+    const first = v2(server, `acme/hub/library/window/blobs/${digest}`, { token });
+    await gate.reached;
+
+    const hold = holdAfterLookup('findLiveByDigest');
+    try {
+      const second = v2(server, `acme/hub/library/window/blobs/${digest}`, { token });
+      assert.equal(await hold.looked, null, 'the second request saw no entry');
+      gate.release();
+      assert.ok(Buffer.from(await (await first).arrayBuffer()).equals(bytes));
+      await until(() => server.manifold.services.pull.blobFills.size === 0, 'the first fill to finish');
+      hold.resume();
+      const response = await second;
+      assert.equal(response.status, 200);
+      assert.ok(Buffer.from(await response.arrayBuffer()).equals(bytes));
+    } finally {
+      hold.restore();
+    }
+    assert.equal(upstream.received('GET', `/v2/library/window/blobs/${digest}`).length, 1, 'one upstream fetch');
+  });
+
+  it('a manifest request that missed the cache just before another fill committed does not fetch again', async () => {
+    const image = buildImage({ layerSizes: [16] });
+    upstream.addImage('library/window', image, ['1']);
+    const upstreamHold = upstream.holdNext('GET', '/v2/library/window/manifests/1');
+    const first = v2(server, 'acme/hub/library/window/manifests/1', { token, headers: { accept: OCI_MANIFEST } });
+    await upstreamHold.reached;
+
+    const hold = holdAfterLookup('findLiveForPath');
+    try {
+      const second = v2(server, 'acme/hub/library/window/manifests/1', { token, headers: { accept: OCI_MANIFEST } });
+      assert.deepEqual(await hold.looked, [], 'the second request saw no entry');
+      upstreamHold.release();
+      assert.ok(Buffer.from(await (await first).arrayBuffer()).equals(image.manifest.bytes));
+      hold.resume();
+      const response = await second;
+      assert.equal(response.status, 200);
+      assert.ok(Buffer.from(await response.arrayBuffer()).equals(image.manifest.bytes));
+    } finally {
+      hold.restore();
+    }
+    assert.equal(upstream.received('GET', '/v2/library/window/manifests/1').length, 1, 'one upstream fetch');
+  });
+});

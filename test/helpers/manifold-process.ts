@@ -1,0 +1,96 @@
+// Manifold as a child process (`node src/cli/main.ts serve`), for what the in-process server cannot show:
+// a SIGKILL in the middle of a fill, and the server's own memory (bench). The data directory and database
+// are prepared beforehand with the in-process server (`prepareManifold`), which then stops; the child
+// starts on the same directory and database.
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { createServer } from 'node:net';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import { ADMIN_PASSWORD } from './manifold.ts';
+
+const MAIN = path.resolve(import.meta.dirname, '../../src/cli/main.ts');
+
+export interface ManifoldProcess {
+  child: ChildProcess;
+  pid: number;
+  url: string;
+  host: string;
+  /** Everything it wrote so far (JSON log on stdout, console on stderr). */
+  output(): string;
+  /** Ends it with `signal` and resolves when it exited. */
+  kill(signal: NodeJS.Signals): Promise<void>;
+}
+
+export interface ManifoldProcessOptions {
+  dataDir: string;
+  /** postgres://… (with its search_path) or undefined for SQLite in dataDir. */
+  databaseUrl?: string;
+  env?: Record<string, string>;
+}
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+/** Starts `manifold serve` on 127.0.0.1 and a free port; resolves once /healthz answers (whatever the log level). */
+export async function spawnManifold(options: ManifoldProcessOptions): Promise<ManifoldProcess> {
+  const port = await freePort();
+  const env: Record<string, string> = {
+    ...(process.env as Record<string, string>),
+    MANIFOLD_DATA_DIR: options.dataDir,
+    MANIFOLD_SERVER_HOST: '127.0.0.1',
+    PORT: String(port),
+    MANIFOLD_UPSTREAM_ALLOW_PRIVATE: 'true',
+    MANIFOLD_ADMIN_PASSWORD: ADMIN_PASSWORD,
+    MANIFOLD_LOG_LEVEL: 'info',
+    ...options.env,
+  };
+  delete env.DATABASE_URL;
+  if (options.databaseUrl) env.DATABASE_URL = options.databaseUrl;
+  const child = spawn(process.execPath, ['--disable-warning=ExperimentalWarning', MAIN, 'serve'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  const collect = (chunk: string) => {
+    output = (output + chunk).slice(-200_000);
+  };
+  child.stdout!.setEncoding('utf8').on('data', collect);
+  child.stderr!.setEncoding('utf8').on('data', collect);
+  const exited = once(child, 'exit');
+  let gone = false;
+  void exited.then(() => (gone = true));
+  const url = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    if (gone) throw new Error(`manifold exited before answering:\n${output}`);
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`manifold did not answer on ${url} within 20 s:\n${output}`);
+    }
+    try {
+      const response = await fetch(`${url}/healthz`);
+      await response.arrayBuffer();
+      if (response.ok) break;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return {
+    child,
+    pid: child.pid!,
+    url,
+    host: `127.0.0.1:${port}`,
+    output: () => output,
+    async kill(signal) {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill(signal);
+        await exited;
+      }
+    },
+  };
+}
