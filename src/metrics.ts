@@ -8,7 +8,10 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
   const registry = new Registry();
   if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: registry, prefix: 'manifold_' });
   const registers = [registry];
+  /** Filled in by the composition root once the upstream client exists. */
+  const sources: { rateLimits?: () => ReadonlyMap<number, { remaining: number | null }> } = {};
   return {
+    sources,
     registry,
     httpRequests: new Counter({ name: 'manifold_http_requests_total', help: 'HTTP requests by route, method and status', labelNames: ['route', 'method', 'status'], registers }),
     httpDuration: new Histogram({ name: 'manifold_http_request_duration_seconds', help: 'Time to the end of the response', labelNames: ['route', 'method'], buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 120], registers }),
@@ -19,7 +22,17 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
     fills: new Counter({ name: 'manifold_fills_total', help: 'Finished cache fills by outcome', labelNames: ['kind', 'outcome'], registers }),
     upstreamRequests: new Histogram({ name: 'manifold_upstream_request_duration_seconds', help: 'Upstream request time to headers, by operation and outcome', labelNames: ['upstream', 'operation', 'outcome'], buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers }),
     upstreamErrors: new Counter({ name: 'manifold_upstream_errors_total', help: 'Upstream requests that failed, by kind', labelNames: ['upstream', 'kind'], registers }),
-    upstreamRateLimitRemaining: new Gauge({ name: 'manifold_upstream_ratelimit_remaining', help: 'Last ratelimit-remaining an upstream sent', labelNames: ['upstream'], registers }),
+    upstreamRateLimitRemaining: new Gauge({
+      name: 'manifold_upstream_ratelimit_remaining',
+      help: 'Last ratelimit-remaining an upstream sent (Docker Hub pull quota)',
+      labelNames: ['upstream'],
+      registers,
+      collect() {
+        for (const [upstream, reading] of sources.rateLimits?.() ?? []) {
+          if (reading.remaining !== null) this.set({ upstream: String(upstream) }, reading.remaining);
+        }
+      },
+    }),
   };
 }
 

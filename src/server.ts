@@ -111,6 +111,7 @@ export async function createManifold(config: Config, logger: Logger = createLogg
 
   const metrics = createMetrics();
   const services = await createServices(config, database, logger, metrics);
+  metrics.sources.rateLimits = () => services.client.rateLimits();
   services.counter.start();
   services.destroyer.start();
 
