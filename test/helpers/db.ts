@@ -7,7 +7,8 @@ import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { openDatabase } from '../../src/db/connect.ts';
-import type { DatabaseHandle, DatabaseOptions } from '../../src/db/connect.ts';
+import type { DatabaseHandle, DatabaseOptions, Db } from '../../src/db/connect.ts';
+import type { Database } from '../../src/db/schema.ts';
 
 export interface TestDatabase extends DatabaseHandle {
   /** Opens another connection (pool) to the same database, e.g. to race two callers. */
@@ -56,4 +57,16 @@ export async function createTestDatabase(): Promise<TestDatabase> {
       await drop();
     },
   };
+}
+
+const TABLES: (keyof Database)[] = ['users', 'groups', 'memberships', 'access_tokens', 'registries', 'upstreams', 'registry_upstreams', 'cache_entries', 'cleanup_policies', 'audit_events'];
+
+/** Row counts of every table of the data model: compare before and after a refused call (it writes nothing). */
+export async function countRows(db: Db): Promise<Record<string, number>> {
+  const counts: Record<string, number> = {};
+  for (const table of TABLES) {
+    const { n } = await db.selectFrom(table).select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow();
+    counts[table] = Number(n);
+  }
+  return counts;
 }

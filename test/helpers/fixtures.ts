@@ -5,7 +5,9 @@ import type { AccessLevel, RoleName } from '../../src/db/schema.ts';
 import type { Actor, Channel, Scope } from '../../src/auth/policy.ts';
 
 let counter = 0;
-const unique = (prefix: string) => `${prefix}${process.pid}x${++counter}`;
+/** A name no other test of this run uses. */
+export const uniqueName = (prefix: string) => `${prefix}${process.pid}x${++counter}`;
+const unique = uniqueName;
 
 export async function insertGroup(db: Db, path = unique('group')) {
   const now = Date.now();

@@ -30,17 +30,6 @@ export function createServices(db: Db, options: { cipher?: CredentialsCipher; al
   return { cipher, registries, upstreams, links };
 }
 
-const TABLES = ['registries', 'upstreams', 'registry_upstreams', 'cache_entries', 'audit_events'] as const;
-
-/** Row counts of the tables these services write; compare before and after a refused call. */
-export async function countRows(db: Db): Promise<Record<string, number>> {
-  const counts: Record<string, number> = {};
-  for (const table of TABLES) {
-    const { n } = await db.selectFrom(table).select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow();
-    counts[table] = Number(n);
-  }
-  return counts;
-}
 
 /** The upstream ids of a registry by position, checking that positions are exactly 1..N. */
 export async function orderOf(db: Db, registryId: number): Promise<number[]> {
@@ -49,8 +38,6 @@ export async function orderOf(db: Db, registryId: number): Promise<number[]> {
   return rows.map((r) => r.upstream_id);
 }
 
-let counter = 0;
-export const uniqueName = (prefix: string) => `${prefix}${process.pid}x${++counter}`;
 
 /** A group with a user of each role in it (and one outside), as API actors. */
 export async function groupWithMembers(db: Db) {

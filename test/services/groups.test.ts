@@ -4,10 +4,10 @@ import { GroupService } from '../../src/services/groups.ts';
 import { ANONYMOUS } from '../../src/auth/policy.ts';
 import type { Actor } from '../../src/auth/policy.ts';
 import { CACHE_ENTRY_STATUS, ROLES } from '../../src/db/schema.ts';
-import { createTestDatabase } from '../helpers/db.ts';
+import { countRows, createTestDatabase } from '../helpers/db.ts';
 import type { TestDatabase } from '../helpers/db.ts';
-import { insertGroup, insertMembership, insertUpstream, insertUser, userActor } from '../helpers/fixtures.ts';
-import { countRows, onApi, uniqueName } from '../helpers/identity.ts';
+import { insertGroup, insertMembership, insertUpstream, insertUser, uniqueName, userActor } from '../helpers/fixtures.ts';
+import { onApi } from '../helpers/identity.ts';
 
 let database: TestDatabase;
 let groups: GroupService;

@@ -5,9 +5,10 @@ import type { Actor } from '../../src/auth/policy.ts';
 import { CACHE_ENTRY_STATUS } from '../../src/db/schema.ts';
 import type { Group } from '../../src/db/schema.ts';
 import { RegistryService } from '../../src/services/registries.ts';
-import { createTestDatabase } from '../helpers/db.ts';
+import { countRows, createTestDatabase } from '../helpers/db.ts';
 import type { TestDatabase } from '../helpers/db.ts';
-import { auditEvents, countRows, createServices, groupWithMembers, insertCacheEntry, LIMITS, orderOf, uniqueName } from '../helpers/virtual-registries.ts';
+import { auditEvents, createServices, groupWithMembers, insertCacheEntry, LIMITS, orderOf } from '../helpers/virtual-registries.ts';
+import { uniqueName } from '../helpers/fixtures.ts';
 import type { Services } from '../helpers/virtual-registries.ts';
 
 let database: TestDatabase;

@@ -4,9 +4,10 @@ import { ANONYMOUS } from '../../src/auth/policy.ts';
 import type { Actor } from '../../src/auth/policy.ts';
 import type { Group } from '../../src/db/schema.ts';
 import type { RegistryUpstreamView } from '../../src/services/registry-upstreams.ts';
-import { createTestDatabase, dialectUnderTest } from '../helpers/db.ts';
+import { countRows, createTestDatabase, dialectUnderTest } from '../helpers/db.ts';
 import type { TestDatabase } from '../helpers/db.ts';
-import { auditEvents, countRows, createServices, groupWithMembers, LIMITS, orderOf, uniqueName } from '../helpers/virtual-registries.ts';
+import { auditEvents, createServices, groupWithMembers, LIMITS, orderOf } from '../helpers/virtual-registries.ts';
+import { uniqueName } from '../helpers/fixtures.ts';
 import type { Services } from '../helpers/virtual-registries.ts';
 
 let database: TestDatabase;

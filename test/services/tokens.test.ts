@@ -5,10 +5,10 @@ import { TokenService } from '../../src/services/tokens.ts';
 import { ANONYMOUS } from '../../src/auth/policy.ts';
 import type { Actor } from '../../src/auth/policy.ts';
 import { ROLES } from '../../src/db/schema.ts';
-import { createTestDatabase } from '../helpers/db.ts';
+import { countRows, createTestDatabase } from '../helpers/db.ts';
 import type { TestDatabase } from '../helpers/db.ts';
 import { insertGroup, insertMembership, insertUser, userActor } from '../helpers/fixtures.ts';
-import { countRows, onApi } from '../helpers/identity.ts';
+import { onApi } from '../helpers/identity.ts';
 
 let database: TestDatabase;
 let tokens: TokenService;

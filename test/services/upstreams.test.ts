@@ -6,9 +6,10 @@ import { CACHE_ENTRY_STATUS } from '../../src/db/schema.ts';
 import type { Group } from '../../src/db/schema.ts';
 import { UpstreamService } from '../../src/services/upstreams.ts';
 import type { UpstreamInput } from '../../src/services/upstreams.ts';
-import { createTestDatabase } from '../helpers/db.ts';
+import { countRows, createTestDatabase } from '../helpers/db.ts';
 import type { TestDatabase } from '../helpers/db.ts';
-import { auditEvents, countRows, createServices, groupWithMembers, insertCacheEntry, orderOf, uniqueName } from '../helpers/virtual-registries.ts';
+import { auditEvents, createServices, groupWithMembers, insertCacheEntry, orderOf } from '../helpers/virtual-registries.ts';
+import { uniqueName } from '../helpers/fixtures.ts';
 import type { Services } from '../helpers/virtual-registries.ts';
 
 const PASSWORD = 'pa55-Very-Secret-Upstream-Password';

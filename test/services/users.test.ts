@@ -4,10 +4,10 @@ import { UserService } from '../../src/services/users.ts';
 import { ANONYMOUS } from '../../src/auth/policy.ts';
 import { hashPassword, verifyPassword } from '../../src/auth/secrets.ts';
 import { ROLES } from '../../src/db/schema.ts';
-import { createTestDatabase } from '../helpers/db.ts';
+import { countRows, createTestDatabase } from '../helpers/db.ts';
 import type { TestDatabase } from '../helpers/db.ts';
-import { insertGroup, insertMembership, insertUser, userActor } from '../helpers/fixtures.ts';
-import { countRows, onApi, uniqueName } from '../helpers/identity.ts';
+import { insertGroup, insertMembership, insertUser, uniqueName, userActor } from '../helpers/fixtures.ts';
+import { onApi } from '../helpers/identity.ts';
 
 let database: TestDatabase;
 let users: UserService;
