@@ -1,12 +1,16 @@
 // Single flight for blob fills (DESIGN §3.2): one upstream fetch per object however many clients ask;
 // every client streams from the growing temporary object, none waits for the end. A client that
 // disconnects does not stop the fill; with nobody attached it stops after a grace period.
-import { Readable } from 'node:stream';
+import { Transform } from 'node:stream';
+import type { Readable, TransformCallback } from 'node:stream';
 import type { ByteRange, ObjectInfo, ObjectStore, ObjectWriter } from '../storage/object-store.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import { err, ok } from '../result.ts';
 import type { Result } from '../result.ts';
+
+/** Buffered per client on each side of the hold-back: about one follower chunk. */
+const RELEASE_BUFFER_BYTES = 256 * 1024;
 
 export interface BlobSource {
   body: Readable;
@@ -54,24 +58,52 @@ export class FillFailedError extends Error {
  * Passes a follower's bytes on one chunk behind, and the last chunk only once the object is verified
  * and committed. A response can then never reach its full length with bytes that fail verification:
  * the client sees a broken transfer instead (the HTTP layer resets the connection on a stream error).
+ * A Transform rather than an async generator: no promise and tick per chunk.
  */
-function releasedWhenVerified(follower: Readable, done: Promise<Result<ObjectInfo>>): Readable {
-  async function* verified(): AsyncGenerator<Buffer> {
-    let held: Buffer | null = null;
-    try {
-      for await (const chunk of follower as AsyncIterable<Buffer>) {
-        if (chunk.length === 0) continue;
-        if (held) yield held;
-        held = chunk;
-      }
-    } catch (error) {
-      throw new FillFailedError(`the fill failed: ${(error as Error).message}`, { cause: error });
-    }
-    const result = await done;
-    if (!result.ok) throw new FillFailedError(result.message);
-    if (held) yield held;
+class ReleasedWhenVerified extends Transform {
+  readonly #done: Promise<Result<ObjectInfo>>;
+  #held: Buffer | null = null;
+  #passed = 0;
+
+  constructor(done: Promise<Result<ObjectInfo>>) {
+    super({ highWaterMark: RELEASE_BUFFER_BYTES });
+    this.#done = done;
   }
-  return Readable.from(verified(), { objectMode: false });
+
+  /** Bytes handed on so far. */
+  get bytesPassed(): number {
+    return this.#passed;
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    if (chunk.length === 0) return callback();
+    const previous = this.#held;
+    this.#held = chunk;
+    if (previous) this.#passed += previous.length;
+    callback(null, previous ?? undefined);
+  }
+
+  override _flush(callback: TransformCallback): void {
+    this.#done.then(
+      (result) => {
+        if (!result.ok) return callback(new FillFailedError(result.message));
+        const last = this.#held;
+        this.#held = null;
+        if (last) this.#passed += last.length;
+        callback(null, last ?? undefined);
+      },
+      (error: Error) => callback(new FillFailedError(`the fill failed: ${error.message}`, { cause: error })),
+    );
+  }
+}
+
+function releasedWhenVerified(follower: Readable, done: Promise<Result<ObjectInfo>>): Readable {
+  const released = new ReleasedWhenVerified(done);
+  follower.once('error', (error) => released.destroy(new FillFailedError(`the fill failed: ${error.message}`, { cause: error })));
+  // The client went away (or the fill failed): stop reading the temporary file.
+  released.once('close', () => follower.destroy());
+  follower.pipe(released);
+  return released;
 }
 
 /** One fill in flight. */

@@ -252,7 +252,7 @@ class Pull {
     if (!body.ok) return this.#count(body);
     const cache: CacheResult = fill.value.stored ? 'hit' : 'miss';
     this.#deps.metrics.cacheRequests.inc({ kind: 'blob', result: cache });
-    countBytes(body.value, this.#deps.metrics, fill.value.stored ? 'cache' : 'upstream');
+    countBytes(body.value, this.#deps.metrics, fill.value.stored ? 'cache' : 'upstream', rangeLength(range, fill.value.size));
     return ok({ digest, mediaType: BLOB_CONTENT_TYPE, size: fill.value.size, range, body: body.value, warning: null, cache });
   }
 
@@ -440,7 +440,7 @@ class Pull {
       body = await this.#deps.store.read(entry.digest, range ?? undefined);
       if (!body) return null;
       this.#deps.counter.record(entry.id, this.#now);
-      countBytes(body, this.#deps.metrics, 'cache');
+      countBytes(body, this.#deps.metrics, 'cache', rangeLength(range, info.size));
     }
     this.#deps.metrics.cacheRequests.inc({ kind, result: cache });
     return ok({ digest: entry.digest, mediaType, size: info.size, range, body, warning, cache });
@@ -539,10 +539,18 @@ function safeJson(bytes: Buffer): unknown {
   }
 }
 
-function countBytes(body: Readable, metrics: Metrics, source: 'cache' | 'upstream'): void {
-  let bytes = 0;
-  body.on('data', (chunk: Buffer) => {
-    bytes += chunk.length;
+function countBytes(body: Readable, metrics: Metrics, source: 'cache' | 'upstream', length: number | null): void {
+  // No 'data' listener: it would switch the body to flowing before the HTTP layer pipes it. The store's
+  // and the fills' streams count what they passed on; any other body counts as its length once ended.
+  body.once('close', () => {
+    const passed = (body as Readable & { bytesPassed?: unknown }).bytesPassed;
+    const bytes = typeof passed === 'number' ? passed : body.readableEnded ? (length ?? 0) : 0;
+    if (bytes > 0) metrics.bytesServed.inc({ source }, bytes);
   });
-  body.once('close', () => metrics.bytesServed.inc({ source }, bytes));
+}
+
+/** Bytes a response of this range (or the whole object) carries; null when the size is unknown. */
+function rangeLength(range: ByteRange | null, size: number | null): number | null {
+  if (size === null) return null;
+  return range ? Math.min(range.end, size - 1) - range.start + 1 : size;
 }

@@ -13,16 +13,10 @@ import { err, ok } from '../result.ts';
 import type { Result } from '../result.ts';
 import { DIGEST_ALGORITHMS } from '../oci/reference.ts';
 import type { Digest, DigestAlgorithm } from '../oci/reference.ts';
+import { FileObjectStream } from './file-stream.ts';
 import { GrowingFile } from './follow.ts';
 import { clampRange, requireDigest } from './object-store.ts';
 import type { ByteRange, ObjectInfo, ObjectStore, ObjectWriter } from './object-store.ts';
-
-/**
- * Chunk size of reads of committed objects. Node's default (64 KiB) spends the time per chunk (a buffer,
- * a socket write, stream bookkeeping), which caps a warm blob GET far below the disk and the network;
- * bench/README.md has the measurements.
- */
-const READ_CHUNK_BYTES = 256 * 1024;
 
 /** A temporary file of another host sharing the directory is only a leftover once it is this old. */
 const FOREIGN_TEMP_MAX_AGE_MS = 24 * 60 * 60 * 1000;
@@ -114,7 +108,7 @@ export class FilesystemObjectStore implements ObjectStore {
         await handle.close();
         return Readable.from([]);
       }
-      return handle.createReadStream({ start, end, autoClose: true, highWaterMark: READ_CHUNK_BYTES });
+      return new FileObjectStream(handle, start, end);
     } catch (error) {
       await handle.close().catch(() => {});
       throw error;

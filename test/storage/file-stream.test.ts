@@ -1,0 +1,81 @@
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { open } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Writable } from 'node:stream';
+import { finished } from 'node:stream/promises';
+import { FILE_CHUNK_BYTES, FileObjectStream } from '../../src/storage/file-stream.ts';
+
+/**
+ * A destination that takes its bytes only when it completes a write, a little later (like a socket
+ * still sending a buffer): a source that reuses a buffer before the write completed corrupts the copy.
+ */
+function lateReadingDestination(): { destination: Writable; received: () => Buffer } {
+  const parts: Buffer[] = [];
+  const destination = new Writable({
+    highWaterMark: 1,
+    write(chunk: Buffer, _encoding, callback) {
+      setTimeout(() => {
+        parts.push(Buffer.from(chunk));
+        callback();
+      }, 1);
+    },
+  });
+  return { destination, received: () => Buffer.concat(parts) };
+}
+
+describe('FileObjectStream', () => {
+  let dir: string;
+  let file: string;
+  const bytes = randomBytes(FILE_CHUNK_BYTES * 7 + 12_345);
+
+  before(() => {
+    dir = mkdtempSync(path.join(tmpdir(), 'manifold-file-stream-'));
+    file = path.join(dir, 'object');
+    writeFileSync(file, bytes);
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  test('piped, it delivers every byte although its buffers are reused, and then ends', async () => {
+    const stream = new FileObjectStream(await open(file, 'r'), 0, bytes.length - 1);
+    const { destination, received } = lateReadingDestination();
+    stream.pipe(destination);
+    await Promise.all([finished(destination), finished(stream)]);
+    assert.ok(received().equals(bytes));
+    assert.equal(stream.bytesPassed, bytes.length);
+  });
+
+  test('piped with a range, it delivers exactly that range', async () => {
+    const start = 1_000;
+    const end = FILE_CHUNK_BYTES * 3 + 17;
+    const stream = new FileObjectStream(await open(file, 'r'), start, end);
+    const { destination, received } = lateReadingDestination();
+    stream.pipe(destination);
+    await finished(destination);
+    assert.ok(received().equals(bytes.subarray(start, end + 1)));
+    assert.equal(stream.bytesPassed, end - start + 1);
+  });
+
+  test('read as an ordinary stream, it yields the bytes', async () => {
+    const stream = new FileObjectStream(await open(file, 'r'), 5, bytes.length - 1);
+    const chunks: Buffer[] = [];
+    for await (const chunk of stream) chunks.push(chunk as Buffer);
+    assert.ok(Buffer.concat(chunks).equals(bytes.subarray(5)));
+    assert.equal(stream.bytesPassed, bytes.length - 5);
+  });
+
+  test('destroyed mid-copy (the client went away), it stops and closes the file', async () => {
+    const handle = await open(file, 'r');
+    const stream = new FileObjectStream(handle, 0, bytes.length - 1);
+    const { destination } = lateReadingDestination();
+    stream.pipe(destination);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    stream.destroy();
+    await finished(stream).catch(() => {});
+    assert.ok(stream.bytesPassed < bytes.length);
+    await assert.rejects(handle.stat(), /closed|EBADF/);
+  });
+});
