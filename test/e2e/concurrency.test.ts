@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { Distribution } from '../helpers/distribution.ts';
 import { buildImage, OCI_MANIFEST, pushImage, sha256 } from '../helpers/oci-image.ts';
-import { createVirtualRegistry, personalToken, startManifold } from '../helpers/manifold.ts';
+import { startCache } from '../helpers/manifold.ts';
 import type { TestManifold } from '../helpers/manifold.ts';
 import { SkopeoClient } from '../helpers/skopeo.ts';
 import { SlowRegistry } from '../helpers/slow-registry.ts';
@@ -25,9 +25,7 @@ describe('16 concurrent cold pulls of one image from a real Distribution', () =>
     upstream = await Distribution.start();
     await pushImage(upstream.url, 'library/app', image, { tag: '1.0' });
     await pushImage(upstream.url, 'library/raw', raw, { tag: '1.0' });
-    server = await startManifold();
-    await createVirtualRegistry(server, { group: 'acme', registry: 'hub', upstreamUrls: [upstream.url] });
-    token = await personalToken(server);
+    ({ server, token } = await startCache([upstream.url]));
     client = new SkopeoClient(server.host);
     const login = await client.login('admin', token);
     assert.equal(login.code, 0, login.stderr);
@@ -80,9 +78,7 @@ describe('the window between a fill committing and its entry being seen', () => 
 
   before(async () => {
     upstream = await SlowRegistry.start();
-    server = await startManifold();
-    await createVirtualRegistry(server, { group: 'acme', registry: 'hub', upstreamUrls: [upstream.url] });
-    token = await personalToken(server);
+    ({ server, token } = await startCache([upstream.url]));
   });
   after(async () => {
     await server?.stop();

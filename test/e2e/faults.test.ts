@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { readdirSync } from 'node:fs';
 import path from 'node:path';
 import { buildImage } from '../helpers/oci-image.ts';
-import { basicToken, createVirtualRegistry, liveEntries, metricValue, personalToken, startManifold } from '../helpers/manifold.ts';
+import { basicToken, liveEntries, metricValue, startCache } from '../helpers/manifold.ts';
 import type { TestManifold } from '../helpers/manifold.ts';
 import { SlowRegistry } from '../helpers/slow-registry.ts';
 import { SkopeoClient } from '../helpers/skopeo.ts';
@@ -22,9 +22,7 @@ describe('an upstream that serves a blob whose bytes do not match its digest', (
   before(async () => {
     upstream = await SlowRegistry.start();
     upstream.addImage('library/bad', image, ['1']);
-    server = await startManifold();
-    await createVirtualRegistry(server, { group: 'acme', registry: 'hub', upstreamUrls: [upstream.url] });
-    token = await personalToken(server);
+    ({ server, token } = await startCache([upstream.url]));
   });
   after(async () => {
     await server?.stop();
@@ -90,9 +88,7 @@ describe('an upstream that breaks off a blob before the first byte reaches the c
   before(async () => {
     upstream = await SlowRegistry.start();
     digest = upstream.addBlob('library/cut', bytes);
-    server = await startManifold();
-    await createVirtualRegistry(server, { group: 'acme', registry: 'hub', upstreamUrls: [upstream.url] });
-    token = await personalToken(server);
+    ({ server, token } = await startCache([upstream.url]));
   });
   after(async () => {
     await server?.stop();
@@ -127,9 +123,7 @@ describe('a client that disconnects halfway through a layer', () => {
     upstream = await SlowRegistry.start();
     digest = upstream.addBlob('library/big', bytes);
     upstream.throttle(digest, { chunkBytes: 128 * 1024, intervalMs: 4 });
-    server = await startManifold();
-    await createVirtualRegistry(server, { group: 'acme', registry: 'hub', upstreamUrls: [upstream.url] });
-    token = await personalToken(server);
+    ({ server, token } = await startCache([upstream.url]));
   });
   after(async () => {
     await server?.stop();

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { Distribution } from '../helpers/distribution.ts';
 import { buildImage, buildIndex, OCI_INDEX, OCI_MANIFEST, pushImage } from '../helpers/oci-image.ts';
-import { createVirtualRegistry, liveEntries, personalToken, startManifold } from '../helpers/manifold.ts';
+import { liveEntries, startCache } from '../helpers/manifold.ts';
 import type { TestManifold } from '../helpers/manifold.ts';
 import { SlowRegistry } from '../helpers/slow-registry.ts';
 import { fillFollowers, logSince, settleLog, until, v2 } from '../helpers/e2e.ts';
@@ -26,9 +26,7 @@ describe('the /v2 protocol in front of a real Distribution', () => {
     await pushImage(upstream.url, 'library/app', image, { tag: '1.0' });
     await pushImage(upstream.url, 'library/other', other, { tag: '1' });
     await pushImage(upstream.url, 'library/multi', index, { tag: '1' });
-    server = await startManifold();
-    await createVirtualRegistry(server, { group: 'acme', registry: 'hub', upstreamUrls: [upstream.url] });
-    token = await personalToken(server);
+    ({ server, token } = await startCache([upstream.url]));
   });
   after(async () => {
     await server?.stop();
@@ -153,9 +151,7 @@ describe('Range while a blob is being filled', () => {
   before(async () => {
     upstream = await SlowRegistry.start();
     digest = upstream.addBlob('library/big', bytes);
-    server = await startManifold();
-    await createVirtualRegistry(server, { group: 'acme', registry: 'hub', upstreamUrls: [upstream.url] });
-    token = await personalToken(server);
+    ({ server, token } = await startCache([upstream.url]));
   });
   after(async () => {
     await server?.stop();

@@ -156,3 +156,10 @@ export function metricValue(text: string, name: string, labels: Record<string, s
   }
   return total;
 }
+
+/** A Manifold whose group `acme` has a registry `hub` in front of `upstreamUrls`, and a pull token of the admin. */
+export async function startCache(upstreamUrls: string[], overrides: ConfigInput = {}): Promise<{ server: TestManifold; token: string }> {
+  const server = await startManifold(overrides);
+  await createVirtualRegistry(server, { group: 'acme', registry: 'hub', upstreamUrls });
+  return { server, token: await personalToken(server) };
+}
