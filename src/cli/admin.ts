@@ -4,29 +4,20 @@
 import { parseArgs } from 'node:util';
 import type { ParseArgsConfig } from 'node:util';
 import { sql } from 'kysely';
-import { loadConfig, resolvedPaths } from '../config.ts';
-import type { Config } from '../config.ts';
-import { CredentialsCipher } from '../auth/credentials-cipher.ts';
-import { loadEncryptionKey } from '../auth/keys.ts';
+import { loadConfig } from '../config.ts';
 import { SYSTEM, SCOPES } from '../auth/policy.ts';
 import type { Actor, Scope } from '../auth/policy.ts';
 import { generatePassword } from '../auth/secrets.ts';
 import { openDatabase } from '../db/connect.ts';
 import type { DatabaseHandle } from '../db/connect.ts';
 import type { Err, Result } from '../result.ts';
-import { CacheEntryService } from '../services/cache-entries.ts';
-import { GroupService } from '../services/groups.ts';
 import type { GroupView } from '../services/groups.ts';
-import { MembershipService } from '../services/memberships.ts';
-import { RegistryService } from '../services/registries.ts';
-import { RegistryUpstreamService } from '../services/registry-upstreams.ts';
 import type { RegistryUpstreamView } from '../services/registry-upstreams.ts';
-import { TokenService } from '../services/tokens.ts';
-import { UpstreamService } from '../services/upstreams.ts';
 import type { UpstreamInput, UpstreamView } from '../services/upstreams.ts';
-import { UserService } from '../services/users.ts';
-import { openObjectStore } from '../storage/open.ts';
-import { databaseOptions } from '../server.ts';
+import { createLogger } from '../log.ts';
+import { createMetrics } from '../metrics.ts';
+import { createServices, databaseOptions } from '../server.ts';
+import type { Services } from '../server.ts';
 
 export const ADMIN_USAGE = `admin commands (they work on the local database, with the server's configuration; add --json for JSON):
   user create <username> [--admin] [--email <email>] [--password-stdin]
@@ -65,44 +56,22 @@ function value<T>(result: Result<T, string>): T {
 }
 
 interface Context {
-  config: Config;
   database: DatabaseHandle;
-  users: UserService;
-  groups: GroupService;
-  memberships: MembershipService;
-  tokens: TokenService;
-  registries: RegistryService;
-  upstreams: UpstreamService;
-  links: RegistryUpstreamService;
-  cacheEntries: () => CacheEntryService;
+  services: Services;
 }
 
+/** The same services the server wires (src/server.ts), on the configured database, quietly. */
 async function openContext(): Promise<Context> {
   const config = loadConfig();
   const database = openDatabase(databaseOptions(config));
   try {
     await database.migrate();
+    const services = await createServices(config, database, createLogger('silent'), createMetrics({ defaultMetrics: false }));
+    return { database, services };
   } catch (error) {
     await database.close();
     throw error;
   }
-  const db = database.db;
-  const limits = config.limits;
-  const cipher = new CredentialsCipher(loadEncryptionKey(config.secrets.encryptionKey, resolvedPaths(config).encryptionKeyPath));
-  const registries = new RegistryService({ db, cipher, limits, pullCacheTtlMs: 0 });
-  const upstreams = new UpstreamService({ db, cipher, allowPrivate: config.upstream.allowPrivate });
-  return {
-    config,
-    database,
-    users: new UserService({ db }),
-    groups: new GroupService({ db }),
-    memberships: new MembershipService({ db }),
-    tokens: new TokenService({ db }),
-    registries,
-    upstreams,
-    links: new RegistryUpstreamService({ db, limits, upstreams }),
-    cacheEntries: () => new CacheEntryService({ db, dialect: database.dialect, store: openObjectStore(config) }),
-  };
 }
 
 function parse<T extends NonNullable<ParseArgsConfig['options']>>(args: string[], options: T) {
@@ -132,7 +101,7 @@ async function readSecret(io: AdminIo, what: string): Promise<string> {
 }
 
 async function groupByPath(context: Context, path: string): Promise<GroupView> {
-  return value(await context.groups.getByPath(SYSTEM, path));
+  return value(await context.services.groups.getByPath(SYSTEM, path));
 }
 
 /** The user as an actor of their own: personal tokens belong to the user who holds them. */
@@ -146,7 +115,7 @@ async function actorOfUser(context: Context, username: string): Promise<Actor> {
 async function allUpstreams(context: Context, groupId: number, search?: string): Promise<UpstreamView[]> {
   const found: UpstreamView[] = [];
   for (let page = 1; ; page++) {
-    const listed = value(await context.upstreams.list(SYSTEM, groupId, { page, per_page: 100, search }));
+    const listed = value(await context.services.upstreams.list(SYSTEM, groupId, { page, per_page: 100, search }));
     found.push(...listed.items);
     if (page * 100 >= listed.total) return found;
   }
@@ -171,7 +140,7 @@ const commands: Record<string, Record<string, Command>> = {
       const username = positional(positionals, 0, '<username>');
       const generated = values['password-stdin'] ? null : generatePassword();
       const password = generated ?? (await readSecret(io, 'password'));
-      const user = value(await context.users.create(SYSTEM, { username, password, email: values.email ?? null, admin: values.admin ?? false }));
+      const user = value(await context.services.users.create(SYSTEM, { username, password, email: values.email ?? null, admin: values.admin ?? false }));
       const text = `created ${user.admin ? 'admin ' : ''}user ${user.username} (id ${user.id})${generated ? `\npassword: ${generated}\n(shown once: keep it)` : ''}`;
       return { json: generated ? { ...user, password: generated } : user, text };
     },
@@ -188,7 +157,7 @@ const commands: Record<string, Record<string, Command>> = {
       }
       const actor = await actorOfUser(context, values.user);
       const scopes = values.scopes.split(',').map((s) => s.trim()).filter(Boolean) as Scope[];
-      const token = value(await context.tokens.createPersonal(actor, { name: values.name, scopes, expires_at: expiresAt }));
+      const token = value(await context.services.tokens.createPersonal(actor, { name: values.name, scopes, expires_at: expiresAt }));
       // Text mode prints the token alone, so that `TOKEN=$(manifold token create …)` works.
       return { json: token, text: token.token };
     },
@@ -197,11 +166,11 @@ const commands: Record<string, Record<string, Command>> = {
     async create(context, args) {
       const { values, positionals } = parse(args, { name: { type: 'string' }, owner: { type: 'string' } });
       const path = positional(positionals, 0, '<path>');
-      const group = value(await context.groups.create(SYSTEM, { path, name: values.name }));
+      const group = value(await context.services.groups.create(SYSTEM, { path, name: values.name }));
       if (values.owner) {
-        const added = await context.memberships.add(SYSTEM, { group_id: group.id, username: values.owner, role: 'owner' });
+        const added = await context.services.memberships.add(SYSTEM, { group_id: group.id, username: values.owner, role: 'owner' });
         if (!added.ok) {
-          await context.groups.delete(SYSTEM, group.id);
+          await context.services.groups.delete(SYSTEM, group.id);
           throw new CommandFailed(added.reason === 'not_found' ? { ...added, message: `no user named ${values.owner}` } : added);
         }
       }
@@ -227,26 +196,26 @@ const commands: Record<string, Record<string, Command>> = {
       const inputs: UpstreamInput[] = [];
       for (const url of values.upstream ?? []) {
         const input: UpstreamInput = { name: url, url, username: values.username ?? null, password: password ?? null, cache_validity_hours: validity };
-        const prepared = value(await context.upstreams.prepare(input));
+        const prepared = value(await context.services.upstreams.prepare(input));
         inputs.push({ ...input, name: upstreamName(prepared.url) });
       }
-      const registry = value(await context.registries.create(SYSTEM, group.id, { name, description: values.description ?? null }));
+      const registry = value(await context.services.registries.create(SYSTEM, group.id, { name, description: values.description ?? null }));
       try {
         for (const input of inputs) {
-          const created = await context.links.createUpstreamForRegistry(SYSTEM, registry.id, input);
+          const created = await context.services.registryUpstreams.createUpstreamForRegistry(SYSTEM, registry.id, input);
           if (created.ok) continue;
           // The same URL (and credentials) already is an upstream of the group: link that one.
           if (created.reason !== 'conflict' || !created.fields?.url) throw new CommandFailed(created);
-          const normalized = value(await context.upstreams.prepare(input)).url;
+          const normalized = value(await context.services.upstreams.prepare(input)).url;
           const existing = (await allUpstreams(context, group.id)).find((u) => u.url === normalized && u.username === (input.username ?? null));
           if (!existing) throw new CommandFailed(created);
-          value(await context.links.link(SYSTEM, registry.id, existing.id));
+          value(await context.services.registryUpstreams.link(SYSTEM, registry.id, existing.id));
         }
       } catch (error) {
-        await context.registries.destroy(SYSTEM, registry.id);
+        await context.services.registries.destroy(SYSTEM, registry.id);
         throw error;
       }
-      const links = value(await context.links.listForRegistry(SYSTEM, registry.id));
+      const links = value(await context.services.registryUpstreams.listForRegistry(SYSTEM, registry.id));
       return {
         json: { ...registry, upstreams: links },
         text: `created registry ${group.path}/${registry.name} (id ${registry.id})\n${describeLinks(links)}`,
@@ -255,9 +224,9 @@ const commands: Record<string, Record<string, Command>> = {
     async list(context, args) {
       const { positionals } = parse(args, {});
       const group = await groupByPath(context, positional(positionals, 0, '<group>'));
-      const registries = value(await context.registries.list(SYSTEM, group.id));
+      const registries = value(await context.services.registries.list(SYSTEM, group.id));
       const detailed = [];
-      for (const registry of registries) detailed.push({ ...registry, upstreams: value(await context.links.listForRegistry(SYSTEM, registry.id)) });
+      for (const registry of registries) detailed.push({ ...registry, upstreams: value(await context.services.registryUpstreams.listForRegistry(SYSTEM, registry.id)) });
       const text = detailed.length === 0
         ? `group ${group.path} has no registries`
         : detailed.map((r) => `${group.path}/${r.name} (id ${r.id})\n${describeLinks(r.upstreams)}`).join('\n');
@@ -278,7 +247,7 @@ const commands: Record<string, Record<string, Command>> = {
   cache: {
     async purge(context, args) {
       const { values, positionals } = parse(args, { upstream: { type: 'string' } });
-      const cache = context.cacheEntries();
+      const cache = context.services.entries;
       if (values.upstream !== undefined) {
         if (positionals.length > 0) throw new UsageError('give either <group>/<registry> or --upstream <id>');
         const id = Number(values.upstream);
@@ -288,7 +257,7 @@ const commands: Record<string, Record<string, Command>> = {
       }
       const { group: groupPath, registry: name } = splitRegistryName(positional(positionals, 0, '<group>/<registry> or --upstream <id>'));
       const group = await groupByPath(context, groupPath);
-      const registry = value(await context.registries.list(SYSTEM, group.id)).find((r) => r.name === name);
+      const registry = value(await context.services.registries.list(SYSTEM, group.id)).find((r) => r.name === name);
       if (!registry) throw new CommandFailed({ ok: false, reason: 'not_found', message: `no registry ${groupPath}/${name}` });
       const { marked } = value(await cache.markRegistryForDestruction(SYSTEM, registry.id));
       return { json: { registry_id: registry.id, marked_entries: marked }, text: `${groupPath}/${name}: ${marked} cache entries marked for deletion` };
