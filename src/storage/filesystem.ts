@@ -231,7 +231,7 @@ class FilesystemObjectWriter implements ObjectWriter {
         const { bytesWritten } = await this.#parts.handle.write(chunk, offset, chunk.length - offset, position + offset);
         offset += bytesWritten;
       }
-      this.#file.appended(chunk.length);
+      this.#file.appended(chunk);
     });
     this.#queue = run.then(() => {}, () => {});
     return run.catch(async (error: Error) => {

@@ -1,6 +1,8 @@
-// Readers that follow an object while it is being written (DESIGN §3.2 single flight): every follower
-// reads from the temporary file through its own position, so a slow follower costs neither the writer
-// nor memory, and a follower that joins late still gets every byte from the first.
+// Readers that follow an object while it is being written (DESIGN §3.2 single flight). A follower that
+// has caught up with the writer is handed each chunk the writer appends, the same Buffer for all of
+// them (no read, no copy); one that fell behind reads from the temporary file through its own
+// position. So a slow follower costs neither the writer nor memory, a follower that joins late still
+// gets every byte from the first, and N followers at the head cost no more than one.
 import { Readable } from 'node:stream';
 import type { FileHandle } from 'node:fs/promises';
 import type { ByteRange } from './object-store.ts';
@@ -20,7 +22,8 @@ export class GrowingFile {
   #state: State = { kind: 'writing' };
   #handle: FileHandle | null;
   #references = 1;
-  #changed = Promise.withResolvers<void>();
+  /** Followers that have read everything written so far and want the next chunk. */
+  readonly #waiting = new Set<Follower>();
   readonly #openCommitted: () => Promise<FileHandle | null>;
 
   /**
@@ -41,27 +44,35 @@ export class GrowingFile {
     return this.#state;
   }
 
-  /** The writer has safely written `bytes` more bytes. */
-  appended(bytes: number): void {
-    this.#length += bytes;
-    this.#notify();
+  /**
+   * The writer has safely written `chunk` at the end of the file. Waiting followers get the chunk
+   * itself, so the writer must not change it afterwards.
+   */
+  appended(chunk: Buffer): void {
+    const start = this.#length;
+    this.#length += chunk.length;
+    this.#wake((follower) => follower.offer(chunk, start));
   }
 
   committed(): void {
     if (this.#state.kind !== 'writing') return;
     this.#state = { kind: 'committed' };
-    this.#notify();
+    this.#wake((follower) => follower.writerFinished());
   }
 
   failed(error: Error): void {
     if (this.#state.kind !== 'writing') return;
     this.#state = { kind: 'failed', error };
-    this.#notify();
+    this.#wake((follower) => follower.writerFinished());
   }
 
-  /** Resolves at the next append, commit or failure. */
-  changed(): Promise<void> {
-    return this.#changed.promise;
+  /** Wakes `follower` at the next change (append, commit or failure), once. */
+  wait(follower: Follower): void {
+    this.#waiting.add(follower);
+  }
+
+  stopWaiting(follower: Follower): void {
+    this.#waiting.delete(follower);
   }
 
   /** Takes a reference to the open handle; null once the writer and every follower let go of it. */
@@ -86,10 +97,12 @@ export class GrowingFile {
     return new Follower(this, range);
   }
 
-  #notify(): void {
-    const previous = this.#changed;
-    this.#changed = Promise.withResolvers<void>();
-    previous.resolve();
+  #wake(each: (follower: Follower) => void): void {
+    if (this.#waiting.size === 0) return;
+    // A follower may wait again while being woken: it is woken by the next change, not this one.
+    const waiting = [...this.#waiting];
+    this.#waiting.clear();
+    for (const follower of waiting) each(follower);
   }
 }
 
@@ -101,7 +114,8 @@ class Follower extends Readable {
   #handle: FileHandle | null;
   /** Whether #handle is a reference to the shared handle (released) or our own (closed). */
   #shared: boolean;
-  #reading = false;
+  /** A file read is in flight or the follower waits for the writer: _read has nothing to start. */
+  #busy = false;
 
   constructor(file: GrowingFile, range?: ByteRange) {
     super({ highWaterMark: READ_CHUNK });
@@ -130,48 +144,77 @@ class Follower extends Readable {
   }
 
   override _read(size: number): void {
-    if (this.#reading) return;
-    this.#reading = true;
-    this.#next(Math.max(size, READ_CHUNK)).then(
-      (chunk) => {
-        this.#reading = false;
-        if (chunk !== undefined && !this.destroyed) this.push(chunk);
-      },
-      (error: Error) => {
-        this.#reading = false;
-        this.destroy(error);
-      },
-    );
+    if (this.#busy) return;
+    this.#advance(Math.max(size, READ_CHUNK));
   }
 
-  /** The next chunk, null at the end, or undefined when the stream was destroyed meanwhile. */
-  async #next(size: number): Promise<Buffer | null | undefined> {
-    for (;;) {
-      if (this.destroyed) return undefined;
-      const state = this.#file.state;
-      if (state.kind === 'failed') throw state.error;
-      if (this.#position > this.#end) return null;
-      const available = this.#file.length;
-      if (this.#position < available) {
-        const length = Math.min(size, available - this.#position, this.#end - this.#position + 1);
-        const buffer = Buffer.allocUnsafe(length);
-        const { bytesRead } = await this.#handle!.read(buffer, 0, length, this.#position);
-        if (this.destroyed) return undefined;
-        if (bytesRead === 0) throw new Error('the object was truncated while being read');
-        this.#position += bytesRead;
-        return bytesRead === length ? buffer : buffer.subarray(0, bytesRead);
-      }
-      if (state.kind === 'committed') {
-        if (this.#range && this.#range.start >= available) {
-          throw new RangeError(`byte range ${this.#range.start}-${this.#range.end} starts beyond the object (${available} bytes)`);
-        }
-        return null;
-      }
-      await this.#file.changed();
+  /** A chunk the writer appended at `start` while this follower waited for it. */
+  offer(chunk: Buffer, start: number): void {
+    this.#busy = false;
+    if (this.destroyed) return;
+    const end = start + chunk.length;
+    if (this.#position < start) return this.#advance(READ_CHUNK); // cannot happen: it waited at the end
+    if (this.#position >= end) {
+      // A range that starts further on: wait for more.
+      this.#busy = true;
+      this.#file.wait(this);
+      return;
     }
+    const piece = chunk.subarray(this.#position - start, Math.min(end, this.#end + 1) - start);
+    this.#position += piece.length;
+    // The stream asks for more (or learns that the range is done) through _read when it has room.
+    this.push(piece);
+  }
+
+  /** The writer committed or failed while this follower waited. */
+  writerFinished(): void {
+    this.#busy = false;
+    if (!this.destroyed) this.#advance(READ_CHUNK);
+  }
+
+  /** Hands on the next bytes: from the file when behind, the end, an error, or waits for the writer. */
+  #advance(size: number): void {
+    const state = this.#file.state;
+    if (state.kind === 'failed') return void this.destroy(state.error);
+    if (this.#position > this.#end) return void this.push(null);
+    const available = this.#file.length;
+    if (this.#position < available) {
+      const length = Math.min(size, available - this.#position, this.#end - this.#position + 1);
+      this.#busy = true;
+      this.#readFile(length).then(
+        (chunk) => {
+          this.#busy = false;
+          if (chunk && !this.destroyed) this.push(chunk);
+        },
+        (error: Error) => {
+          this.#busy = false;
+          this.destroy(error);
+        },
+      );
+      return;
+    }
+    if (state.kind === 'committed') {
+      if (this.#range && this.#range.start >= available) {
+        return void this.destroy(new RangeError(`byte range ${this.#range.start}-${this.#range.end} starts beyond the object (${available} bytes)`));
+      }
+      return void this.push(null);
+    }
+    this.#busy = true;
+    this.#file.wait(this);
+  }
+
+  /** The next `length` bytes from the file, or null when the stream was destroyed meanwhile. */
+  async #readFile(length: number): Promise<Buffer | null> {
+    const buffer = Buffer.allocUnsafe(length);
+    const { bytesRead } = await this.#handle!.read(buffer, 0, length, this.#position);
+    if (this.destroyed) return null;
+    if (bytesRead === 0) throw new Error('the object was truncated while being read');
+    this.#position += bytesRead;
+    return bytesRead === length ? buffer : buffer.subarray(0, bytesRead);
   }
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    this.#file.stopWaiting(this);
     const handle = this.#handle;
     this.#handle = null;
     if (handle && this.#shared) this.#file.release();

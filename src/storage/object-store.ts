@@ -40,7 +40,10 @@ export interface ObjectStore {
 
 export interface ObjectWriter {
   readonly bytesWritten: number;
-  /** Appends a chunk (resolves when it is safely handed to the file; respects backpressure). */
+  /**
+   * Appends a chunk (resolves when it is safely handed to the file; respects backpressure). Followers
+   * may be handed the chunk itself: the caller must not change it afterwards.
+   */
   write(chunk: Buffer): Promise<void>;
   /**
    * Flushes, fsyncs, verifies the digest (and the size if given) and renames into place. Result reason

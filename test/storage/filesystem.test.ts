@@ -237,6 +237,35 @@ describe('following an object while it is written', () => {
     assertFailed(await follower, /hash/);
   });
 
+  test('followers reading at different speeds while small chunks arrive all get exactly their bytes', async () => {
+    const bytes = randomBytes(600_000);
+    const writer = await store.createWriter(sha256(bytes));
+    const ranges = [undefined, undefined, { start: 0, end: 0 }, { start: 12_345, end: 400_000 }, { start: 599_999, end: Infinity }, { start: 250_000, end: Infinity }];
+    // Fast followers take the writer's chunks as they come; slow ones fall behind and read the file.
+    const readers = ranges.map((range, index) => {
+      const follower = writer.follow(range);
+      const slow = index % 2 === 1;
+      return (async () => {
+        const chunks: Buffer[] = [];
+        for await (const chunk of follower) {
+          chunks.push(chunk as Buffer);
+          if (slow) await new Promise((resolve) => setTimeout(resolve, 1));
+        }
+        return Buffer.concat(chunks);
+      })();
+    });
+    for (let offset = 0; offset < bytes.length; offset += 7_000) {
+      await writer.write(bytes.subarray(offset, offset + 7_000));
+      if (offset % 70_000 === 0) await new Promise((resolve) => setImmediate(resolve));
+    }
+    assert.equal((await writer.commit(bytes.length)).ok, true);
+    const results = await Promise.all(readers);
+    ranges.forEach((range, index) => {
+      const expected = range ? bytes.subarray(range.start, range.end === Infinity ? undefined : range.end + 1) : bytes;
+      assert.deepEqual(results[index], expected, `follower ${index} (${range ? `${range.start}-${range.end}` : 'whole'})`);
+    });
+  });
+
   test('a follower that does not read holds back neither the writer nor memory', async () => {
     const bytes = randomBytes(8 * 1024 * 1024);
     const writer = await store.createWriter(sha256(bytes));
