@@ -55,19 +55,20 @@ export class FillFailedError extends Error {
 }
 
 /**
- * Passes a follower's bytes on one chunk behind, and the last chunk only once the object is verified
- * and committed. A response can then never reach its full length with bytes that fail verification:
- * the client sees a broken transfer instead (the HTTP layer resets the connection on a stream error).
+ * Passes a follower's bytes on one chunk behind, and the last chunk only once the bytes are verified.
+ * A response can then never reach its full length with bytes that fail verification: the client sees
+ * a broken transfer instead (the HTTP layer resets the connection on a stream error). It does not wait
+ * for the object to be durable (fsync, rename, cache entry): the client's bytes are right either way.
  * A Transform rather than an async generator: no promise and tick per chunk.
  */
 class ReleasedWhenVerified extends Transform {
-  readonly #done: Promise<Result<ObjectInfo>>;
+  readonly #verified: Promise<Result<ObjectInfo>>;
   #held: Buffer | null = null;
   #passed = 0;
 
-  constructor(done: Promise<Result<ObjectInfo>>) {
+  constructor(verified: Promise<Result<ObjectInfo>>) {
     super({ highWaterMark: RELEASE_BUFFER_BYTES });
-    this.#done = done;
+    this.#verified = verified;
   }
 
   /** Bytes handed on so far. */
@@ -84,21 +85,18 @@ class ReleasedWhenVerified extends Transform {
   }
 
   override _flush(callback: TransformCallback): void {
-    this.#done.then(
-      (result) => {
-        if (!result.ok) return callback(new FillFailedError(result.message));
-        const last = this.#held;
-        this.#held = null;
-        if (last) this.#passed += last.length;
-        callback(null, last ?? undefined);
-      },
-      (error: Error) => callback(new FillFailedError(`the fill failed: ${error.message}`, { cause: error })),
-    );
+    this.#verified.then((result) => {
+      if (!result.ok) return callback(new FillFailedError(result.message));
+      const last = this.#held;
+      this.#held = null;
+      if (last) this.#passed += last.length;
+      callback(null, last ?? undefined);
+    });
   }
 }
 
-function releasedWhenVerified(follower: Readable, done: Promise<Result<ObjectInfo>>): Readable {
-  const released = new ReleasedWhenVerified(done);
+function releasedWhenVerified(follower: Readable, verified: Promise<Result<ObjectInfo>>): Readable {
+  const released = new ReleasedWhenVerified(verified);
   follower.once('error', (error) => released.destroy(new FillFailedError(`the fill failed: ${error.message}`, { cause: error })));
   // The client went away (or the fill failed): stop reading the temporary file.
   released.once('close', () => follower.destroy());
@@ -113,6 +111,8 @@ export class BlobFill implements JoinedFill {
   readonly stored = false;
   /** Settles when the object is committed (and its entry recorded) or the fill failed. */
   readonly done: Promise<Result<ObjectInfo>>;
+  /** Settles when every byte has arrived and matched the digest (before it is committed), or the fill failed. */
+  readonly #verified = Promise.withResolvers<Result<ObjectInfo>>();
   #writer: ObjectWriter;
   #store: ObjectStore;
   #attached = 0;
@@ -140,13 +140,19 @@ export class BlobFill implements JoinedFill {
       if (source.size !== null && this.#writer.bytesWritten !== source.size) {
         throw new Error(`upstream sent ${this.#writer.bytesWritten} of ${source.size} bytes`);
       }
-      const committed = await this.#writer.commit(source.size ?? undefined);
-      if (!committed.ok) {
-        logger.warn({ digest: this.digest, reason: committed.message }, 'upstream blob failed verification; nothing stored');
+      const verified = await this.#writer.verify(source.size ?? undefined);
+      if (!verified.ok) {
+        logger.warn({ digest: this.digest, reason: verified.message }, 'upstream blob failed verification; nothing stored');
         this.#metrics.fills.inc({ kind: 'blob', outcome: 'verification_failed' });
-        this.#failed = committed.message;
-        return err('upstream_unavailable', `the upstream's blob does not match its digest ${this.digest}; not stored`);
+        this.#failed = verified.message;
+        const failed = err('upstream_unavailable', `the upstream's blob does not match its digest ${this.digest}; not stored`);
+        this.#verified.resolve(failed);
+        return failed;
       }
+      // Clients get their last bytes now; storing the object no longer concerns them.
+      this.#verified.resolve(verified);
+      const committed = await this.#writer.commit();
+      if (!committed.ok) throw new Error(committed.message);
       await onCommit(committed.value);
       this.#committed = true;
       this.#metrics.fills.inc({ kind: 'blob', outcome: 'committed' });
@@ -158,7 +164,9 @@ export class BlobFill implements JoinedFill {
       this.#metrics.fills.inc({ kind: 'blob', outcome: aborted ? 'abandoned' : 'upstream_failed' });
       if (!aborted) logger.warn({ digest: this.digest, err: (error as Error).message }, 'blob fill failed');
       this.#failed = (error as Error).message;
-      return err('upstream_unavailable', `fill of ${this.digest} failed: ${(error as Error).message}`, { cause: error });
+      const failed = err('upstream_unavailable', `fill of ${this.digest} failed: ${(error as Error).message}`, { cause: error });
+      this.#verified.resolve(failed);
+      return failed;
     } finally {
       this.#clearGrace();
     }
@@ -170,7 +178,7 @@ export class BlobFill implements JoinedFill {
       const stream = await this.#store.read(this.digest, range);
       if (stream) return ok(stream);
     }
-    const stream = releasedWhenVerified(this.#writer.follow(range), this.done);
+    const stream = releasedWhenVerified(this.#writer.follow(range), this.#verified.promise);
     // Attached until the client's stream closes (a range's follower ends earlier: the client still
     // waits for the verification).
     this.#attached++;

@@ -188,7 +188,8 @@ export class FilesystemObjectStore implements ObjectStore {
   }
 }
 
-type WriterState = 'writing' | 'committing' | 'committed' | 'failed';
+/** finishing: verify() or commit() has begun, no more writes. */
+type WriterState = 'writing' | 'finishing' | 'committed' | 'failed';
 
 interface WriterParts {
   handle: FileHandle;
@@ -207,6 +208,7 @@ class FilesystemObjectWriter implements ObjectWriter {
   #failure: Error | null = null;
   /** Writes run one after another; this settles when the last one has. */
   #queue: Promise<void> = Promise.resolve();
+  #verify: Promise<Result<ObjectInfo>> | null = null;
   #commit: Promise<Result<ObjectInfo>> | null = null;
   #digest: string | null = null;
 
@@ -240,15 +242,24 @@ class FilesystemObjectWriter implements ObjectWriter {
     });
   }
 
-  commit(expectedSize?: number): Promise<Result<ObjectInfo>> {
+  verify(expectedSize?: number): Promise<Result<ObjectInfo>> {
+    if (this.#verify) return this.#verify;
     if (this.#state !== 'writing') return Promise.reject(this.#failure ?? new Error('the object writer is already finished'));
-    this.#state = 'committing';
+    this.#state = 'finishing';
+    this.#verify = this.#runVerify(expectedSize);
+    return this.#verify;
+  }
+
+  commit(expectedSize?: number): Promise<Result<ObjectInfo>> {
+    if (this.#commit || (this.#state !== 'writing' && !this.#verify)) {
+      return Promise.reject(this.#failure ?? new Error('the object writer is already finished'));
+    }
     this.#commit = this.#runCommit(expectedSize);
     return this.#commit;
   }
 
   async abort(reason: Error): Promise<void> {
-    if (this.#state === 'committing') await this.#commit?.catch(() => {});
+    if (this.#state === 'finishing') await (this.#commit ?? this.#verify)?.catch(() => {});
     await this.#fail(reason);
   }
 
@@ -256,34 +267,43 @@ class FilesystemObjectWriter implements ObjectWriter {
     return this.#file.follow(range);
   }
 
-  async #runCommit(expectedSize: number | undefined): Promise<Result<ObjectInfo>> {
+  async #runVerify(expectedSize: number | undefined): Promise<Result<ObjectInfo>> {
     await this.#queue;
     if (this.#failure) throw this.#failure;
+    const digest = `${this.#parts.algorithm}:${this.#hash.digest('hex')}`;
+    const size = this.#file.length;
+    const expected = this.#parts.expected;
+    let mismatch: string | null = null;
+    if (expected && expected.value !== digest) mismatch = `the bytes hash to ${digest}, not ${expected.value}`;
+    else if (expectedSize !== undefined && expectedSize !== size) mismatch = `${size} bytes written, ${expectedSize} expected`;
+    if (mismatch) {
+      await this.#fail(new Error(`object rejected: ${mismatch}`));
+      return err('invalid', `object rejected: ${mismatch}`);
+    }
+    this.#file.completed();
+    return ok({ digest, size });
+  }
+
+  async #runCommit(expectedSize: number | undefined): Promise<Result<ObjectInfo>> {
+    const verified = await this.verify(expectedSize);
+    if (!verified.ok) return verified;
     try {
       await this.#parts.handle.sync();
-      const digest = `${this.#parts.algorithm}:${this.#hash.digest('hex')}`;
-      const size = this.#file.length;
-      const expected = this.#parts.expected;
-      let mismatch: string | null = null;
-      if (expected && expected.value !== digest) mismatch = `the bytes hash to ${digest}, not ${expected.value}`;
-      else if (expectedSize !== undefined && expectedSize !== size) mismatch = `${size} bytes written, ${expectedSize} expected`;
-      if (mismatch) {
-        await this.#fail(new Error(`object rejected: ${mismatch}`));
-        return err('invalid', `object rejected: ${mismatch}`);
-      }
-      await this.#parts.place(this.#parts.tempPath, digest);
-      this.#digest = digest;
+      await this.#parts.place(this.#parts.tempPath, verified.value.digest);
+      this.#digest = verified.value.digest;
       this.#state = 'committed';
-      this.#file.committed();
       this.#letGo();
-      return ok({ digest, size });
+      return verified;
     } catch (error) {
       await this.#fail(error as Error);
       throw error;
     }
   }
 
-  /** Ends the write without an object: followers get the error, the temporary file goes. */
+  /**
+   * Ends the write without an object: the temporary file goes, and followers get the error unless the
+   * bytes were already verified (then they read on through their open handle: the bytes are right).
+   */
   async #fail(error: Error): Promise<void> {
     if (this.#state === 'committed' || this.#state === 'failed') return;
     this.#state = 'failed';

@@ -10,11 +10,12 @@ import type { ByteRange } from './object-store.ts';
 // Large reads: fewer syscalls, promises and buffers per byte served (measured in bench/run.ts).
 const READ_CHUNK = 256 * 1024;
 
-type State = { kind: 'writing' } | { kind: 'committed' } | { kind: 'failed'; error: Error };
+/** complete: every byte is written and verified (what happens to the file afterwards is the writer's). */
+type State = { kind: 'writing' } | { kind: 'complete' } | { kind: 'failed'; error: Error };
 
 /**
- * The shared state of one file being written: how many bytes are safely in it, whether it was
- * committed or failed, and its open handle (reference-counted: the writer holds one reference and each
+ * The shared state of one file being written: how many bytes are safely in it, whether it is complete
+ * or failed, and its open handle (reference-counted: the writer holds one reference and each
  * follower one, so a follower keeps reading after the file was renamed into place).
  */
 export class GrowingFile {
@@ -35,7 +36,7 @@ export class GrowingFile {
     this.#openCommitted = openCommitted;
   }
 
-  /** Bytes written to the file so far (all of them once committed). */
+  /** Bytes written to the file so far (all of them once complete). */
   get length(): number {
     return this.#length;
   }
@@ -54,9 +55,10 @@ export class GrowingFile {
     this.#wake((follower) => follower.offer(chunk, start));
   }
 
-  committed(): void {
+  /** Every byte is written and verified: followers end at the last one. */
+  completed(): void {
     if (this.#state.kind !== 'writing') return;
-    this.#state = { kind: 'committed' };
+    this.#state = { kind: 'complete' };
     this.#wake((follower) => follower.writerFinished());
   }
 
@@ -66,7 +68,7 @@ export class GrowingFile {
     this.#wake((follower) => follower.writerFinished());
   }
 
-  /** Wakes `follower` at the next change (append, commit or failure), once. */
+  /** Wakes `follower` at the next change (append, completion or failure), once. */
   wait(follower: Follower): void {
     this.#waiting.add(follower);
   }
@@ -126,7 +128,7 @@ class Follower extends Readable {
     this.#range = range;
     this.#position = range?.start ?? 0;
     this.#end = range?.end ?? Infinity;
-    // Taken now, synchronously: a follower created before the commit is sure to find the bytes.
+    // Taken now, synchronously: a follower created while the writer holds the file is sure to find the bytes.
     this.#handle = file.state.kind === 'failed' ? null : file.acquire();
     this.#shared = this.#handle !== null;
   }
@@ -166,7 +168,7 @@ class Follower extends Readable {
     this.push(piece);
   }
 
-  /** The writer committed or failed while this follower waited. */
+  /** The writer completed or failed while this follower waited. */
   writerFinished(): void {
     this.#busy = false;
     if (!this.destroyed) this.#advance(READ_CHUNK);
@@ -193,7 +195,7 @@ class Follower extends Readable {
       );
       return;
     }
-    if (state.kind === 'committed') {
+    if (state.kind === 'complete') {
       if (this.#range && this.#range.start >= available) {
         return void this.destroy(new RangeError(`byte range ${this.#range.start}-${this.#range.end} starts beyond the object (${available} bytes)`));
       }

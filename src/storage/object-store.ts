@@ -46,17 +46,22 @@ export interface ObjectWriter {
    */
   write(chunk: Buffer): Promise<void>;
   /**
-   * Flushes, fsyncs, verifies the digest (and the size if given) and renames into place. Result reason
-   * 'invalid' on a digest/size mismatch (the temporary file is removed). Committing an object that already
-   * exists is fine (same bytes).
+   * Ends the write and checks the bytes against the digest (and the size if given). Once it is ok,
+   * followers end at the last byte: what they passed on is exactly the object. Result reason 'invalid'
+   * on a mismatch (the temporary file is removed, followers get the error).
+   */
+  verify(expectedSize?: number): Promise<Result<ObjectInfo>>;
+  /**
+   * Verifies (unless verify() already did) and makes the object durable and visible under its digest
+   * (fsync, rename). Committing an object that already exists is fine (same bytes).
    */
   commit(expectedSize?: number): Promise<Result<ObjectInfo>>;
-  /** Discards the temporary file; followers get this error. */
+  /** Discards the temporary file; followers that have not ended get this error. */
   abort(reason: Error): Promise<void>;
   /**
-   * A stream of the bytes written so far and those still to come (optionally a range); ends after commit,
-   * errors after abort or a failed commit. Any number of followers, each at its own pace; a slow follower
-   * never holds back the writer and never makes it buffer (followers read from the temporary file).
+   * A stream of the bytes written so far and those still to come (optionally a range); ends once the
+   * bytes are verified, errors after abort or a failed verification. Any number of followers, each at
+   * its own pace; a slow follower never holds back the writer and never makes it buffer.
    */
   follow(range?: ByteRange): Readable;
 }

@@ -10,6 +10,7 @@ import type { TestManifold } from '../helpers/manifold.ts';
 import { SkopeoClient } from '../helpers/skopeo.ts';
 import { SlowRegistry } from '../helpers/slow-registry.ts';
 import { settleLog, until, v2 } from '../helpers/e2e.ts';
+import type { ObjectWriter } from '../../src/storage/object-store.ts';
 
 const CLIENTS = 16;
 
@@ -151,5 +152,85 @@ describe('the window between a fill committing and its entry being seen', () => 
       hold.restore();
     }
     assert.equal(upstream.received('GET', '/v2/library/window/manifests/1').length, 1, 'one upstream fetch');
+  });
+});
+
+describe('storing a filled blob after its bytes are verified', () => {
+  let upstream: SlowRegistry;
+  let server: TestManifold;
+  let token: string;
+
+  before(async () => {
+    upstream = await SlowRegistry.start();
+    ({ server, token } = await startCache([upstream.url]));
+  });
+  after(async () => {
+    await server?.stop();
+    await upstream?.close();
+  });
+
+  /** Replaces the commit (fsync and rename) of the next object writer; by then its bytes are verified. */
+  function replaceNextCommit(replacement: (writer: ObjectWriter, commit: ObjectWriter['commit']) => ObjectWriter['commit']) {
+    const store = server.manifold.services.store;
+    const original = store.createWriter;
+    store.createWriter = async (expectedDigest) => {
+      store.createWriter = original;
+      const writer = await original.call(store, expectedDigest);
+      writer.commit = replacement(writer, writer.commit.bind(writer));
+      return writer;
+    };
+    return () => (store.createWriter = original);
+  }
+
+  const blobPath = (digest: string) => `acme/hub/library/durable/blobs/${digest}`;
+
+  // A bounded wait: a response that waited for the held commit would never end.
+  it('clients get the whole blob while the object is still being stored, and it is stored once', { timeout: 20_000 }, async () => {
+    const bytes = randomBytes(1024 * 1024);
+    const digest = upstream.addBlob('library/durable', bytes);
+    const commitReached = Promise.withResolvers<void>();
+    const storeNow = Promise.withResolvers<void>();
+    const restore = replaceNextCommit((_writer, commit) => async (size) => {
+      commitReached.resolve();
+      await storeNow.promise;
+      return commit(size);
+    });
+    try {
+      const first = await v2(server, blobPath(digest), { token });
+      assert.ok(Buffer.from(await first.arrayBuffer()).equals(bytes), 'the first client has every byte');
+      await commitReached.promise;
+      // Still being stored: a second client joins that fill and gets every byte too.
+      const second = await v2(server, blobPath(digest), { token });
+      assert.ok(Buffer.from(await second.arrayBuffer()).equals(bytes), 'the second client has every byte');
+      storeNow.resolve();
+      await until(() => server.manifold.services.pull.blobFills.size === 0, 'the fill to finish');
+      const third = await v2(server, blobPath(digest), { token });
+      assert.ok(Buffer.from(await third.arrayBuffer()).equals(bytes));
+    } finally {
+      storeNow.resolve();
+      restore();
+    }
+    assert.equal(upstream.received('GET', `/v2/library/durable/blobs/${digest}`).length, 1, 'one upstream fetch');
+  });
+
+  it('when storing fails after verification the client still has the right bytes, and the next request fetches again', async () => {
+    const bytes = randomBytes(512 * 1024);
+    const digest = upstream.addBlob('library/durable', bytes);
+    const restore = replaceNextCommit((writer) => async () => {
+      const error = new Error('no space left on device');
+      await writer.abort(error);
+      throw error;
+    });
+    try {
+      const first = await v2(server, blobPath(digest), { token });
+      assert.equal(first.status, 200);
+      assert.ok(Buffer.from(await first.arrayBuffer()).equals(bytes));
+      await until(() => server.manifold.services.pull.blobFills.size === 0, 'the fill to finish');
+    } finally {
+      restore();
+    }
+    const second = await v2(server, blobPath(digest), { token });
+    assert.ok(Buffer.from(await second.arrayBuffer()).equals(bytes));
+    assert.equal(upstream.received('GET', `/v2/library/durable/blobs/${digest}`).length, 2, 'fetched again: nothing was stored the first time');
   });
 });
