@@ -19,7 +19,7 @@ import { DistributionProxy } from './lib/distribution-proxy.ts';
 import { pushBigImage, pushSmallImage } from './lib/images.ts';
 import type { PushedImage } from './lib/images.ts';
 import { ManifoldCache } from './lib/manifold-cache.ts';
-import { PeakMemory, timed } from './lib/measure.ts';
+import { CpuTime, PeakMemory, timed } from './lib/measure.ts';
 import { logTail } from './lib/processes.ts';
 import { RegistryProcess } from './lib/registry-process.ts';
 import { markdownEnvironment, markdownTable, newFigure, verdicts } from './lib/report.ts';
@@ -52,15 +52,20 @@ const atLeast = (factor: number) => ({ text: `≥ ${factor}× Distribution`, met
 const bigLabel = `${SETTINGS.bigLayerMiB} MiB`;
 const figures = {
   smallCold: newFigure('1', 'cold pull, 3-layer image (21 MiB), skopeo', 's', 2, atMost(1.1)),
+  smallFirst: newFigure('1', 'first pull after the cache process started (cold), 3-layer image, skopeo', 's', 2),
   smallWarm: newFigure('1', 'warm pull, 3-layer image, skopeo', 's', 2),
   bigCold: newFigure('2', `cold pull, one ${bigLabel} layer, skopeo`, 's', 2, atMost(1.1)),
   bigWarm: newFigure('2', `warm pull, one ${bigLabel} layer, skopeo`, 's', 2),
   concurrentSmallTime: newFigure('3', `${SETTINGS.concurrency} concurrent cold pulls, 3-layer image: wall time`, 's', 2, atMost(1.1)),
   concurrentSmallFetches: newFigure('3', `${SETTINGS.concurrency} concurrent cold pulls, 3-layer image: upstream GETs of the most-fetched blob`, 'GETs', 0, { text: 'exactly 1 per blob', met: (m) => m.min === 1 && m.max === 1 }),
   concurrentSmallMemory: newFigure('6', `peak RSS during ${SETTINGS.concurrency} concurrent cold pulls, 3-layer image`, 'MB', 0),
+  concurrentSmallCpu: newFigure('3', `CPU time of the cache during ${SETTINGS.concurrency} concurrent cold pulls, 3-layer image`, 's', 2),
+  concurrentSmallUpstreamCpu: newFigure('3', `CPU time of the upstream during ${SETTINGS.concurrency} concurrent cold pulls, 3-layer image`, 's', 2),
   concurrentBigTime: newFigure('3', `${SETTINGS.concurrency} concurrent cold pulls, ${bigLabel} layer: wall time`, 's', 2, atMost(1.1)),
   concurrentBigFetches: newFigure('3', `${SETTINGS.concurrency} concurrent cold pulls, ${bigLabel} layer: upstream GETs of the most-fetched blob`, 'GETs', 0, { text: 'exactly 1 per blob', met: (m) => m.min === 1 && m.max === 1 }),
   concurrentBigMemory: newFigure('6', `peak RSS during ${SETTINGS.concurrency} concurrent cold pulls, ${bigLabel} layer`, 'MB', 0, { text: 'Manifold < 200 MB', met: (m) => m.max < 200 }),
+  concurrentBigCpu: newFigure('3', `CPU time of the cache during ${SETTINGS.concurrency} concurrent cold pulls, ${bigLabel} layer`, 's', 2),
+  concurrentBigUpstreamCpu: newFigure('3', `CPU time of the upstream during ${SETTINGS.concurrency} concurrent cold pulls, ${bigLabel} layer`, 's', 2),
   manifestGet: newFigure('4', 'manifest GET by tag, 16 connections', 'req/s', 0, atLeast(1.5), 'Manifold: Bearer JWT; Distribution: no auth'),
   manifestHead: newFigure('4', 'manifest HEAD by tag, 16 connections', 'req/s', 0, atLeast(1.5), 'Manifold: Bearer JWT; Distribution: no auth'),
   manifestDigest: newFigure('4', 'manifest GET by digest, 16 connections', 'req/s', 0, atLeast(1.5), 'Manifold: Bearer JWT; Distribution: no auth'),
@@ -73,9 +78,19 @@ const figures = {
 /** Which images each cache holds now (a cold restart forgets them). */
 const cached = new Map<CacheUnderTest, Set<string>>();
 
-async function restartEmpty(cache: CacheUnderTest): Promise<void> {
+/** A small image of its own that each cache pulls right after a restart (see restartEmpty). */
+let warmUpImage: PushedImage | null = null;
+
+/**
+ * Restarts the cache on empty storage. Then, unless `firstPull`, it pulls an unrelated image once, so
+ * that a cold pull measures an empty cache in a running process (what users meet: a new image through
+ * a cache that runs) and not the first request after a process start, which pays the JIT warm-up of a
+ * JavaScript runtime once per process. The first pull after a start is a figure of its own.
+ */
+async function restartEmpty(cache: CacheUnderTest, workDir: string, options: { firstPull?: boolean } = {}): Promise<void> {
   await cache.restartEmpty();
   cached.set(cache, new Set());
+  if (!options.firstPull && warmUpImage) await pull(cache, warmUpImage, workDir);
 }
 
 async function pull(cache: CacheUnderTest, image: PushedImage, workDir: string): Promise<number> {
@@ -116,6 +131,7 @@ async function main(): Promise<void> {
   const caches: CacheUnderTest[] = [];
   try {
     const small = await pushSmallImage(upstream.url, 'bench/small', 'v1', SMALL_LAYERS);
+    warmUpImage = await pushSmallImage(upstream.url, 'bench/warm-up', 'v1', [256 * 1024, 1 * MiB]);
     const bigLayerFile = path.join(workDir, 'big-layer.bin');
     const big = await pushBigImage(upstream.url, 'bench/big', 'v1', SETTINGS.bigLayerMiB * MiB, bigLayerFile);
     rmSync(bigLayerFile);
@@ -131,8 +147,13 @@ async function main(): Promise<void> {
       for (let run = 1; run <= SETTINGS.pullRuns; run++) {
         log(`1. cold pull of the 3-layer image, run ${run}/${SETTINGS.pullRuns}`);
         for (const cache of caches) {
-          await restartEmpty(cache);
+          await restartEmpty(cache, workDir);
           record(figures.smallCold, cache, await pull(cache, small, workDir));
+        }
+        log(`1. first pull after a start, 3-layer image, run ${run}/${SETTINGS.pullRuns}`);
+        for (const cache of caches) {
+          await restartEmpty(cache, workDir, { firstPull: true });
+          record(figures.smallFirst, cache, await pull(cache, small, workDir));
         }
       }
       for (let run = 1; run <= SETTINGS.pullRuns; run++) {
@@ -148,7 +169,7 @@ async function main(): Promise<void> {
       for (let run = 1; run <= SETTINGS.bigRuns; run++) {
         log(`2. cold pull of the ${bigLabel} image, run ${run}/${SETTINGS.bigRuns}`);
         for (const cache of caches) {
-          await restartEmpty(cache);
+          await restartEmpty(cache, workDir);
           record(figures.bigCold, cache, await pull(cache, big, workDir));
         }
       }
@@ -163,20 +184,24 @@ async function main(): Promise<void> {
 
     if (PHASES.has('concurrent')) {
       const rounds = [
-        { image: small, time: figures.concurrentSmallTime, fetches: figures.concurrentSmallFetches, memory: figures.concurrentSmallMemory, what: '3-layer image' },
-        { image: big, time: figures.concurrentBigTime, fetches: figures.concurrentBigFetches, memory: figures.concurrentBigMemory, what: `${bigLabel} image` },
+        { image: small, time: figures.concurrentSmallTime, fetches: figures.concurrentSmallFetches, memory: figures.concurrentSmallMemory, cpu: figures.concurrentSmallCpu, upstreamCpu: figures.concurrentSmallUpstreamCpu, what: '3-layer image' },
+        { image: big, time: figures.concurrentBigTime, fetches: figures.concurrentBigFetches, memory: figures.concurrentBigMemory, cpu: figures.concurrentBigCpu, upstreamCpu: figures.concurrentBigUpstreamCpu, what: `${bigLabel} image` },
       ];
       for (const round of rounds) {
         for (let run = 1; run <= SETTINGS.concurrentRuns; run++) {
           log(`3. ${SETTINGS.concurrency} concurrent cold pulls of the ${round.what}, run ${run}/${SETTINGS.concurrentRuns}`);
           for (const cache of caches) {
-            await restartEmpty(cache);
+            await restartEmpty(cache, workDir);
             const from = upstream.logPosition();
             const memory = new PeakMemory(cache.pid);
+            const cpu = new CpuTime(cache.pid);
+            const upstreamCpu = new CpuTime(upstream.pid);
             const seconds = await timed(async () => {
               await Promise.all(Array.from({ length: SETTINGS.concurrency }, () => skopeoPull(cache, round.image.image, round.image.tag, workDir)));
             });
             record(round.memory, cache, memory.stop() / MB);
+            record(round.cpu, cache, cpu.stop());
+            record(round.upstreamCpu, cache, upstreamCpu.stop());
             cached.get(cache)?.add(round.image.image);
             record(round.time, cache, seconds);
             const fetches = await upstreamFetches(upstream, from, round.image);

@@ -70,3 +70,30 @@ export class PeakMemory {
     return Math.max(this.#sampledPeak, hwm ?? 0);
   }
 }
+
+/** Clock ticks per second of /proc/<pid>/stat's times (USER_HZ: 100 on Linux for user space). */
+const CLOCK_TICKS_PER_SECOND = 100;
+
+function cpuSeconds(pid: number): number {
+  // Fields after the command name (which may hold spaces, hence from the last ')'): utime is the
+  // 14th field of the line, stime the 15th.
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SECOND;
+}
+
+/** CPU time (user + system) a process used over a period: what it took from the clients on a shared machine. */
+export class CpuTime {
+  readonly #pid: number;
+  readonly #start: number;
+
+  constructor(pid: number) {
+    this.#pid = pid;
+    this.#start = cpuSeconds(pid);
+  }
+
+  /** CPU seconds since construction. */
+  stop(): number {
+    return cpuSeconds(this.#pid) - this.#start;
+  }
+}
