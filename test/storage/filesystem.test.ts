@@ -214,6 +214,19 @@ describe('following an object while it is written', () => {
     assert.deepEqual(Buffer.concat([first, rest]), bytes);
   });
 
+  test('followers end once the bytes are verified, before the object is committed', async () => {
+    const bytes = randomBytes(300_000);
+    const digest = sha256(bytes);
+    const writer = await store.createWriter(digest);
+    const follower = settle(writer.follow());
+    await writer.write(bytes);
+    assert.deepEqual(await writer.verify(bytes.length), { ok: true, value: { digest, size: bytes.length } });
+    assert.deepEqual(await follower, bytes);
+    assert.equal(await store.stat(digest), null, 'not stored before the commit');
+    assert.equal((await writer.commit()).ok, true);
+    assert.deepEqual(await store.stat(digest), { digest, size: bytes.length });
+  });
+
   test('followers get an error when the writer aborts', async () => {
     const bytes = randomBytes(50_000);
     const writer = await store.createWriter(sha256(bytes));
