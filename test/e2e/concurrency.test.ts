@@ -72,7 +72,8 @@ describe('16 concurrent cold pulls of one image from a real Distribution', () =>
   });
 });
 
-describe('the window between a fill committing and its entry being seen', () => {
+// One Manifold in front of an in-process upstream whose answers a test can hold at chosen points.
+describe('fills from an upstream held at chosen points', () => {
   let upstream: SlowRegistry;
   let server: TestManifold;
   let token: string;
@@ -86,151 +87,140 @@ describe('the window between a fill committing and its entry being seen', () => 
     await upstream?.close();
   });
 
-  /**
-   * Makes the next lookup of `method` report what it saw, then wait for `resume` before the request goes
-   * on: the request looked before the other fill committed and goes on after it finished.
-   */
-  function holdAfterLookup(method: 'findLiveByDigest' | 'findLiveForPath') {
-    const entries = server.manifold.services.entries as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>;
-    const original = entries[method];
-    const looked = Promise.withResolvers<unknown>();
-    const resume = Promise.withResolvers<void>();
-    let armed = true;
-    entries[method] = async function (this: unknown, ...args: unknown[]) {
-      const result = await original.apply(this, args);
-      if (!armed) return result;
-      armed = false;
-      looked.resolve(result);
-      await resume.promise;
-      return result;
-    };
-    return { looked: looked.promise, resume: () => resume.resolve(), restore: () => (entries[method] = original) };
-  }
-
-  it('a blob request that missed the cache just before another fill committed does not fetch again', async () => {
-    const bytes = randomBytes(1024 * 1024);
-    const digest = upstream.addBlob('library/window', bytes);
-    const gate = upstream.gate(digest, 512 * 1024);
-    const first = v2(server, `acme/hub/library/window/blobs/${digest}`, { token });
-    await gate.reached;
-
-    const hold = holdAfterLookup('findLiveByDigest');
-    try {
-      const second = v2(server, `acme/hub/library/window/blobs/${digest}`, { token });
-      assert.equal(await hold.looked, null, 'the second request saw no entry');
-      gate.release();
-      assert.ok(Buffer.from(await (await first).arrayBuffer()).equals(bytes));
-      await until(() => server.manifold.services.pull.blobFills.size === 0, 'the first fill to finish');
-      hold.resume();
-      const response = await second;
-      assert.equal(response.status, 200);
-      assert.ok(Buffer.from(await response.arrayBuffer()).equals(bytes));
-    } finally {
-      hold.restore();
+  describe('the window between a fill committing and its entry being seen', () => {
+    /**
+     * Makes the next lookup of `method` report what it saw, then wait for `resume` before the request goes
+     * on: the request looked before the other fill committed and goes on after it finished.
+     */
+    function holdAfterLookup(method: 'findLiveByDigest' | 'findLiveForPath') {
+      const entries = server.manifold.services.entries as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>;
+      const original = entries[method];
+      const looked = Promise.withResolvers<unknown>();
+      const resume = Promise.withResolvers<void>();
+      let armed = true;
+      entries[method] = async function (this: unknown, ...args: unknown[]) {
+        const result = await original.apply(this, args);
+        if (!armed) return result;
+        armed = false;
+        looked.resolve(result);
+        await resume.promise;
+        return result;
+      };
+      return { looked: looked.promise, resume: () => resume.resolve(), restore: () => (entries[method] = original) };
     }
-    assert.equal(upstream.received('GET', `/v2/library/window/blobs/${digest}`).length, 1, 'one upstream fetch');
-  });
 
-  it('a manifest request that missed the cache just before another fill committed does not fetch again', async () => {
-    const image = buildImage({ layerSizes: [16] });
-    upstream.addImage('library/window', image, ['1']);
-    const upstreamHold = upstream.holdNext('GET', '/v2/library/window/manifests/1');
-    const first = v2(server, 'acme/hub/library/window/manifests/1', { token, headers: { accept: OCI_MANIFEST } });
-    await upstreamHold.reached;
+    it('a blob request that missed the cache just before another fill committed does not fetch again', async () => {
+      const bytes = randomBytes(1024 * 1024);
+      const digest = upstream.addBlob('library/window', bytes);
+      const gate = upstream.gate(digest, 512 * 1024);
+      const first = v2(server, `acme/hub/library/window/blobs/${digest}`, { token });
+      await gate.reached;
 
-    const hold = holdAfterLookup('findLiveForPath');
-    try {
-      const second = v2(server, 'acme/hub/library/window/manifests/1', { token, headers: { accept: OCI_MANIFEST } });
-      assert.deepEqual(await hold.looked, [], 'the second request saw no entry');
-      upstreamHold.release();
-      assert.ok(Buffer.from(await (await first).arrayBuffer()).equals(image.manifest.bytes));
-      hold.resume();
-      const response = await second;
-      assert.equal(response.status, 200);
-      assert.ok(Buffer.from(await response.arrayBuffer()).equals(image.manifest.bytes));
-    } finally {
-      hold.restore();
-    }
-    assert.equal(upstream.received('GET', '/v2/library/window/manifests/1').length, 1, 'one upstream fetch');
-  });
-});
-
-describe('storing a filled blob after its bytes are verified', () => {
-  let upstream: SlowRegistry;
-  let server: TestManifold;
-  let token: string;
-
-  before(async () => {
-    upstream = await SlowRegistry.start();
-    ({ server, token } = await startCache([upstream.url]));
-  });
-  after(async () => {
-    await server?.stop();
-    await upstream?.close();
-  });
-
-  /** Replaces the commit (fsync and rename) of the next object writer; by then its bytes are verified. */
-  function replaceNextCommit(replacement: (writer: ObjectWriter, commit: ObjectWriter['commit']) => ObjectWriter['commit']) {
-    const store = server.manifold.services.store;
-    const original = store.createWriter;
-    store.createWriter = async (expectedDigest) => {
-      store.createWriter = original;
-      const writer = await original.call(store, expectedDigest);
-      writer.commit = replacement(writer, writer.commit.bind(writer));
-      return writer;
-    };
-    return () => (store.createWriter = original);
-  }
-
-  const blobPath = (digest: string) => `acme/hub/library/durable/blobs/${digest}`;
-
-  // A bounded wait: a response that waited for the held commit would never end.
-  it('clients get the whole blob while the object is still being stored, and it is stored once', { timeout: 20_000 }, async () => {
-    const bytes = randomBytes(1024 * 1024);
-    const digest = upstream.addBlob('library/durable', bytes);
-    const commitReached = Promise.withResolvers<void>();
-    const storeNow = Promise.withResolvers<void>();
-    const restore = replaceNextCommit((_writer, commit) => async (size) => {
-      commitReached.resolve();
-      await storeNow.promise;
-      return commit(size);
+      const hold = holdAfterLookup('findLiveByDigest');
+      try {
+        const second = v2(server, `acme/hub/library/window/blobs/${digest}`, { token });
+        assert.equal(await hold.looked, null, 'the second request saw no entry');
+        gate.release();
+        assert.ok(Buffer.from(await (await first).arrayBuffer()).equals(bytes));
+        await until(() => server.manifold.services.pull.blobFills.size === 0, 'the first fill to finish');
+        hold.resume();
+        const response = await second;
+        assert.equal(response.status, 200);
+        assert.ok(Buffer.from(await response.arrayBuffer()).equals(bytes));
+      } finally {
+        hold.restore();
+      }
+      assert.equal(upstream.received('GET', `/v2/library/window/blobs/${digest}`).length, 1, 'one upstream fetch');
     });
-    try {
-      const first = await v2(server, blobPath(digest), { token });
-      assert.ok(Buffer.from(await first.arrayBuffer()).equals(bytes), 'the first client has every byte');
-      await commitReached.promise;
-      // Still being stored: a second client joins that fill and gets every byte too.
+
+    it('a manifest request that missed the cache just before another fill committed does not fetch again', async () => {
+      const image = buildImage({ layerSizes: [16] });
+      upstream.addImage('library/window', image, ['1']);
+      const upstreamHold = upstream.holdNext('GET', '/v2/library/window/manifests/1');
+      const first = v2(server, 'acme/hub/library/window/manifests/1', { token, headers: { accept: OCI_MANIFEST } });
+      await upstreamHold.reached;
+
+      const hold = holdAfterLookup('findLiveForPath');
+      try {
+        const second = v2(server, 'acme/hub/library/window/manifests/1', { token, headers: { accept: OCI_MANIFEST } });
+        assert.deepEqual(await hold.looked, [], 'the second request saw no entry');
+        upstreamHold.release();
+        assert.ok(Buffer.from(await (await first).arrayBuffer()).equals(image.manifest.bytes));
+        hold.resume();
+        const response = await second;
+        assert.equal(response.status, 200);
+        assert.ok(Buffer.from(await response.arrayBuffer()).equals(image.manifest.bytes));
+      } finally {
+        hold.restore();
+      }
+      assert.equal(upstream.received('GET', '/v2/library/window/manifests/1').length, 1, 'one upstream fetch');
+    });
+  });
+
+  describe('storing a filled blob after its bytes are verified', () => {
+    /** Replaces the commit (fsync and rename) of the next object writer; by then its bytes are verified. */
+    function replaceNextCommit(replacement: (writer: ObjectWriter, commit: ObjectWriter['commit']) => ObjectWriter['commit']) {
+      const store = server.manifold.services.store;
+      const original = store.createWriter;
+      store.createWriter = async (expectedDigest) => {
+        store.createWriter = original;
+        const writer = await original.call(store, expectedDigest);
+        writer.commit = replacement(writer, writer.commit.bind(writer));
+        return writer;
+      };
+      return () => (store.createWriter = original);
+    }
+
+    const blobPath = (digest: string) => `acme/hub/library/durable/blobs/${digest}`;
+
+    // A bounded wait: a response that waited for the held commit would never end.
+    it('clients get the whole blob while the object is still being stored, and it is stored once', { timeout: 20_000 }, async () => {
+      const bytes = randomBytes(1024 * 1024);
+      const digest = upstream.addBlob('library/durable', bytes);
+      const commitReached = Promise.withResolvers<void>();
+      const storeNow = Promise.withResolvers<void>();
+      const restore = replaceNextCommit((_writer, commit) => async (size) => {
+        commitReached.resolve();
+        await storeNow.promise;
+        return commit(size);
+      });
+      try {
+        const first = await v2(server, blobPath(digest), { token });
+        assert.ok(Buffer.from(await first.arrayBuffer()).equals(bytes), 'the first client has every byte');
+        await commitReached.promise;
+        // Still being stored: a second client joins that fill and gets every byte too.
+        const second = await v2(server, blobPath(digest), { token });
+        assert.ok(Buffer.from(await second.arrayBuffer()).equals(bytes), 'the second client has every byte');
+        storeNow.resolve();
+        await until(() => server.manifold.services.pull.blobFills.size === 0, 'the fill to finish');
+        const third = await v2(server, blobPath(digest), { token });
+        assert.ok(Buffer.from(await third.arrayBuffer()).equals(bytes));
+      } finally {
+        storeNow.resolve();
+        restore();
+      }
+      assert.equal(upstream.received('GET', `/v2/library/durable/blobs/${digest}`).length, 1, 'one upstream fetch');
+    });
+
+    it('when storing fails after verification the client still has the right bytes, and the next request fetches again', async () => {
+      const bytes = randomBytes(512 * 1024);
+      const digest = upstream.addBlob('library/durable', bytes);
+      const restore = replaceNextCommit((writer) => async () => {
+        const error = new Error('no space left on device');
+        await writer.abort(error);
+        throw error;
+      });
+      try {
+        const first = await v2(server, blobPath(digest), { token });
+        assert.equal(first.status, 200);
+        assert.ok(Buffer.from(await first.arrayBuffer()).equals(bytes));
+        await until(() => server.manifold.services.pull.blobFills.size === 0, 'the fill to finish');
+      } finally {
+        restore();
+      }
       const second = await v2(server, blobPath(digest), { token });
-      assert.ok(Buffer.from(await second.arrayBuffer()).equals(bytes), 'the second client has every byte');
-      storeNow.resolve();
-      await until(() => server.manifold.services.pull.blobFills.size === 0, 'the fill to finish');
-      const third = await v2(server, blobPath(digest), { token });
-      assert.ok(Buffer.from(await third.arrayBuffer()).equals(bytes));
-    } finally {
-      storeNow.resolve();
-      restore();
-    }
-    assert.equal(upstream.received('GET', `/v2/library/durable/blobs/${digest}`).length, 1, 'one upstream fetch');
-  });
-
-  it('when storing fails after verification the client still has the right bytes, and the next request fetches again', async () => {
-    const bytes = randomBytes(512 * 1024);
-    const digest = upstream.addBlob('library/durable', bytes);
-    const restore = replaceNextCommit((writer) => async () => {
-      const error = new Error('no space left on device');
-      await writer.abort(error);
-      throw error;
+      assert.ok(Buffer.from(await second.arrayBuffer()).equals(bytes));
+      assert.equal(upstream.received('GET', `/v2/library/durable/blobs/${digest}`).length, 2, 'fetched again: nothing was stored the first time');
     });
-    try {
-      const first = await v2(server, blobPath(digest), { token });
-      assert.equal(first.status, 200);
-      assert.ok(Buffer.from(await first.arrayBuffer()).equals(bytes));
-      await until(() => server.manifold.services.pull.blobFills.size === 0, 'the fill to finish');
-    } finally {
-      restore();
-    }
-    const second = await v2(server, blobPath(digest), { token });
-    assert.ok(Buffer.from(await second.arrayBuffer()).equals(bytes));
-    assert.equal(upstream.received('GET', `/v2/library/durable/blobs/${digest}`).length, 2, 'fetched again: nothing was stored the first time');
   });
 });
