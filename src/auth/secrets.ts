@@ -4,8 +4,10 @@ import { promisify } from 'node:util';
 
 const scryptAsync = promisify(scrypt) as (password: string, salt: Buffer, keylen: number, options: { N: number; r: number; p: number; maxmem: number }) => Promise<Buffer>;
 
-// OWASP's scrypt parameters: N=2^17, r=8, p=1 (about 128 MiB and 100-200 ms on a small machine).
-const SCRYPT = { N: 2 ** 17, r: 8, p: 1, maxmem: 256 * 1024 * 1024 };
+// One of OWASP's equivalent scrypt settings: N=2^14, r=8, p=5. Memory is 128·N·r = 16 MiB per check
+// (N=2^17, p=1 would take 128 MiB, most of a cache's memory, for each `docker login` in flight); the
+// five passes keep the work. Hashes keep their parameters: older ones still verify, up to maxmem.
+const SCRYPT = { N: 2 ** 14, r: 8, p: 5, maxmem: 256 * 1024 * 1024 };
 const KEY_LENGTH = 32;
 
 /** `scrypt$N$r$p$salt$hash`, base64 parts. */
