@@ -2,7 +2,7 @@
 // `npm start` starts it. Its group, registry, upstream and personal token are created once through the
 // services in a template data directory; every cold start copies that template, so a cold cache has the
 // same configuration and an empty object store.
-import { cpSync, mkdirSync } from 'node:fs';
+import { cpSync, mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
@@ -19,6 +19,20 @@ const REPOSITORY_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const ADMIN_PASSWORD = 'bench-admin-password';
 const GROUP = 'bench';
 const REGISTRY = 'hub';
+
+/**
+ * The environment assignments and Node flags of `npm start` (package.json), so that the bench starts
+ * Manifold exactly as users do, without npm's process in between (whose pid would be measured).
+ */
+function npmStart(): { env: Record<string, string>; nodeFlags: string[] } {
+  const script = (JSON.parse(readFileSync(path.join(REPOSITORY_ROOT, 'package.json'), 'utf8')) as { scripts: { start: string } }).scripts.start;
+  const words = script.trim().split(/\s+/);
+  const node = words.indexOf('node');
+  const main = words.indexOf(path.join('src', 'cli', 'main.ts'));
+  if (node < 0 || main < node || words.slice(main + 1).join(' ') !== 'serve') throw new Error(`cannot read the start script: ${script}`);
+  const env = Object.fromEntries(words.slice(0, node).map((word) => word.split('=', 2) as [string, string]));
+  return { env, nodeFlags: words.slice(node + 1, main) };
+}
 
 function unwrap<T>(result: Result<T>): T {
   if (!result.ok) throw new Error(`${result.reason}: ${result.message}`);
@@ -129,15 +143,16 @@ export class ManifoldCache implements CacheUnderTest {
     cpSync(this.#template, this.#dataDir, { recursive: true });
     this.#port = await freePort();
     const profile = this.#options.cpuProfileDir ? ['--cpu-prof', `--cpu-prof-dir=${this.#options.cpuProfileDir}`] : [];
+    const start = npmStart();
     this.#process = spawnLogged(
       process.execPath,
-      // The same Node flags as `npm start` (package.json): a small young generation keeps RSS down.
-      ['--disable-warning=ExperimentalWarning', '--max-semi-space-size=2', ...profile, path.join('src', 'cli', 'main.ts'), 'serve'],
+      [...start.nodeFlags, ...profile, path.join('src', 'cli', 'main.ts'), 'serve'],
       path.join(this.#workDir, 'manifold.log'),
       {
         cwd: REPOSITORY_ROOT,
         env: {
           ...inheritedEnvironment(),
+          ...start.env,
           MANIFOLD_DATA_DIR: this.#dataDir,
           PORT: String(this.#port),
           MANIFOLD_SERVER_HOST: '127.0.0.1',
