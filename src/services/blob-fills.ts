@@ -1,16 +1,12 @@
 // Single flight for blob fills (DESIGN §3.2): one upstream fetch per object however many clients ask;
 // every client streams from the growing temporary object, none waits for the end. A client that
 // disconnects does not stop the fill; with nobody attached it stops after a grace period.
-import { Transform } from 'node:stream';
-import type { Readable, TransformCallback } from 'node:stream';
+import type { Readable } from 'node:stream';
 import type { ByteRange, ObjectInfo, ObjectStore, ObjectWriter } from '../storage/object-store.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import { err, ok } from '../result.ts';
 import type { Result } from '../result.ts';
-
-/** Buffered per client on each side of the hold-back: about one follower chunk. */
-const RELEASE_BUFFER_BYTES = 256 * 1024;
 
 export interface BlobSource {
   body: Readable;
@@ -54,56 +50,6 @@ export class FillFailedError extends Error {
   }
 }
 
-/**
- * Passes a follower's bytes on one chunk behind, and the last chunk only once the bytes are verified.
- * A response can then never reach its full length with bytes that fail verification: the client sees
- * a broken transfer instead (the HTTP layer resets the connection on a stream error). It does not wait
- * for the object to be durable (fsync, rename, cache entry): the client's bytes are right either way.
- * A Transform rather than an async generator: no promise and tick per chunk.
- */
-class ReleasedWhenVerified extends Transform {
-  readonly #verified: Promise<Result<ObjectInfo>>;
-  #held: Buffer | null = null;
-  #passed = 0;
-
-  constructor(verified: Promise<Result<ObjectInfo>>) {
-    super({ highWaterMark: RELEASE_BUFFER_BYTES });
-    this.#verified = verified;
-  }
-
-  /** Bytes handed on so far. */
-  get bytesPassed(): number {
-    return this.#passed;
-  }
-
-  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    if (chunk.length === 0) return callback();
-    const previous = this.#held;
-    this.#held = chunk;
-    if (previous) this.#passed += previous.length;
-    callback(null, previous ?? undefined);
-  }
-
-  override _flush(callback: TransformCallback): void {
-    this.#verified.then((result) => {
-      if (!result.ok) return callback(new FillFailedError(result.message));
-      const last = this.#held;
-      this.#held = null;
-      if (last) this.#passed += last.length;
-      callback(null, last ?? undefined);
-    });
-  }
-}
-
-function releasedWhenVerified(follower: Readable, verified: Promise<Result<ObjectInfo>>): Readable {
-  const released = new ReleasedWhenVerified(verified);
-  follower.once('error', (error) => released.destroy(new FillFailedError(`the fill failed: ${error.message}`, { cause: error })));
-  // The client went away (or the fill failed): stop reading the temporary file.
-  released.once('close', () => follower.destroy());
-  follower.pipe(released);
-  return released;
-}
-
 /** One fill in flight. */
 export class BlobFill implements JoinedFill {
   readonly digest: string;
@@ -111,8 +57,6 @@ export class BlobFill implements JoinedFill {
   readonly stored = false;
   /** Settles when the object is committed (and its entry recorded) or the fill failed. */
   readonly done: Promise<Result<ObjectInfo>>;
-  /** Settles when every byte has arrived and matched the digest (before it is committed), or the fill failed. */
-  readonly #verified = Promise.withResolvers<Result<ObjectInfo>>();
   #writer: ObjectWriter;
   #store: ObjectStore;
   #attached = 0;
@@ -145,12 +89,9 @@ export class BlobFill implements JoinedFill {
         logger.warn({ digest: this.digest, reason: verified.message }, 'upstream blob failed verification; nothing stored');
         this.#metrics.fills.inc({ kind: 'blob', outcome: 'verification_failed' });
         this.#failed = verified.message;
-        const failed = err('upstream_unavailable', `the upstream's blob does not match its digest ${this.digest}; not stored`);
-        this.#verified.resolve(failed);
-        return failed;
+        return err('upstream_unavailable', `the upstream's blob does not match its digest ${this.digest}; not stored`);
       }
-      // Clients get their last bytes now; storing the object no longer concerns them.
-      this.#verified.resolve(verified);
+      // Clients got their last bytes at the verification; storing the object no longer concerns them.
       const committed = await this.#writer.commit();
       if (!committed.ok) throw new Error(committed.message);
       await onCommit(committed.value);
@@ -164,9 +105,7 @@ export class BlobFill implements JoinedFill {
       this.#metrics.fills.inc({ kind: 'blob', outcome: aborted ? 'abandoned' : 'upstream_failed' });
       if (!aborted) logger.warn({ digest: this.digest, err: (error as Error).message }, 'blob fill failed');
       this.#failed = (error as Error).message;
-      const failed = err('upstream_unavailable', `fill of ${this.digest} failed: ${(error as Error).message}`, { cause: error });
-      this.#verified.resolve(failed);
-      return failed;
+      return err('upstream_unavailable', `fill of ${this.digest} failed: ${(error as Error).message}`, { cause: error });
     } finally {
       this.#clearGrace();
     }
@@ -178,9 +117,9 @@ export class BlobFill implements JoinedFill {
       const stream = await this.#store.read(this.digest, range);
       if (stream) return ok(stream);
     }
-    const stream = releasedWhenVerified(this.#writer.follow(range), this.#verified.promise);
-    // Attached until the client's stream closes (a range's follower ends earlier: the client still
-    // waits for the verification).
+    // The follower holds back the end of the client's stream until the bytes are verified.
+    const stream = this.#writer.follow(range, (reason) => new FillFailedError(`the fill failed: ${reason.message}`, { cause: reason }));
+    // Attached until the client's stream closes.
     this.#attached++;
     this.#metrics.fillFollowers.inc();
     this.#clearGrace();

@@ -263,8 +263,8 @@ class FilesystemObjectWriter implements ObjectWriter {
     await this.#fail(reason);
   }
 
-  follow(range?: ByteRange): Readable {
-    return this.#file.follow(range);
+  follow(range?: ByteRange, failure?: (reason: Error) => Error): Readable {
+    return this.#file.follow(range, failure);
   }
 
   async #runVerify(expectedSize: number | undefined): Promise<Result<ObjectInfo>> {

@@ -3,6 +3,11 @@
 // them (no read, no copy); one that fell behind reads from the temporary file through its own
 // position. So a slow follower costs neither the writer nor memory, a follower that joins late still
 // gets every byte from the first, and N followers at the head cost no more than one.
+//
+// Until the bytes are verified, a follower holds back the end of its stream: the writer's latest chunk
+// (which may be the last one) and, for a range, the range's last byte. A response fed by a follower
+// therefore never reaches its full length with bytes that fail verification: the client sees a broken
+// transfer instead (the HTTP layer resets the connection on a stream error).
 import { Readable } from 'node:stream';
 import type { FileHandle } from 'node:fs/promises';
 import type { ByteRange } from './object-store.ts';
@@ -20,6 +25,8 @@ type State = { kind: 'writing' } | { kind: 'complete' } | { kind: 'failed'; erro
  */
 export class GrowingFile {
   #length = 0;
+  /** The writer's latest chunk, held back from followers until the next one or the verification. */
+  #latest: { chunk: Buffer; start: number } | null = null;
   #state: State = { kind: 'writing' };
   #handle: FileHandle | null;
   #references = 1;
@@ -41,30 +48,40 @@ export class GrowingFile {
     return this.#length;
   }
 
+  /** Bytes followers may pass on: all but the latest chunk while writing, all once complete. */
+  get releasable(): number {
+    return this.#latest ? this.#latest.start : this.#length;
+  }
+
   get state(): State {
     return this.#state;
   }
 
   /**
-   * The writer has safely written `chunk` at the end of the file. Waiting followers get the chunk
-   * itself, so the writer must not change it afterwards.
+   * The writer has safely written `chunk` at the end of the file. It is held back; waiting followers
+   * get the chunk before it, itself, so the writer must not change a chunk afterwards.
    */
   appended(chunk: Buffer): void {
-    const start = this.#length;
+    if (chunk.length === 0) return;
+    const previous = this.#latest;
+    this.#latest = { chunk, start: this.#length };
     this.#length += chunk.length;
-    this.#wake((follower) => follower.offer(chunk, start));
+    if (previous) this.#wake((follower) => follower.offer(previous.chunk, previous.start));
   }
 
-  /** Every byte is written and verified: followers end at the last one. */
+  /** Every byte is written and verified: followers get the last chunk and end at the last byte. */
   completed(): void {
     if (this.#state.kind !== 'writing') return;
     this.#state = { kind: 'complete' };
-    this.#wake((follower) => follower.writerFinished());
+    const last = this.#latest;
+    this.#latest = null;
+    this.#wake((follower) => (last ? follower.offer(last.chunk, last.start) : follower.writerFinished()));
   }
 
   failed(error: Error): void {
     if (this.#state.kind !== 'writing') return;
     this.#state = { kind: 'failed', error };
+    this.#latest = null;
     this.#wake((follower) => follower.writerFinished());
   }
 
@@ -95,8 +112,9 @@ export class GrowingFile {
     return this.#openCommitted();
   }
 
-  follow(range?: ByteRange): Readable {
-    return new Follower(this, range);
+  /** @param failure the error a follower ends with when the write fails (default: the writer's reason). */
+  follow(range?: ByteRange, failure?: (reason: Error) => Error): Readable {
+    return new Follower(this, range, failure);
   }
 
   #wake(each: (follower: Follower) => void): void {
@@ -111,6 +129,7 @@ export class GrowingFile {
 class Follower extends Readable {
   readonly #file: GrowingFile;
   readonly #range: ByteRange | undefined;
+  readonly #failure: (reason: Error) => Error;
   #position: number;
   readonly #end: number;
   #handle: FileHandle | null;
@@ -118,14 +137,16 @@ class Follower extends Readable {
   #shared: boolean;
   /** A file read is in flight or the follower waits for the writer: _read has nothing to start. */
   #busy = false;
+  #passed = 0;
 
-  constructor(file: GrowingFile, range?: ByteRange) {
+  constructor(file: GrowingFile, range?: ByteRange, failure: (reason: Error) => Error = (reason) => reason) {
     super({ highWaterMark: READ_CHUNK });
     if (range && (!Number.isSafeInteger(range.start) || range.start < 0 || !(range.end >= range.start))) {
       throw new RangeError(`invalid byte range ${range.start}-${range.end}`);
     }
     this.#file = file;
     this.#range = range;
+    this.#failure = failure;
     this.#position = range?.start ?? 0;
     this.#end = range?.end ?? Infinity;
     // Taken now, synchronously: a follower created while the writer holds the file is sure to find the bytes.
@@ -135,7 +156,7 @@ class Follower extends Readable {
 
   override _construct(callback: (error?: Error | null) => void): void {
     const state = this.#file.state;
-    if (state.kind === 'failed') return callback(state.error);
+    if (state.kind === 'failed') return callback(this.#failure(state.error));
     if (this.#handle) return callback();
     // Joined after the writer committed and let go of the file: read the committed object.
     this.#file.openCommitted().then((handle) => {
@@ -145,48 +166,60 @@ class Follower extends Readable {
     }, callback);
   }
 
+  /** Bytes handed on so far. */
+  get bytesPassed(): number {
+    return this.#passed;
+  }
+
   override _read(size: number): void {
     if (this.#busy) return;
     this.#advance(Math.max(size, READ_CHUNK));
   }
 
-  /** A chunk the writer appended at `start` while this follower waited for it. */
+  /** A chunk of the file at `start`, released by the writer while this follower waited. */
   offer(chunk: Buffer, start: number): void {
     this.#busy = false;
     if (this.destroyed) return;
-    const end = start + chunk.length;
-    if (this.#position < start) return this.#advance(READ_CHUNK); // cannot happen: it waited at the end
-    if (this.#position >= end) {
-      // A range that starts further on: wait for more.
-      this.#busy = true;
-      this.#file.wait(this);
-      return;
-    }
-    const piece = chunk.subarray(this.#position - start, Math.min(end, this.#end + 1) - start);
+    const end = Math.min(start + chunk.length, this.#limit());
+    // Not where this follower stands (a range further on, a held-back byte before it): the file decides.
+    if (this.#position < start || this.#position >= end) return this.#advance(READ_CHUNK);
+    const piece = chunk.subarray(this.#position - start, end - start);
     this.#position += piece.length;
-    // The stream asks for more (or learns that the range is done) through _read when it has room.
+    this.#passed += piece.length;
+    // The stream asks for more (or learns that it is done) through _read when it has room.
     this.push(piece);
   }
 
-  /** The writer completed or failed while this follower waited. */
+  /** The writer completed without a chunk to release, or failed, while this follower waited. */
   writerFinished(): void {
     this.#busy = false;
     if (!this.destroyed) this.#advance(READ_CHUNK);
   }
 
+  /**
+   * Where this follower may pass bytes up to (exclusive): the released bytes of its range, and while
+   * the writer is not verified, not the range's last byte either.
+   */
+  #limit(): number {
+    const end = this.#end === Infinity ? Infinity : this.#end + 1;
+    return this.#file.state.kind === 'complete' ? Math.min(this.#file.length, end) : Math.min(this.#file.releasable, end - 1);
+  }
+
   /** Hands on the next bytes: from the file when behind, the end, an error, or waits for the writer. */
   #advance(size: number): void {
     const state = this.#file.state;
-    if (state.kind === 'failed') return void this.destroy(state.error);
+    if (state.kind === 'failed') return void this.destroy(this.#failure(state.error));
     if (this.#position > this.#end) return void this.push(null);
-    const available = this.#file.length;
-    if (this.#position < available) {
-      const length = Math.min(size, available - this.#position, this.#end - this.#position + 1);
+    const limit = this.#limit();
+    if (this.#position < limit) {
+      const length = Math.min(size, limit - this.#position);
       this.#busy = true;
       this.#readFile(length).then(
         (chunk) => {
           this.#busy = false;
-          if (chunk && !this.destroyed) this.push(chunk);
+          if (!chunk || this.destroyed) return;
+          this.#passed += chunk.length;
+          this.push(chunk);
         },
         (error: Error) => {
           this.#busy = false;
@@ -196,8 +229,8 @@ class Follower extends Readable {
       return;
     }
     if (state.kind === 'complete') {
-      if (this.#range && this.#range.start >= available) {
-        return void this.destroy(new RangeError(`byte range ${this.#range.start}-${this.#range.end} starts beyond the object (${available} bytes)`));
+      if (this.#range && this.#range.start >= this.#file.length) {
+        return void this.destroy(new RangeError(`byte range ${this.#range.start}-${this.#range.end} starts beyond the object (${this.#file.length} bytes)`));
       }
       return void this.push(null);
     }

@@ -60,10 +60,13 @@ export interface ObjectWriter {
   abort(reason: Error): Promise<void>;
   /**
    * A stream of the bytes written so far and those still to come (optionally a range); ends once the
-   * bytes are verified, errors after abort or a failed verification. Any number of followers, each at
-   * its own pace; a slow follower never holds back the writer and never makes it buffer.
+   * bytes are verified, errors after abort or a failed verification (with `failure(reason)` when given).
+   * Until the bytes are verified it holds back the end of its stream (the latest chunk written, a
+   * range's last byte), so it never reaches its full length with bytes that fail verification. Any
+   * number of followers, each at its own pace; a slow follower never holds back the writer and never
+   * makes it buffer.
    */
-  follow(range?: ByteRange): Readable;
+  follow(range?: ByteRange, failure?: (reason: Error) => Error): Readable;
 }
 
 /** A digest the store cannot address: malformed, or of an algorithm it cannot verify. */

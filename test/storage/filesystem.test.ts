@@ -200,18 +200,41 @@ describe('following an object while it is written', () => {
     assert.deepEqual(await afterCommit, bytes.subarray(10, 20));
   });
 
-  test('a follower receives bytes before the writer commits', async () => {
+  test('a follower passes on every byte but the latest chunk before the bytes are verified', async () => {
     const bytes = randomBytes(10_000);
     const writer = await store.createWriter(sha256(bytes));
     const follower = writer.follow();
     await writer.write(bytes.subarray(0, 4000));
+    await writer.write(bytes.subarray(4000, 7000));
     const first = await new Promise<Buffer>((resolve) => follower.once('data', resolve));
-    assert.deepEqual(first, bytes.subarray(0, first.length));
     follower.pause();
-    await writer.write(bytes.subarray(4000));
-    assert.equal((await writer.commit()).ok, true);
+    assert.deepEqual(first, bytes.subarray(0, 4000));
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.equal(follower.readableLength, 0, 'the latest chunk (it may be the last) is held back');
+    await writer.write(bytes.subarray(7000));
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.equal(follower.readableLength, 3000, 'a new chunk releases the one before');
+    assert.equal((await writer.verify(bytes.length)).ok, true);
     const rest = await collect(follower);
-    assert.deepEqual(Buffer.concat([first, rest]), bytes);
+    assert.deepEqual(Buffer.concat([first, rest]), bytes, 'the verification releases the last chunk and ends the stream');
+    assert.equal((await writer.commit()).ok, true);
+  });
+
+  test("a range follower passes on its range's last byte only once the bytes are verified", async () => {
+    const bytes = randomBytes(10_000);
+    const writer = await store.createWriter(sha256(bytes));
+    const follower = writer.follow({ start: 100, end: 4999 });
+    await writer.write(bytes.subarray(0, 6000));
+    await writer.write(bytes.subarray(6000));
+    const received: Buffer[] = [];
+    follower.on('data', (chunk: Buffer) => received.push(chunk));
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.deepEqual(Buffer.concat(received), bytes.subarray(100, 4999), 'all but the last byte of the range');
+    assert.equal(follower.readableEnded, false);
+    assert.equal((await writer.verify(bytes.length)).ok, true);
+    await new Promise((resolve) => follower.once('end', resolve));
+    assert.deepEqual(Buffer.concat(received), bytes.subarray(100, 5000));
+    assert.equal((await writer.commit()).ok, true);
   });
 
   test('followers end once the bytes are verified, before the object is committed', async () => {
