@@ -19,7 +19,7 @@ import { DistributionProxy } from './lib/distribution-proxy.ts';
 import { pushBigImage, pushSmallImage } from './lib/images.ts';
 import type { PushedImage } from './lib/images.ts';
 import { ManifoldCache } from './lib/manifold-cache.ts';
-import { CpuTime, PeakMemory, timed } from './lib/measure.ts';
+import { CpuTime, PeakMemory, residentBytes, timed } from './lib/measure.ts';
 import { logTail } from './lib/processes.ts';
 import { RegistryProcess } from './lib/registry-process.ts';
 import { markdownEnvironment, markdownTable, newFigure, verdicts } from './lib/report.ts';
@@ -64,6 +64,7 @@ const figures = {
   concurrentBigTime: newFigure('3', `${SETTINGS.concurrency} concurrent cold pulls, ${bigLabel} layer: wall time`, 's', 2, atMost(1.1)),
   concurrentBigFetches: newFigure('3', `${SETTINGS.concurrency} concurrent cold pulls, ${bigLabel} layer: upstream GETs of the most-fetched blob`, 'GETs', 0, { text: 'exactly 1 per blob', met: (m) => m.min === 1 && m.max === 1 }),
   concurrentBigMemory: newFigure('6', `peak RSS during ${SETTINGS.concurrency} concurrent cold pulls, ${bigLabel} layer`, 'MB', 0, { text: 'Manifold < 200 MB', met: (m) => m.max < 200 }),
+  concurrentBigIdleMemory: newFigure('6', `RSS just before that round (started, one small image pulled)`, 'MB', 0),
   concurrentBigCpu: newFigure('3', `CPU time of the cache during ${SETTINGS.concurrency} concurrent cold pulls, ${bigLabel} layer`, 's', 2),
   concurrentBigUpstreamCpu: newFigure('3', `CPU time of the upstream during ${SETTINGS.concurrency} concurrent cold pulls, ${bigLabel} layer`, 's', 2),
   manifestGet: newFigure('4', 'manifest GET by tag, 16 connections', 'req/s', 0, atLeast(1.5), 'Manifold: Bearer JWT; Distribution: no auth'),
@@ -184,8 +185,8 @@ async function main(): Promise<void> {
 
     if (PHASES.has('concurrent')) {
       const rounds = [
-        { image: small, time: figures.concurrentSmallTime, fetches: figures.concurrentSmallFetches, memory: figures.concurrentSmallMemory, cpu: figures.concurrentSmallCpu, upstreamCpu: figures.concurrentSmallUpstreamCpu, what: '3-layer image' },
-        { image: big, time: figures.concurrentBigTime, fetches: figures.concurrentBigFetches, memory: figures.concurrentBigMemory, cpu: figures.concurrentBigCpu, upstreamCpu: figures.concurrentBigUpstreamCpu, what: `${bigLabel} image` },
+        { image: small, time: figures.concurrentSmallTime, fetches: figures.concurrentSmallFetches, memory: figures.concurrentSmallMemory, idleMemory: null, cpu: figures.concurrentSmallCpu, upstreamCpu: figures.concurrentSmallUpstreamCpu, what: '3-layer image' },
+        { image: big, time: figures.concurrentBigTime, fetches: figures.concurrentBigFetches, memory: figures.concurrentBigMemory, idleMemory: figures.concurrentBigIdleMemory, cpu: figures.concurrentBigCpu, upstreamCpu: figures.concurrentBigUpstreamCpu, what: `${bigLabel} image` },
       ];
       for (const round of rounds) {
         for (let run = 1; run <= SETTINGS.concurrentRuns; run++) {
@@ -193,6 +194,7 @@ async function main(): Promise<void> {
           for (const cache of caches) {
             await restartEmpty(cache, workDir);
             const from = upstream.logPosition();
+            if (round.idleMemory) record(round.idleMemory, cache, residentBytes(cache.pid) / MB);
             const memory = new PeakMemory(cache.pid);
             const cpu = new CpuTime(cache.pid);
             const upstreamCpu = new CpuTime(upstream.pid);

@@ -32,6 +32,13 @@ function statusField(pid: number, field: 'VmRSS' | 'VmHWM'): number | null {
   }
 }
 
+/** Resident bytes of a process now (VmRSS). */
+export function residentBytes(pid: number): number {
+  const rss = statusField(pid, 'VmRSS');
+  if (rss === null) throw new Error(`cannot read the resident memory of process ${pid}`);
+  return rss;
+}
+
 /**
  * The peak resident set of a process over a period: its high-water mark (VmHWM) after resetting it
  * through /proc/<pid>/clear_refs, and RSS sampled every 50 ms as a floor (and the fallback where the
