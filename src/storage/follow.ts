@@ -58,8 +58,8 @@ export class GrowingFile {
   }
 
   /**
-   * The writer has safely written `chunk` at the end of the file. It is held back; waiting followers
-   * get the chunk before it, itself, so the writer must not change a chunk afterwards.
+   * The writer has safely written `chunk` at the end of the file. It is held back, and the chunk before
+   * it goes to waiting followers as it is (not copied), so the writer must not change a chunk afterwards.
    */
   appended(chunk: Buffer): void {
     if (chunk.length === 0) return;
@@ -201,8 +201,8 @@ class Follower extends Readable {
    * the writer is not verified, not the range's last byte either.
    */
   #limit(): number {
-    const end = this.#end === Infinity ? Infinity : this.#end + 1;
-    return this.#file.state.kind === 'complete' ? Math.min(this.#file.length, end) : Math.min(this.#file.releasable, end - 1);
+    // #end is inclusive (Infinity for the whole object).
+    return this.#file.state.kind === 'complete' ? Math.min(this.#file.length, this.#end + 1) : Math.min(this.#file.releasable, this.#end);
   }
 
   /** Hands on the next bytes: from the file when behind, the end, an error, or waits for the writer. */
