@@ -1,6 +1,7 @@
 // The clients that drive the caches: skopeo for pulls, undici for manifest request rates (wrk 4.1 waits
 // for a body after HEAD), wrk for blob throughput (it reads a GB/s for little CPU).
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, mkdtempSync, writeFileSync } from 'node:fs';
+import type { SpawnOptions } from 'node:child_process';
 import path from 'node:path';
 import { Pool } from 'undici';
 import type { CacheUnderTest } from './cache.ts';
@@ -15,18 +16,37 @@ export const MANIFEST_ACCEPT = [
   'application/vnd.docker.distribution.manifest.list.v2+json',
 ].join(', ');
 
+/** The user skopeo runs as when the bench runs as root (see clientOptions). */
+const NOBODY = 65534;
+
+/**
+ * Each skopeo gets a blob-info cache of its own. containers/image keeps one BoltDB per user and retries
+ * its lock every 50 ms, so 16 clients on one machine that finish a blob at the same moment (as every
+ * client of one fill does) would queue on it for up to a second: a cost of sharing one machine that
+ * nodes pulling through a cache never pay. Root's cache sits at a fixed path
+ * (/var/lib/containers/cache), so as root skopeo runs as nobody, with XDG_DATA_HOME in its own directory.
+ */
+function clientOptions(client: string, workDir: string): SpawnOptions {
+  const env = { ...process.env, HOME: client, XDG_DATA_HOME: client };
+  if (process.getuid?.() !== 0) return { env };
+  chmodSync(workDir, 0o755);
+  chownSync(client, NOBODY, NOBODY);
+  return { env, uid: NOBODY, gid: NOBODY };
+}
+
 /**
  * `skopeo copy` of image:tag from the cache into a fresh `dir:` (which keeps the layers as they are;
  * `oci:` would recompress layers that do not look compressed). The copy is removed afterwards.
  */
 export async function skopeoPull(cache: CacheUnderTest, image: string, tag: string, workDir: string): Promise<void> {
-  const destination = trackDirectory(mkdtempSync(path.join(workDir, 'pull-')));
+  const client = trackDirectory(mkdtempSync(path.join(workDir, 'pull-')));
   try {
     const source = `docker://${cache.host}/${cache.repository(image)}:${tag}`;
-    const result = await runCommand('skopeo', ['copy', '--quiet', '--src-tls-verify=false', ...cache.skopeoCredentials(), source, `dir:${destination}`]);
+    const destination = `dir:${path.join(client, 'image')}`;
+    const result = await runCommand('skopeo', ['copy', '--quiet', '--src-tls-verify=false', ...cache.skopeoCredentials(), source, destination], clientOptions(client, workDir));
     if (result.code !== 0) throw new Error(`skopeo copy ${source} from ${cache.name} failed (${result.code}): ${result.stderr.trim()}`);
   } finally {
-    removeDirectory(destination);
+    removeDirectory(client);
   }
 }
 
