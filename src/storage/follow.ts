@@ -1,19 +1,18 @@
 // Readers that follow an object while it is being written (DESIGN §3.2 single flight). A follower that
 // has caught up with the writer is handed each chunk the writer appends, the same Buffer for all of
 // them (no read, no copy); one that fell behind reads from the temporary file through its own
-// position. So a slow follower costs neither the writer nor memory, a follower that joins late still
-// gets every byte from the first, and N followers at the head cost no more than one.
+// position, into the reused buffers of its response (object-stream.ts). So a slow follower costs
+// neither the writer nor memory, a follower that joins late still gets every byte from the first, and
+// N followers at the head cost no more than one.
 //
 // Until the bytes are verified, a follower holds back the end of its stream: the writer's latest chunk
 // (which may be the last one) and, for a range, the range's last byte. A response fed by a follower
 // therefore never reaches its full length with bytes that fail verification: the client sees a broken
 // transfer instead (the HTTP layer resets the connection on a stream error).
-import { Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import type { FileHandle } from 'node:fs/promises';
 import type { ByteRange } from './object-store.ts';
-
-// Large reads: fewer syscalls, promises and buffers per byte served (measured in bench/run.ts).
-const READ_CHUNK = 256 * 1024;
+import { ObjectStream } from './object-stream.ts';
 
 /** complete: every byte is written and verified (what happens to the file afterwards is the writer's). */
 type State = { kind: 'writing' } | { kind: 'complete' } | { kind: 'failed'; error: Error };
@@ -126,7 +125,10 @@ export class GrowingFile {
   }
 }
 
-class Follower extends Readable {
+/** A chunk the writer released while a follower waited, or null: look at the file again. */
+type Change = { chunk: Buffer; start: number } | null;
+
+class Follower extends ObjectStream {
   readonly #file: GrowingFile;
   readonly #range: ByteRange | undefined;
   readonly #failure: (reason: Error) => Error;
@@ -135,12 +137,11 @@ class Follower extends Readable {
   #handle: FileHandle | null;
   /** Whether #handle is a reference to the shared handle (released) or our own (closed). */
   #shared: boolean;
-  /** A file read is in flight or the follower waits for the writer: _read has nothing to start. */
-  #busy = false;
-  #passed = 0;
+  /** Wakes the wait for the writer's next change. */
+  #wake: ((change: Change) => void) | null = null;
 
   constructor(file: GrowingFile, range?: ByteRange, failure: (reason: Error) => Error = (reason) => reason) {
-    super({ highWaterMark: READ_CHUNK });
+    super();
     if (range && (!Number.isSafeInteger(range.start) || range.start < 0 || !(range.end >= range.start))) {
       throw new RangeError(`invalid byte range ${range.start}-${range.end}`);
     }
@@ -154,46 +155,48 @@ class Follower extends Readable {
     this.#shared = this.#handle !== null;
   }
 
-  override _construct(callback: (error?: Error | null) => void): void {
-    const state = this.#file.state;
-    if (state.kind === 'failed') return callback(this.#failure(state.error));
-    if (this.#handle) return callback();
-    // Joined after the writer committed and let go of the file: read the committed object.
-    this.#file.openCommitted().then((handle) => {
-      if (!handle) return callback(new Error('the object is no longer stored'));
-      this.#handle = handle;
-      callback();
-    }, callback);
-  }
-
-  /** Bytes handed on so far. */
-  get bytesPassed(): number {
-    return this.#passed;
-  }
-
-  override _read(size: number): void {
-    if (this.#busy) return;
-    this.#advance(Math.max(size, READ_CHUNK));
-  }
-
   /** A chunk of the file at `start`, released by the writer while this follower waited. */
   offer(chunk: Buffer, start: number): void {
-    this.#busy = false;
-    if (this.destroyed) return;
-    const end = Math.min(start + chunk.length, this.#limit());
-    // Not where this follower stands (a range further on, a held-back byte before it): the file decides.
-    if (this.#position < start || this.#position >= end) return this.#advance(READ_CHUNK);
-    const piece = chunk.subarray(this.#position - start, end - start);
-    this.#position += piece.length;
-    this.#passed += piece.length;
-    // The stream asks for more (or learns that it is done) through _read when it has room.
-    this.push(piece);
+    this.#wakeWith({ chunk, start });
   }
 
   /** The writer completed without a chunk to release, or failed, while this follower waited. */
   writerFinished(): void {
-    this.#busy = false;
-    if (!this.destroyed) this.#advance(READ_CHUNK);
+    this.#wakeWith(null);
+  }
+
+  /** The next bytes: from the writer's chunk when at the head, from the file when behind; null at the end. */
+  protected override async nextChunk(buffer: () => Buffer): Promise<Buffer | null> {
+    for (;;) {
+      const state = this.#file.state;
+      if (state.kind === 'failed') throw this.#failure(state.error);
+      if (this.#position > this.#end) return null;
+      const limit = this.#limit();
+      if (this.#position < limit) return this.#readFile(buffer(), limit);
+      if (state.kind === 'complete') {
+        if (this.#range && this.#range.start >= this.#file.length) {
+          throw new RangeError(`byte range ${this.#range.start}-${this.#range.end} starts beyond the object (${this.#file.length} bytes)`);
+        }
+        return null;
+      }
+      const change = await new Promise<Change>((resolve) => {
+        this.#wake = resolve;
+        this.#file.wait(this);
+      });
+      if (this.destroyed) return null;
+      const piece = change && this.#pieceOf(change.chunk, change.start);
+      if (piece) return piece;
+      // Not where this follower stands (a range further on, a held-back byte before it): look again.
+    }
+  }
+
+  /** The part of a released chunk at this follower's position, within its limit (no copy); null if none. */
+  #pieceOf(chunk: Buffer, start: number): Buffer | null {
+    const end = Math.min(start + chunk.length, this.#limit());
+    if (this.#position < start || this.#position >= end) return null;
+    const piece = chunk.subarray(this.#position - start, end - start);
+    this.#position += piece.length;
+    return piece;
   }
 
   /**
@@ -205,51 +208,36 @@ class Follower extends Readable {
     return this.#file.state.kind === 'complete' ? Math.min(this.#file.length, this.#end + 1) : Math.min(this.#file.releasable, this.#end);
   }
 
-  /** Hands on the next bytes: from the file when behind, the end, an error, or waits for the writer. */
-  #advance(size: number): void {
-    const state = this.#file.state;
-    if (state.kind === 'failed') return void this.destroy(this.#failure(state.error));
-    if (this.#position > this.#end) return void this.push(null);
-    const limit = this.#limit();
-    if (this.#position < limit) {
-      const length = Math.min(size, limit - this.#position);
-      this.#busy = true;
-      this.#readFile(length).then(
-        (chunk) => {
-          this.#busy = false;
-          if (!chunk || this.destroyed) return;
-          this.#passed += chunk.length;
-          this.push(chunk);
-        },
-        (error: Error) => {
-          this.#busy = false;
-          this.destroy(error);
-        },
-      );
-      return;
-    }
-    if (state.kind === 'complete') {
-      if (this.#range && this.#range.start >= this.#file.length) {
-        return void this.destroy(new RangeError(`byte range ${this.#range.start}-${this.#range.end} starts beyond the object (${this.#file.length} bytes)`));
-      }
-      return void this.push(null);
-    }
-    this.#busy = true;
-    this.#file.wait(this);
-  }
-
-  /** The next `length` bytes from the file, or null when the stream was destroyed meanwhile. */
-  async #readFile(length: number): Promise<Buffer | null> {
-    const buffer = Buffer.allocUnsafe(length);
-    const { bytesRead } = await this.#handle!.read(buffer, 0, length, this.#position);
-    if (this.destroyed) return null;
+  /** The bytes from this follower's position up to `limit`, read into `into` (or its start). */
+  async #readFile(into: Buffer, limit: number): Promise<Buffer> {
+    this.#handle ??= await this.#openCommitted();
+    const length = Math.min(into.length, limit - this.#position);
+    const { bytesRead } = await this.#handle.read(into, 0, length, this.#position);
     if (bytesRead === 0) throw new Error('the object was truncated while being read');
     this.#position += bytesRead;
-    return bytesRead === length ? buffer : buffer.subarray(0, bytesRead);
+    return into.subarray(0, bytesRead);
+  }
+
+  /** Joined after the writer committed and let go of the file: the committed object. */
+  async #openCommitted(): Promise<FileHandle> {
+    const handle = await this.#file.openCommitted();
+    if (!handle) throw new Error('the object is no longer stored');
+    if (this.destroyed) {
+      await handle.close().catch(() => {});
+      throw new Error('the stream was destroyed');
+    }
+    return handle;
+  }
+
+  #wakeWith(change: Change): void {
+    const wake = this.#wake;
+    this.#wake = null;
+    wake?.(change);
   }
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
     this.#file.stopWaiting(this);
+    this.#wakeWith(null);
     const handle = this.#handle;
     this.#handle = null;
     if (handle && this.#shared) this.#file.release();

@@ -5,32 +5,15 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
-import { FILE_CHUNK_BYTES, FileObjectStream } from '../../src/storage/file-stream.ts';
-
-/**
- * A destination that takes its bytes only when it completes a write, a little later (like a socket
- * still sending a buffer): a source that reuses a buffer before the write completed corrupts the copy.
- */
-function lateReadingDestination(): { destination: Writable; received: () => Buffer } {
-  const parts: Buffer[] = [];
-  const destination = new Writable({
-    highWaterMark: 1,
-    write(chunk: Buffer, _encoding, callback) {
-      setTimeout(() => {
-        parts.push(Buffer.from(chunk));
-        callback();
-      }, 1);
-    },
-  });
-  return { destination, received: () => Buffer.concat(parts) };
-}
+import { FileObjectStream } from '../../src/storage/file-stream.ts';
+import { CHUNK_BYTES } from '../../src/storage/object-stream.ts';
+import { lateReadingDestination } from '../helpers/late-reader.ts';
 
 describe('FileObjectStream', () => {
   let dir: string;
   let file: string;
-  const bytes = randomBytes(FILE_CHUNK_BYTES * 7 + 12_345);
+  const bytes = randomBytes(CHUNK_BYTES * 7 + 12_345);
 
   before(() => {
     dir = mkdtempSync(path.join(tmpdir(), 'manifold-file-stream-'));
@@ -50,7 +33,7 @@ describe('FileObjectStream', () => {
 
   test('piped with a range, it delivers exactly that range', async () => {
     const start = 1_000;
-    const end = FILE_CHUNK_BYTES * 3 + 17;
+    const end = CHUNK_BYTES * 3 + 17;
     const stream = new FileObjectStream(await open(file, 'r'), start, end);
     const { destination, received } = lateReadingDestination();
     stream.pipe(destination);

@@ -10,6 +10,7 @@ import { FilesystemObjectStore } from '../../src/storage/filesystem.ts';
 import { InvalidDigestError } from '../../src/storage/object-store.ts';
 import { openObjectStore } from '../../src/storage/open.ts';
 import { loadConfig } from '../../src/config.ts';
+import { lateReadingDestination } from '../helpers/late-reader.ts';
 
 const sha256 = (bytes: Buffer) => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
 const sha512 = (bytes: Buffer) => `sha512:${createHash('sha512').update(bytes).digest('hex')}`;
@@ -300,6 +301,53 @@ describe('following an object while it is written', () => {
       const expected = range ? bytes.subarray(range.start, range.end === Infinity ? undefined : range.end + 1) : bytes;
       assert.deepEqual(results[index], expected, `follower ${index} (${range ? `${range.start}-${range.end}` : 'whole'})`);
     });
+  });
+
+  test('piped (as responses take them), followers at the head and behind get exactly their bytes through reused buffers', async () => {
+    const bytes = randomBytes(3 * 1024 * 1024 + 4321);
+    const writer = await store.createWriter(sha256(bytes));
+    const ranges = [undefined, { start: 100_000, end: 2_500_000 }, undefined];
+    const piped = ranges.map((range) => {
+      const follower = writer.follow(range);
+      const target = lateReadingDestination();
+      follower.pipe(target.destination);
+      return { follower, target };
+    });
+    for (let offset = 0; offset < bytes.length; offset += 300_000) {
+      await writer.write(bytes.subarray(offset, offset + 300_000));
+      if (offset === 900_000) await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    // One more follower joins once every byte is written: it reads them all from the file.
+    const late = writer.follow();
+    const lateTarget = lateReadingDestination();
+    late.pipe(lateTarget.destination);
+    assert.equal((await writer.commit(bytes.length)).ok, true);
+    await Promise.all([...piped.map((p) => p.target.ended), lateTarget.ended]);
+    piped.forEach(({ follower, target }, index) => {
+      const range = ranges[index];
+      const expected = range ? bytes.subarray(range.start, range.end + 1) : bytes;
+      assert.ok(target.received().equals(expected), `follower ${index} got other bytes`);
+      assert.equal((follower as Readable & { bytesPassed: number }).bytesPassed, expected.length, `follower ${index} counted other bytes`);
+    });
+    assert.ok(lateTarget.received().equals(bytes));
+  });
+
+  test('piped, a follower holds back the latest chunk until the verification and breaks on a failed fill', async () => {
+    const bytes = randomBytes(100_000);
+    const writer = await store.createWriter(sha256(bytes));
+    const follower = writer.follow();
+    const target = lateReadingDestination();
+    follower.pipe(target.destination);
+    await writer.write(bytes.subarray(0, 40_000));
+    await writer.write(bytes.subarray(40_000, 70_000));
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    assert.ok(target.received().equals(bytes.subarray(0, 40_000)), 'all but the latest chunk');
+    const failed = new Promise<Error>((resolve) => follower.once('error', resolve));
+    await writer.abort(new Error('upstream reset'));
+    assert.match((await failed).message, /upstream reset/);
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    assert.equal(target.received().length, 40_000, 'nothing of the failed fill after the error');
+    assert.equal(target.destination.writableEnded, false, 'the response is not ended as if complete');
   });
 
   test('a follower that does not read holds back neither the writer nor memory', async () => {
