@@ -1,6 +1,6 @@
 // The stream of a committed object's file (see object-stream.ts for how it is served).
 import type { FileHandle } from 'node:fs/promises';
-import { ObjectStream } from './object-stream.ts';
+import { CHUNK_BYTES, ObjectStream } from './object-stream.ts';
 
 export class FileObjectStream extends ObjectStream {
   #handle: FileHandle | null;
@@ -16,10 +16,11 @@ export class FileObjectStream extends ObjectStream {
     this.#end = end;
   }
 
-  protected override async nextChunk(buffer: () => Buffer): Promise<Buffer | null> {
+  protected override async nextChunk(buffer: (wanted: number) => Buffer): Promise<Buffer | null> {
     if (this.#position > this.#end || !this.#handle) return null;
-    const into = buffer();
-    const length = Math.min(into.length, this.#end - this.#position + 1);
+    const wanted = Math.min(CHUNK_BYTES, this.#end - this.#position + 1);
+    const into = buffer(wanted);
+    const length = Math.min(into.length, wanted);
     const { bytesRead } = await this.#handle.read(into, 0, length, this.#position);
     if (bytesRead === 0) throw new Error('the object was truncated while being read');
     this.#position += bytesRead;

@@ -12,7 +12,7 @@
 import type { Readable } from 'node:stream';
 import type { FileHandle } from 'node:fs/promises';
 import type { ByteRange } from './object-store.ts';
-import { ObjectStream } from './object-stream.ts';
+import { CHUNK_BYTES, ObjectStream } from './object-stream.ts';
 
 /** complete: every byte is written and verified (what happens to the file afterwards is the writer's). */
 type State = { kind: 'writing' } | { kind: 'complete' } | { kind: 'failed'; error: Error };
@@ -166,13 +166,13 @@ class Follower extends ObjectStream {
   }
 
   /** The next bytes: from the writer's chunk when at the head, from the file when behind; null at the end. */
-  protected override async nextChunk(buffer: () => Buffer): Promise<Buffer | null> {
+  protected override async nextChunk(buffer: (wanted: number) => Buffer): Promise<Buffer | null> {
     for (;;) {
       const state = this.#file.state;
       if (state.kind === 'failed') throw this.#failure(state.error);
       if (this.#position > this.#end) return null;
       const limit = this.#limit();
-      if (this.#position < limit) return this.#readFile(buffer(), limit);
+      if (this.#position < limit) return this.#readFile(buffer(Math.min(CHUNK_BYTES, limit - this.#position)), limit);
       if (state.kind === 'complete') {
         if (this.#range && this.#range.start >= this.#file.length) {
           throw new RangeError(`byte range ${this.#range.start}-${this.#range.end} starts beyond the object (${this.#file.length} bytes)`);

@@ -47,15 +47,16 @@ export abstract class ObjectStream extends Readable {
   }
 
   /**
-   * The next bytes: read into `buffer()` (the whole buffer or its start), or a Buffer already in memory
-   * that nobody changes; null at the end. Called again only after the previous call settled.
+   * The next bytes: read into `buffer(wanted)` (a buffer for at most CHUNK_BYTES, perhaps longer than
+   * `wanted`; the bytes go to its start), or a Buffer already in memory that nobody changes; null at the
+   * end. Called again only after the previous call settled.
    */
-  protected abstract nextChunk(buffer: () => Buffer): Promise<Buffer | null>;
+  protected abstract nextChunk(buffer: (wanted: number) => Buffer): Promise<Buffer | null>;
 
   override _read(): void {
     if (this.#reading || this.#copying) return;
     this.#reading = true;
-    this.nextChunk(() => Buffer.allocUnsafe(CHUNK_BYTES)).then(
+    this.nextChunk((wanted) => Buffer.allocUnsafe(Math.min(wanted, CHUNK_BYTES))).then(
       (chunk) => {
         this.#reading = false;
         if (this.destroyed) return;

@@ -50,6 +50,14 @@ describe('FileObjectStream', () => {
     assert.equal(stream.bytesPassed, bytes.length - 5);
   });
 
+  test('read as an ordinary stream, a short range holds a buffer of about its size, not a whole chunk', async () => {
+    const stream = new FileObjectStream(await open(file, 'r'), 100, 109);
+    const chunks: Buffer[] = [];
+    for await (const chunk of stream) chunks.push(chunk as Buffer);
+    assert.ok(Buffer.concat(chunks).equals(bytes.subarray(100, 110)));
+    for (const chunk of chunks) assert.ok(chunk.buffer.byteLength <= 8192, `a ${chunk.buffer.byteLength}-byte buffer for 10 bytes`);
+  });
+
   test('destroyed mid-copy (the client went away), it stops and closes the file', async () => {
     const handle = await open(file, 'r');
     const stream = new FileObjectStream(handle, 0, bytes.length - 1);
