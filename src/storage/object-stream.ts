@@ -7,7 +7,7 @@ import { Readable } from 'node:stream';
 
 /**
  * Bytes per read: fewer syscalls, socket writes and stream steps per byte than Node's 64 KiB (512 KiB
- * served a stored blob 1.3-1.4× as fast as 256 KiB for about 10 MB more at the peak; bench/README.md).
+ * served a stored blob 1.3-1.4× as fast as 256 KiB for a few MB more at the peak; bench/README.md).
  */
 export const CHUNK_BYTES = 512 * 1024;
 /** Buffers per piped stream: one being read while the other is being written. */
