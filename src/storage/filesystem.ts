@@ -18,6 +18,12 @@ import { GrowingFile } from './follow.ts';
 import { clampRange, requireDigest } from './object-store.ts';
 import type { ByteRange, ObjectInfo, ObjectStore, ObjectWriter } from './object-store.ts';
 
+/**
+ * Bytes a writer takes ahead of its file before write() makes the caller wait: enough for the chunks
+ * that arrive while one write is in flight (written together), little next to the object sizes.
+ */
+const WRITE_AHEAD_BYTES = 4 * 1024 * 1024;
+
 /** A temporary file of another host sharing the directory is only a leftover once it is this old. */
 const FOREIGN_TEMP_MAX_AGE_MS = 24 * 60 * 60 * 1000;
 
@@ -46,6 +52,15 @@ async function fsyncDirectory(directory: string): Promise<void> {
   } finally {
     await handle.close();
   }
+}
+
+/** The buffers left after the first `count` bytes of `buffers` were written (a short write). */
+function dropBytes(buffers: Buffer[], count: number): Buffer[] {
+  let index = 0;
+  while (index < buffers.length && count >= buffers[index].length) count -= buffers[index++].length;
+  const rest = buffers.slice(index);
+  if (count > 0) rest[0] = rest[0].subarray(count);
+  return rest;
 }
 
 async function removeFile(file: string): Promise<void> {
@@ -206,7 +221,14 @@ class FilesystemObjectWriter implements ObjectWriter {
   readonly #file: GrowingFile;
   #state: WriterState = 'writing';
   #failure: Error | null = null;
-  /** Writes run one after another; this settles when the last one has. */
+  /** Bytes taken by write() (hashed), whether or not they have reached the file yet. */
+  #taken = 0;
+  /** Chunks taken but not yet handed to the file, and the batch write that will carry them. */
+  #pending: Buffer[] = [];
+  #pendingBatch: Promise<void> | null = null;
+  /** Bytes taken that are not in the file yet (pending or being written). */
+  #unwritten = 0;
+  /** Batches run one after another; this settles when the last one has. */
   #queue: Promise<void> = Promise.resolve();
   #verify: Promise<Result<ObjectInfo>> | null = null;
   #commit: Promise<Result<ObjectInfo>> | null = null;
@@ -219,27 +241,55 @@ class FilesystemObjectWriter implements ObjectWriter {
   }
 
   get bytesWritten(): number {
-    return this.#file.length;
+    return this.#taken;
   }
 
   write(chunk: Buffer): Promise<void> {
     if (this.#state !== 'writing') return Promise.reject(this.#failure ?? new Error('the object writer is already finished'));
-    const run = this.#queue.then(async () => {
-      if (this.#failure) throw this.#failure;
-      this.#hash.update(chunk);
-      const position = this.#file.length;
-      let offset = 0;
-      while (offset < chunk.length) {
-        const { bytesWritten } = await this.#parts.handle.write(chunk, offset, chunk.length - offset, position + offset);
-        offset += bytesWritten;
-      }
-      this.#file.appended(chunk);
-    });
-    this.#queue = run.then(() => {}, () => {});
-    return run.catch(async (error: Error) => {
+    if (chunk.length === 0) return Promise.resolve();
+    this.#hash.update(chunk);
+    this.#taken += chunk.length;
+    this.#unwritten += chunk.length;
+    this.#pending.push(chunk);
+    this.#pendingBatch ??= this.#scheduleBatch();
+    // The caller waits for the disk only once too much is on its way there.
+    return this.#unwritten > WRITE_AHEAD_BYTES ? this.#pendingBatch : Promise.resolve();
+  }
+
+  /**
+   * The next batch: it starts once the one in flight has landed and takes every chunk that arrived
+   * meanwhile, so a writer fed faster than one write per event loop turn makes few, large writes.
+   */
+  #scheduleBatch(): Promise<void> {
+    const run = this.#queue.then(() => this.#writePending());
+    // Registered first: a failure is recorded before anything waiting on the queue looks at it.
+    const settled = run.catch(async (error: Error) => {
       await this.#fail(error);
       throw error;
     });
+    settled.catch(() => {});
+    this.#queue = run.then(
+      () => {},
+      () => {},
+    );
+    return settled;
+  }
+
+  async #writePending(): Promise<void> {
+    const chunks = this.#pending;
+    this.#pending = [];
+    this.#pendingBatch = null;
+    if (this.#failure) throw this.#failure;
+    let position = this.#file.length;
+    let rest = chunks;
+    while (rest.length > 0) {
+      const { bytesWritten } = await this.#parts.handle.writev(rest, position);
+      if (bytesWritten === 0) throw new Error('the temporary file took no bytes');
+      position += bytesWritten;
+      rest = dropBytes(rest, bytesWritten);
+    }
+    this.#unwritten -= position - this.#file.length;
+    this.#file.appended(chunks);
   }
 
   verify(expectedSize?: number): Promise<Result<ObjectInfo>> {

@@ -57,15 +57,19 @@ export class GrowingFile {
   }
 
   /**
-   * The writer has safely written `chunk` at the end of the file. It is held back, and the chunk before
-   * it goes to waiting followers as it is (not copied), so the writer must not change a chunk afterwards.
+   * The writer has safely written `chunks` at the end of the file. The last is held back; the chunk
+   * held before and the others go to waiting followers as they are (not copied), so the writer must
+   * not change a chunk afterwards.
    */
-  appended(chunk: Buffer): void {
-    if (chunk.length === 0) return;
-    const previous = this.#latest;
-    this.#latest = { chunk, start: this.#length };
-    this.#length += chunk.length;
-    if (previous) this.#wake((follower) => follower.offer(previous.chunk, previous.start));
+  appended(chunks: readonly Buffer[]): void {
+    const written = chunks.filter((chunk) => chunk.length > 0);
+    const last = written.pop();
+    if (!last) return;
+    const released = this.#latest ? { chunks: [this.#latest.chunk, ...written], start: this.#latest.start } : { chunks: written, start: this.#length };
+    this.#length += written.reduce((sum, chunk) => sum + chunk.length, 0);
+    this.#latest = { chunk: last, start: this.#length };
+    this.#length += last.length;
+    if (released.chunks.length > 0) this.#wake((follower) => follower.offer(released));
   }
 
   /** Every byte is written and verified: followers get the last chunk and end at the last byte. */
@@ -74,7 +78,7 @@ export class GrowingFile {
     this.#state = { kind: 'complete' };
     const last = this.#latest;
     this.#latest = null;
-    this.#wake((follower) => (last ? follower.offer(last.chunk, last.start) : follower.writerFinished()));
+    this.#wake((follower) => (last ? follower.offer({ chunks: [last.chunk], start: last.start }) : follower.writerFinished()));
   }
 
   failed(error: Error): void {
@@ -125,8 +129,11 @@ export class GrowingFile {
   }
 }
 
-/** A chunk the writer released while a follower waited, or null: look at the file again. */
-type Change = { chunk: Buffer; start: number } | null;
+/** Consecutive chunks of the file from `start`, released by the writer. */
+interface Released {
+  chunks: readonly Buffer[];
+  start: number;
+}
 
 class Follower extends ObjectStream {
   readonly #file: GrowingFile;
@@ -137,8 +144,10 @@ class Follower extends ObjectStream {
   #handle: FileHandle | null;
   /** Whether #handle is a reference to the shared handle (released) or our own (closed). */
   #shared: boolean;
-  /** Wakes the wait for the writer's next change. */
-  #wake: ((change: Change) => void) | null = null;
+  /** Wakes the wait for the writer's next change: the chunks it released, or null (look at the file). */
+  #wake: ((released: Released | null) => void) | null = null;
+  /** Chunks the writer released while this follower waited, served before the file is read. */
+  #released: Released | null = null;
 
   constructor(file: GrowingFile, range?: ByteRange, failure: (reason: Error) => Error = (reason) => reason) {
     super();
@@ -155,9 +164,9 @@ class Follower extends ObjectStream {
     this.#shared = this.#handle !== null;
   }
 
-  /** A chunk of the file at `start`, released by the writer while this follower waited. */
-  offer(chunk: Buffer, start: number): void {
-    this.#wakeWith({ chunk, start });
+  /** Chunks released by the writer while this follower waited. */
+  offer(released: Released): void {
+    this.#wakeWith(released);
   }
 
   /** The writer completed without a chunk to release, or failed, while this follower waited. */
@@ -172,6 +181,8 @@ class Follower extends ObjectStream {
       if (state.kind === 'failed') throw this.#failure(state.error);
       if (this.#position > this.#end) return null;
       const limit = this.#limit();
+      const piece = this.#releasedPiece(limit);
+      if (piece) return piece;
       if (this.#position < limit) return this.#readFile(buffer(Math.min(CHUNK_BYTES, limit - this.#position)), limit);
       if (state.kind === 'complete') {
         if (this.#range && this.#range.start >= this.#file.length) {
@@ -179,24 +190,32 @@ class Follower extends ObjectStream {
         }
         return null;
       }
-      const change = await new Promise<Change>((resolve) => {
+      this.#released = await new Promise<Released | null>((resolve) => {
         this.#wake = resolve;
         this.#file.wait(this);
       });
       if (this.destroyed) return null;
-      const piece = change && this.#pieceOf(change.chunk, change.start);
-      if (piece) return piece;
-      // Not where this follower stands (a range further on, a held-back byte before it): look again.
     }
   }
 
-  /** The part of a released chunk at this follower's position, within its limit (no copy); null if none. */
-  #pieceOf(chunk: Buffer, start: number): Buffer | null {
-    const end = Math.min(start + chunk.length, this.#limit());
-    if (this.#position < start || this.#position >= end) return null;
-    const piece = chunk.subarray(this.#position - start, end - start);
-    this.#position += piece.length;
-    return piece;
+  /**
+   * The part of a released chunk at this follower's position, within `limit` (no copy); null when the
+   * released chunks hold nothing there (a range further on, a held-back byte before it).
+   */
+  #releasedPiece(limit: number): Buffer | null {
+    if (!this.#released) return null;
+    let start = this.#released.start;
+    for (const chunk of this.#released.chunks) {
+      const end = Math.min(start + chunk.length, limit);
+      if (this.#position >= start && this.#position < end) {
+        const piece = chunk.subarray(this.#position - start, end - start);
+        this.#position += piece.length;
+        return piece;
+      }
+      start += chunk.length;
+    }
+    this.#released = null;
+    return null;
   }
 
   /**
@@ -229,15 +248,16 @@ class Follower extends ObjectStream {
     return handle;
   }
 
-  #wakeWith(change: Change): void {
+  #wakeWith(released: Released | null): void {
     const wake = this.#wake;
     this.#wake = null;
-    wake?.(change);
+    wake?.(released);
   }
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
     this.#file.stopWaiting(this);
     this.#wakeWith(null);
+    this.#released = null;
     const handle = this.#handle;
     this.#handle = null;
     if (handle && this.#shared) this.#file.release();

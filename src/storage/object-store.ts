@@ -39,10 +39,12 @@ export interface ObjectStore {
 }
 
 export interface ObjectWriter {
+  /** Bytes taken by write() so far. */
   readonly bytesWritten: number;
   /**
-   * Appends a chunk (resolves when it is safely handed to the file; respects backpressure). Followers
-   * may be handed the chunk itself: the caller must not change it afterwards.
+   * Takes the next chunk. Resolves at once while little is on its way to storage, otherwise once that
+   * has been written (backpressure). A failed write rejects this call or a later one, and verify().
+   * Followers may be handed the chunk itself: the caller must not change it afterwards.
    */
   write(chunk: Buffer): Promise<void>;
   /**

@@ -3,6 +3,8 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { open } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
@@ -348,6 +350,66 @@ describe('following an object while it is written', () => {
     await new Promise((resolve) => setTimeout(resolve, 30));
     assert.equal(target.received().length, 40_000, 'nothing of the failed fill after the error');
     assert.equal(target.destination.writableEnded, false, 'the response is not ended as if complete');
+  });
+
+  test('chunks given while a write is in flight reach the file together; followers still hold back only the latest', async () => {
+    const bytes = randomBytes(64 * 7_000);
+    const writer = await store.createWriter(sha256(bytes));
+    const follower = writer.follow();
+    const received: Buffer[] = [];
+    follower.on('data', (chunk: Buffer) => received.push(chunk));
+    // Given in one go, as an upstream socket hands over what it has buffered.
+    const writes = [];
+    for (let offset = 0; offset < bytes.length; offset += 7_000) writes.push(writer.write(bytes.subarray(offset, offset + 7_000)));
+    await Promise.all(writes);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.deepEqual(Buffer.concat(received), bytes.subarray(0, bytes.length - 7_000), 'everything but the last chunk given');
+    assert.equal((await writer.verify(bytes.length)).ok, true);
+    await new Promise((resolve) => follower.once('end', resolve));
+    assert.deepEqual(Buffer.concat(received), bytes);
+    assert.equal((await writer.commit()).ok, true);
+    assert.deepEqual(await collect((await store.read(sha256(bytes)))!), bytes);
+  });
+
+  test('write() lets the caller run ahead of the disk by a few MiB, then makes it wait', async () => {
+    const bytes = randomBytes(8 * 1024 * 1024);
+    const writer = await store.createWriter(sha256(bytes));
+    const settled: boolean[] = [];
+    const writes = [];
+    for (let offset = 0; offset < bytes.length; offset += 64 * 1024) {
+      const index = settled.push(false) - 1;
+      writes.push(writer.write(bytes.subarray(offset, offset + 64 * 1024)).then(() => (settled[index] = true)));
+    }
+    await Promise.resolve();
+    await Promise.resolve();
+    assert.equal(settled[0], true, 'the first chunk is taken at once');
+    assert.equal(settled.at(-1), false, 'with 8 MiB on its way to the file, the caller waits');
+    await Promise.all(writes);
+    assert.equal((await writer.commit(bytes.length)).ok, true);
+    assert.deepEqual(await collect((await store.read(sha256(bytes)))!), bytes);
+  });
+
+  test('a write the disk refuses fails the object: later writes and verify() reject, followers break, nothing is left', async () => {
+    const bytes = randomBytes(300_000);
+    const writer = await store.createWriter(sha256(bytes));
+    const follower = settle(writer.follow());
+    // Every FileHandle shares one prototype: a full disk, for the writes of this test only.
+    const probe = await open(path.join(root, 'tmp'), 'r');
+    await probe.close();
+    const fileHandle = Object.getPrototypeOf(probe) as FileHandle;
+    const writev = fileHandle.writev;
+    fileHandle.writev = () => Promise.reject(Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' }));
+    try {
+      await writer.write(bytes.subarray(0, 100_000));
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    } finally {
+      fileHandle.writev = writev;
+    }
+    await assert.rejects(writer.write(bytes.subarray(100_000)), /ENOSPC/);
+    await assert.rejects(writer.verify(bytes.length), /ENOSPC|finished/);
+    assertFailed(await follower, /ENOSPC/);
+    assert.deepEqual(tempFiles(), []);
+    assert.equal(await store.stat(sha256(bytes)), null);
   });
 
   test('a follower that does not read holds back neither the writer nor memory', async () => {
