@@ -371,7 +371,7 @@ describe('following an object while it is written', () => {
     assert.deepEqual(await collect((await store.read(sha256(bytes)))!), bytes);
   });
 
-  test('write() lets the caller run ahead of the disk by a few MiB, then makes it wait', async () => {
+  test('write() lets the caller run ahead of the disk by a bounded amount, then makes it wait', async () => {
     const bytes = randomBytes(8 * 1024 * 1024);
     const writer = await store.createWriter(sha256(bytes));
     const settled: boolean[] = [];
