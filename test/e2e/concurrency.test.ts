@@ -3,14 +3,12 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { open } from 'node:fs/promises';
-import type { FileHandle } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { Distribution } from '../helpers/distribution.ts';
 import { buildImage, OCI_MANIFEST, pushImage, sha256 } from '../helpers/oci-image.ts';
 import { startCache } from '../helpers/manifold.ts';
 import type { TestManifold } from '../helpers/manifold.ts';
 import { SkopeoClient } from '../helpers/skopeo.ts';
+import { fillDiskFrom } from '../helpers/full-disk.ts';
 import { SlowRegistry } from '../helpers/slow-registry.ts';
 import { settleLog, until, v2 } from '../helpers/e2e.ts';
 import type { ObjectWriter } from '../../src/storage/object-store.ts';
@@ -208,22 +206,15 @@ describe('fills from an upstream held at chosen points', () => {
     it('when the disk refuses a write halfway through a fill, the client never gets a complete-looking blob and the next request fetches again', async () => {
       const bytes = randomBytes(3 * 1024 * 1024);
       const digest = upstream.addBlob('library/durable', bytes);
-      // Every FileHandle shares one prototype: the disk fills up once the object's first MiB is written.
-      const probe = await open(tmpdir(), 'r');
-      await probe.close();
-      const fileHandle = Object.getPrototypeOf(probe) as FileHandle;
-      const writev = fileHandle.writev;
-      fileHandle.writev = function (this: FileHandle, buffers: NodeJS.ArrayBufferView[], position?: number | null) {
-        if ((position ?? 0) >= 1024 * 1024) return Promise.reject(Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' }));
-        return writev.call(this, buffers, position ?? undefined);
-      } as FileHandle['writev'];
+      // The disk fills up once the object's first MiB is written.
+      const freeDisk = await fillDiskFrom(1024 * 1024);
       try {
         const first = await v2(server, blobPath(digest), { token });
         const body = await first.arrayBuffer().then((received) => Buffer.from(received), () => null);
         assert.ok(first.status !== 200 || body === null || !body.equals(bytes), 'the transfer breaks (or fails) instead of completing');
         await until(() => server.manifold.services.pull.blobFills.size === 0, 'the fill to end');
       } finally {
-        fileHandle.writev = writev;
+        freeDisk();
       }
       assert.equal(await server.manifold.services.store.stat(digest), null, 'nothing stored');
       const second = await v2(server, blobPath(digest), { token });

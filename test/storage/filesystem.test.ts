@@ -3,8 +3,6 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import { open } from 'node:fs/promises';
-import type { FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
@@ -13,6 +11,7 @@ import { InvalidDigestError } from '../../src/storage/object-store.ts';
 import { openObjectStore } from '../../src/storage/open.ts';
 import { loadConfig } from '../../src/config.ts';
 import { lateReadingDestination } from '../helpers/late-reader.ts';
+import { fillDiskFrom } from '../helpers/full-disk.ts';
 
 const sha256 = (bytes: Buffer) => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
 const sha512 = (bytes: Buffer) => `sha512:${createHash('sha512').update(bytes).digest('hex')}`;
@@ -393,17 +392,12 @@ describe('following an object while it is written', () => {
     const bytes = randomBytes(300_000);
     const writer = await store.createWriter(sha256(bytes));
     const follower = settle(writer.follow());
-    // Every FileHandle shares one prototype: a full disk, for the writes of this test only.
-    const probe = await open(path.join(root, 'tmp'), 'r');
-    await probe.close();
-    const fileHandle = Object.getPrototypeOf(probe) as FileHandle;
-    const writev = fileHandle.writev;
-    fileHandle.writev = () => Promise.reject(Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' }));
+    const freeDisk = await fillDiskFrom(0);
     try {
       await writer.write(bytes.subarray(0, 100_000));
       await new Promise((resolve) => setTimeout(resolve, 20));
     } finally {
-      fileHandle.writev = writev;
+      freeDisk();
     }
     await assert.rejects(writer.write(bytes.subarray(100_000)), /ENOSPC/);
     await assert.rejects(writer.verify(bytes.length), /ENOSPC|finished/);
