@@ -26,6 +26,14 @@ export const configSchema = z.object({
     url: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL').optional(),
     sqlitePath: z.string().min(1).optional(),
     poolSize: positive(10),
+    /** PostgreSQL: time to open a connection (or to wait for one of the pool). */
+    connectTimeoutMs: positive(5_000),
+    /** PostgreSQL: longest statement (server side; the client gives up 1 s later on a server that is silent). */
+    statementTimeoutMs: positive(15_000),
+    /** SQLite: how long a statement waits for a lock held by another connection (blocks the process meanwhile). */
+    sqliteBusyTimeoutMs: z.number().int().min(0).max(5_000).default(500),
+    /** While the database is unavailable, permissions and cache entries read this recently still serve cached content. */
+    outageMemorySeconds: z.number().int().min(0).max(600).default(60),
   }).prefault({}),
   storage: z.object({
     driver: z.enum(['filesystem', 's3']).default('filesystem'),

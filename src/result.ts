@@ -14,7 +14,9 @@ export type Reason =
   | 'rate_limited'
   | 'path_not_present'
   | 'object_not_present'
-  | 'persistence_error';
+  | 'persistence_error'
+  /** The database cannot be reached or does not answer in time (services/database.ts): try again. */
+  | 'unavailable';
 
 /** Per-field messages for `invalid`, keyed by the input field's name. */
 export type FieldErrors = Record<string, string[]>;

@@ -3,7 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Config } from './config.ts';
 import { resolvedPaths } from './config.ts';
 import { openDatabase } from './db/connect.ts';
-import type { DatabaseHandle } from './db/connect.ts';
+import type { DatabaseHandle, DatabaseOptions } from './db/connect.ts';
 import { Authenticator } from './auth/authenticate.ts';
 import { CredentialsCipher } from './auth/credentials-cipher.ts';
 import { loadEncryptionKey, loadSigningKeys } from './auth/keys.ts';
@@ -34,10 +34,11 @@ import { openObjectStore } from './storage/open.ts';
 import type { ObjectStore } from './storage/object-store.ts';
 import { UpstreamClient } from './upstream/client.ts';
 
-export function databaseOptions(config: Config) {
-  return config.database.url
-    ? { url: config.database.url, poolSize: config.database.poolSize }
-    : { sqlitePath: resolvedPaths(config).sqlitePath };
+export function databaseOptions(config: Config, logger?: Logger): DatabaseOptions {
+  const { url, poolSize, connectTimeoutMs, statementTimeoutMs, sqliteBusyTimeoutMs } = config.database;
+  return url
+    ? { url, poolSize, connectTimeoutMs, statementTimeoutMs, logger }
+    : { sqlitePath: resolvedPaths(config).sqlitePath, busyTimeoutMs: sqliteBusyTimeoutMs, logger };
 }
 
 /** Everything the services layer offers, built once per process. */
@@ -48,16 +49,17 @@ export async function createServices(config: Config, database: DatabaseHandle, l
   await store.init();
   const cipher = new CredentialsCipher(loadEncryptionKey(config.secrets.encryptionKey, paths.encryptionKeyPath));
   const registryTokens = new RegistryTokens({ keys: await loadSigningKeys(paths.signingKeyPath), issuer: config.auth.issuer, service: config.auth.service, ttlSeconds: config.auth.tokenTtlSeconds });
-  const registries = new RegistryService({ db, cipher, limits: config.limits });
+  const outageMemoryMs = config.database.outageMemorySeconds * 1000;
+  const registries = new RegistryService({ db, cipher, limits: config.limits, outageMemoryMs });
   const upstreams = new UpstreamService({ db, cipher, allowPrivate: config.upstream.allowPrivate, pullCache: registries.pullCache });
-  const entries = new CacheEntryService({ db, dialect, store });
+  const entries = new CacheEntryService({ db, dialect, store, outageMemoryMs });
   const counter = new DownloadCounter({ db, flushIntervalMs: config.cache.counterFlushSeconds * 1000, logger });
   const client = new UpstreamClient({ ...config.upstream, maxManifestBytes: config.limits.maxManifestBytes, logger });
   return {
     store,
     cipher,
     registryTokens,
-    authenticator: new Authenticator({ db, registryTokens }),
+    authenticator: new Authenticator({ db, registryTokens, outageMemoryMs }),
     users: new UserService({ db }),
     groups: new GroupService({ db }),
     memberships: new MembershipService({ db }),
@@ -86,35 +88,8 @@ export async function createServices(config: Config, database: DatabaseHandle, l
 
 export type Services = Awaited<ReturnType<typeof createServices>>;
 
-export interface Manifold {
-  app: FastifyInstance;
-  database: DatabaseHandle;
-  services: Services;
-  metrics: Metrics;
-  logger: Logger;
-  store: ObjectStore;
-  /** Stops accepting, finishes in-flight responses and fills within the configured bound, closes everything. */
-  close(): Promise<void>;
-}
-
-export async function createManifold(config: Config, logger: Logger = createLogger(config.log.level)): Promise<Manifold> {
-  const database = openDatabase(databaseOptions(config));
-  await database.migrate();
-
-  const admin = await ensureAdminUser(database.db, config.adminPassword);
-  if (admin.generatedPassword) {
-    // Printed once, on the console only (not in the JSON log), so that it is seen and not stored.
-    console.error(`\n  Manifold admin user created.\n  username: ${ADMIN_USERNAME}\n  password: ${admin.generatedPassword}\n  (shown once: keep it, or set MANIFOLD_ADMIN_PASSWORD before the first start)\n`);
-  } else if (admin.created) {
-    logger.info({ username: ADMIN_USERNAME }, 'admin user created with the configured password');
-  }
-
-  const metrics = createMetrics();
-  const services = await createServices(config, database, logger, metrics);
-  metrics.sources.rateLimits = () => services.client.rateLimits();
-  services.counter.start();
-  services.destroyer.start();
-
+/** The HTTP application over the services: health, /auth/token, /v2 and /api/v1. */
+export function createHttp(config: Config, database: DatabaseHandle, services: Services, logger: Logger, metrics: Metrics): FastifyInstance {
   const app = buildApp({
     logger,
     metrics,
@@ -124,7 +99,7 @@ export async function createManifold(config: Config, logger: Logger = createLogg
   tokenRoutes(app, {
     authenticator: services.authenticator,
     registryTokens: services.registryTokens,
-    resolveGroupId: async (path) => (await database.db.selectFrom('groups').select('id').where('path', '=', path).executeTakeFirst())?.id ?? null,
+    resolveGroupId: (path) => services.groups.idOfPath(path),
   });
   registryRoutes(app, {
     pull: services.pull,
@@ -148,6 +123,40 @@ export async function createManifold(config: Config, logger: Logger = createLogg
     upstreamClient: services.client,
     allowPrivateUpstreams: config.upstream.allowPrivate,
   });
+
+  return app;
+}
+
+export interface Manifold {
+  app: FastifyInstance;
+  database: DatabaseHandle;
+  services: Services;
+  metrics: Metrics;
+  logger: Logger;
+  store: ObjectStore;
+  /** Stops accepting, finishes in-flight responses and fills within the configured bound, closes everything. */
+  close(): Promise<void>;
+}
+
+export async function createManifold(config: Config, logger: Logger = createLogger(config.log.level)): Promise<Manifold> {
+  const database = openDatabase(databaseOptions(config, logger));
+  await database.migrate();
+
+  const admin = await ensureAdminUser(database.db, config.adminPassword);
+  if (admin.generatedPassword) {
+    // Printed once, on the console only (not in the JSON log), so that it is seen and not stored.
+    console.error(`\n  Manifold admin user created.\n  username: ${ADMIN_USERNAME}\n  password: ${admin.generatedPassword}\n  (shown once: keep it, or set MANIFOLD_ADMIN_PASSWORD before the first start)\n`);
+  } else if (admin.created) {
+    logger.info({ username: ADMIN_USERNAME }, 'admin user created with the configured password');
+  }
+
+  const metrics = createMetrics();
+  const services = await createServices(config, database, logger, metrics);
+  metrics.sources.rateLimits = () => services.client.rateLimits();
+  services.counter.start();
+  services.destroyer.start();
+
+  const app = createHttp(config, database, services, logger, metrics);
 
   return {
     app,

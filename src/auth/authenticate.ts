@@ -2,7 +2,9 @@
 // anonymous actor; anything presented and wrong is `unauthorized`, without saying which part was wrong.
 import { createHmac, randomBytes } from 'node:crypto';
 import { sql } from 'kysely';
+import { LRUCache } from 'lru-cache';
 import type { Db } from '../db/connect.ts';
+import { isDatabaseUnavailable } from '../db/unavailable.ts';
 import type { AccessLevel, AccessToken, User } from '../db/schema.ts';
 import { err, ok } from '../result.ts';
 import type { Result } from '../result.ts';
@@ -26,6 +28,9 @@ export const LAST_USED_INTERVAL_MS = 60_000;
 /** How long a successful password check is remembered, so a pull's many requests run scrypt once. */
 export const PASSWORD_CACHE_MS = 10_000;
 const PASSWORD_CACHE_SIZE = 1000;
+/** How long an actor resolved from credentials still stands in while the database is unavailable. */
+export const OUTAGE_MEMORY_MS = 60_000;
+const OUTAGE_MEMORY_SIZE = 10_000;
 
 const REFUSED = 'invalid credentials';
 const refused = () => err('unauthorized', REFUSED);
@@ -43,15 +48,56 @@ export class Authenticator {
   /** A process-local key, so the cache holds nothing an attacker could test passwords against. */
   readonly #cacheKey = randomBytes(32);
   #dummyHash: Promise<string> | null = null;
+  /** HMAC(credentials) → the actor they gave last time, for a database outage (see authenticate). */
+  readonly #recentActors: LRUCache<string, Actor>;
 
-  constructor(deps: { db: Db; registryTokens: RegistryTokens; now?: () => number; verifyPassword?: typeof verifyPassword }) {
+  constructor(deps: { db: Db; registryTokens: RegistryTokens; now?: () => number; verifyPassword?: typeof verifyPassword; outageMemoryMs?: number }) {
     this.#db = deps.db;
     this.#registryTokens = deps.registryTokens;
     this.#now = deps.now ?? Date.now;
     this.#verifyPassword = deps.verifyPassword ?? verifyPassword;
+    this.#recentActors = new LRUCache({ max: OUTAGE_MEMORY_SIZE, ttl: Math.max(1, deps.outageMemoryMs ?? OUTAGE_MEMORY_MS) });
   }
 
+  /**
+   * The actor of these credentials. While the database is unavailable, credentials that succeeded
+   * within the outage window give the same actor again (a registry token is verified again, an access
+   * token's expiry still applies), so that cached content keeps being served; any other credentials
+   * get `unavailable`, never `unauthorized`.
+   */
   async authenticate(credentials: Credentials, channel: Channel): Promise<Result<Actor>> {
+    const key = this.#credentialsKey(credentials, channel);
+    try {
+      const result = await this.#authenticate(credentials, channel);
+      if (key !== null) {
+        if (result.ok && result.value.kind !== 'anonymous') this.#recentActors.set(key, result.value);
+        else this.#recentActors.delete(key);
+      }
+      return result;
+    } catch (error) {
+      if (!isDatabaseUnavailable(error)) throw error;
+      const remembered = key === null ? undefined : this.#recentActors.get(key);
+      if (remembered && (await this.#stillUsable(credentials, remembered))) return ok(remembered);
+      return err('unavailable', 'the database is unavailable; try again shortly', { cause: error });
+    }
+  }
+
+  #credentialsKey(credentials: Credentials, channel: Channel): string | null {
+    const parts = [credentials.authorization, credentials.privateToken, credentials.username, credentials.password];
+    if (parts.every((part) => part === undefined)) return null;
+    const hmac = createHmac('sha256', this.#cacheKey).update(channel);
+    for (const part of parts) hmac.update('\0').update(part ?? '\u0001');
+    return hmac.digest('base64');
+  }
+
+  async #stillUsable(credentials: Credentials, actor: Actor): Promise<boolean> {
+    const bearer = /^bearer\s+(\S+)\s*$/i.exec(credentials.authorization ?? '');
+    if (bearer && !looksLikeAccessToken(bearer[1]) && !(await this.#registryTokens.verify(bearer[1])).ok) return false;
+    const token = 'token' in actor ? actor.token : null;
+    return !token || token.revokedAt === null && (token.expiresAt === null || token.expiresAt > this.#now());
+  }
+
+  async #authenticate(credentials: Credentials, channel: Channel): Promise<Result<Actor>> {
     if (credentials.privateToken !== undefined) return this.#accessToken(credentials.privateToken, channel);
     if (credentials.username !== undefined || credentials.password !== undefined) {
       return this.#basic(credentials.username ?? '', credentials.password ?? '', channel);

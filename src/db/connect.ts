@@ -1,13 +1,17 @@
 // Opens the database: node:sqlite for the embedded default, PostgreSQL when given a postgres:// URL.
+// Either way a database that goes away (stopped, frozen, a connection killed, a file locked for long)
+// surfaces as DatabaseUnavailableError within bounded time, and never ends the process.
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import type { StatementSync } from 'node:sqlite';
 import { Kysely, PostgresDialect, SqliteDialect, sql } from 'kysely';
 import { Migrator } from 'kysely/migration';
-import pg from 'pg';
+import type { Logger } from '../log.ts';
 import type { Database } from './schema.ts';
 import { migrationProvider } from './migrations.ts';
+import { GuardedPool, PROBE_TIMEOUT_MS } from './postgres-pool.ts';
+import { classifyDatabaseError } from './unavailable.ts';
 
 export type Dialect = 'sqlite' | 'postgres';
 
@@ -18,14 +22,16 @@ export interface DatabaseHandle {
   dialect: Dialect;
   /** Runs pending migrations; safe to call from several processes at once. */
   migrate(): Promise<void>;
-  /** True when the database answers a trivial query. */
+  /** True when the database answers a trivial query, within a second in every case. */
   ping(): Promise<boolean>;
   close(): Promise<void>;
 }
 
 export type DatabaseOptions =
-  | { url: string; poolSize?: number; searchPath?: string }
-  | { sqlitePath: string };
+  | { url: string; poolSize?: number; searchPath?: string; connectTimeoutMs?: number; statementTimeoutMs?: number; logger?: Logger }
+  | { sqlitePath: string; busyTimeoutMs?: number; logger?: Logger };
+
+export const DATABASE_DEFAULTS = { connectTimeoutMs: 5_000, statementTimeoutMs: 15_000, busyTimeoutMs: 500 };
 
 const STATEMENT_CACHE_SIZE = 256;
 
@@ -33,9 +39,11 @@ const STATEMENT_CACHE_SIZE = 256;
  * Kysely's SQLite dialect expects better-sqlite3's statement shape; node:sqlite differs in two ways:
  * parameters are passed as arguments, and there is no `reader` flag (a statement returning columns reads).
  */
-function nodeSqliteDatabase(file: string) {
+function nodeSqliteDatabase(file: string, busyTimeoutMs: number) {
   const database = new DatabaseSync(file);
-  database.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;');
+  // node:sqlite waits for a lock on the event loop's thread: the busy timeout stays short, and a lock
+  // held longer is SQLITE_BUSY, which the statements below report as DatabaseUnavailableError.
+  database.exec(`PRAGMA busy_timeout = ${Math.trunc(busyTimeoutMs)}; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;`);
   const statements = new Map<string, StatementSync>();
   const prepare = (text: string): StatementSync => {
     let statement = statements.get(text);
@@ -48,15 +56,22 @@ function nodeSqliteDatabase(file: string) {
   };
   type Params = ReadonlyArray<unknown>;
   const bind = (parameters: Params) => parameters as unknown as Parameters<StatementSync['all']>;
+  const classified = <T>(run: () => T): T => {
+    try {
+      return run();
+    } catch (error) {
+      throw classifyDatabaseError(error);
+    }
+  };
   return {
     close: () => database.close(),
     prepare(text: string) {
-      const statement = prepare(text);
+      const statement = classified(() => prepare(text));
       return {
         reader: statement.columns().length > 0,
-        all: (parameters: Params) => statement.all(...bind(parameters)),
-        run: (parameters: Params) => statement.run(...bind(parameters)),
-        iterate: (parameters: Params) => statement.iterate(...bind(parameters)) as IterableIterator<unknown>,
+        all: (parameters: Params) => classified(() => statement.all(...bind(parameters))),
+        run: (parameters: Params) => classified(() => statement.run(...bind(parameters))),
+        iterate: (parameters: Params) => classified(() => statement.iterate(...bind(parameters)) as IterableIterator<unknown>),
       };
     },
   };
@@ -77,23 +92,53 @@ function isOtherSchemaDropped(error: unknown, ownSchema: string | undefined): bo
   return match !== null && match[1] !== ownSchema;
 }
 
+/** A promise's answer, or `fallback` once `ms` have passed. */
+function within<T>(promise: Promise<T>, ms: number, fallback: T): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<T>((resolve) => {
+    timer = setTimeout(() => resolve(fallback), ms);
+  });
+  return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
+}
+
 export function openDatabase(options: DatabaseOptions): DatabaseHandle {
   let db: Db;
   let dialect: Dialect;
+  let ping: () => Promise<boolean>;
+  let migrationDb: () => { db: Db; done: () => Promise<void> };
   if ('url' in options) {
     dialect = 'postgres';
-    const pool = new pg.Pool({
-      connectionString: options.url,
-      max: options.poolSize ?? 10,
-      options: options.searchPath ? `-c search_path=${options.searchPath}` : undefined,
-      // bigint ids, times and sizes fit in a double (2^53); services see plain numbers on both databases.
-      types: { getTypeParser: (oid: number, format?: string) => (oid === 20 ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format as 'text')) } as pg.CustomTypesConfig,
-    });
-    db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+    const poolOptions = {
+      url: options.url,
+      poolSize: options.poolSize ?? 10,
+      searchPath: options.searchPath,
+      connectTimeoutMs: options.connectTimeoutMs ?? DATABASE_DEFAULTS.connectTimeoutMs,
+      statementTimeoutMs: options.statementTimeoutMs ?? DATABASE_DEFAULTS.statementTimeoutMs,
+      logger: options.logger,
+    };
+    const pool = new GuardedPool(poolOptions);
+    db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: pool as unknown as ConstructorParameters<typeof PostgresDialect>[0]['pool'] }) });
+    ping = () => within(pool.ping(), PROBE_TIMEOUT_MS + 50, false);
+    // Migrations may build indexes on big tables: no statement timeout, on a pool of their own.
+    migrationDb = () => {
+      const own = new Kysely<Database>({ dialect: new PostgresDialect({ pool: new GuardedPool({ ...poolOptions, poolSize: 2, statementTimeoutMs: 0 }) as unknown as ConstructorParameters<typeof PostgresDialect>[0]['pool'] }) });
+      return { db: own, done: () => own.destroy() };
+    };
   } else {
     dialect = 'sqlite';
     if (options.sqlitePath !== ':memory:') mkdirSync(path.dirname(path.resolve(options.sqlitePath)), { recursive: true });
-    db = new Kysely<Database>({ dialect: new SqliteDialect({ database: nodeSqliteDatabase(options.sqlitePath) }) });
+    const busyTimeoutMs = options.busyTimeoutMs ?? DATABASE_DEFAULTS.busyTimeoutMs;
+    db = new Kysely<Database>({ dialect: new SqliteDialect({ database: nodeSqliteDatabase(options.sqlitePath, busyTimeoutMs) }) });
+    // Reads the schema, so a file locked against readers fails (after the busy timeout) too.
+    ping = async () => {
+      try {
+        await sql`select count(*) from sqlite_schema`.execute(db);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    migrationDb = () => ({ db, done: async () => undefined });
   }
   return {
     db,
@@ -102,26 +147,24 @@ export function openDatabase(options: DatabaseOptions): DatabaseHandle {
       // With a search_path of its own (tests, or `?options=-c search_path=…` in the URL), the migration
       // tables must live in that schema too, or Kysely finds another schema's lock table.
       const migrationTableSchema = 'url' in options ? (options.searchPath ?? urlSearchPath(options.url)) : undefined;
-      const migrator = new Migrator({ db, provider: migrationProvider(dialect), migrationTableSchema });
-      let { error, results } = await migrator.migrateToLatest();
-      // Kysely looks for its tables across every schema of the database; a schema dropped meanwhile by
-      // someone else (parallel test files) fails that lookup once. Nothing was migrated then: try again.
-      for (let retry = 0; retry < 3 && !results && isOtherSchemaDropped(error, migrationTableSchema); retry++) {
-        ({ error, results } = await migrator.migrateToLatest());
-      }
-      const failed = results?.find((r) => r.status === 'Error');
-      if (error || failed) {
-        throw new Error(`migration ${failed?.migrationName ?? ''} failed: ${(error as Error | undefined)?.message ?? 'unknown error'}`, { cause: error });
-      }
-    },
-    async ping() {
+      const target = migrationDb();
       try {
-        await sql`select 1`.execute(db);
-        return true;
-      } catch {
-        return false;
+        const migrator = new Migrator({ db: target.db, provider: migrationProvider(dialect), migrationTableSchema });
+        let { error, results } = await migrator.migrateToLatest();
+        // Kysely looks for its tables across every schema of the database; a schema dropped meanwhile by
+        // someone else (parallel test files) fails that lookup once. Nothing was migrated then: try again.
+        for (let retry = 0; retry < 3 && !results && isOtherSchemaDropped(error, migrationTableSchema); retry++) {
+          ({ error, results } = await migrator.migrateToLatest());
+        }
+        const failed = results?.find((r) => r.status === 'Error');
+        if (error || failed) {
+          throw new Error(`migration ${failed?.migrationName ?? ''} failed: ${(error as Error | undefined)?.message ?? 'unknown error'}`, { cause: error });
+        }
+      } finally {
+        await target.done();
       }
     },
+    ping,
     close: () => db.destroy(),
   };
 }

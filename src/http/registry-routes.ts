@@ -6,6 +6,7 @@ import type { OciErrorCode } from '../oci/errors.ts';
 import type { Err, Result } from '../result.ts';
 import { unsatisfiedLength } from '../services/pull.ts';
 import type { PullResponse, PullService } from '../services/pull.ts';
+import { UNAVAILABLE_MESSAGE, isUnavailable, retryLater } from './unavailable.ts';
 
 export interface RegistryRouteDeps {
   pull: PullService;
@@ -23,6 +24,7 @@ export interface RegistryRouteDeps {
 const OBJECT_PATH = /^(?<name>.+)\/(?<kind>manifests|blobs|referrers)\/(?<reference>[^/]+)$/;
 
 function sendError(reply: FastifyReply, status: number, code: OciErrorCode, message: string, detail?: unknown): FastifyReply {
+  if (status === 503) retryLater(reply);
   return reply.code(status).type('application/json').send(ociError(code, message, detail));
 }
 
@@ -57,6 +59,7 @@ export function ociStatus(failure: Err, kind: 'manifest' | 'blob' | 'referrers')
       return { status: 404, code: kind === 'blob' ? 'BLOB_UNKNOWN' : 'MANIFEST_UNKNOWN' };
     case 'rate_limited':
       return { status: 429, code: 'TOOMANYREQUESTS' };
+    case 'unavailable':
     default:
       return { status: 503, code: 'UNAVAILABLE' };
   }
@@ -109,6 +112,10 @@ function v2Routes(app: FastifyInstance, deps: RegistryRouteDeps): void {
   // Errors Fastify raises itself (a body it cannot parse) or a blob stream that failed before its first
   // byte (a fill that broke): an OCI error body, never Fastify's own.
   app.setErrorHandler(async (error: FastifyError, request, reply) => {
+    if (isUnavailable(error)) {
+      request.log.warn({ err: error }, 'registry request failed: the database is unavailable');
+      return sendError(reply, 503, 'UNAVAILABLE', UNAVAILABLE_MESSAGE);
+    }
     const status = error.statusCode && error.statusCode >= 400 && error.statusCode <= 599 ? error.statusCode : 500;
     if (status >= 500) request.log.error({ err: error }, 'registry request failed');
     else request.log.info({ err: error }, 'registry request refused');
@@ -126,6 +133,7 @@ function v2Routes(app: FastifyInstance, deps: RegistryRouteDeps): void {
     exposeHeadRoute: false,
     handler: async (request, reply) => {
       const actor = await deps.authenticate(request, null);
+      if (!actor.ok && isUnavailable(actor)) return sendError(reply, 503, 'UNAVAILABLE', actor.message);
       if (!actor.ok || actor.value.kind === 'anonymous') {
         reply.header('WWW-Authenticate', challenge(deps, request, null, actor.ok ? undefined : 'invalid_token'));
         return sendError(reply, 401, 'UNAUTHORIZED', actor.ok ? 'authentication required' : actor.message);
@@ -151,6 +159,7 @@ function v2Routes(app: FastifyInstance, deps: RegistryRouteDeps): void {
         reply.header('WWW-Authenticate', challenge(deps, request, name, error));
         return sendError(reply, 401, 'UNAUTHORIZED', message, [{ Type: 'repository', Name: name, Action: 'pull' }]);
       };
+      if (!actor.ok && isUnavailable(actor)) return sendError(reply, 503, 'UNAVAILABLE', actor.message);
       if (!actor.ok) return unauthorized(actor.message, 'invalid_token');
       if (actor.value.kind === 'anonymous') return unauthorized('authentication required');
       const refusedScope = (message: string) => unauthorized(message, 'insufficient_scope');

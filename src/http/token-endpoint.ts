@@ -9,6 +9,8 @@ import type { Actor } from '../auth/policy.ts';
 import { grantAccess, parseScopes } from '../auth/registry-tokens.ts';
 import type { RegistryTokens } from '../auth/registry-tokens.ts';
 import { ociError } from '../oci/errors.ts';
+import type { Result } from '../result.ts';
+import { UNAVAILABLE_MESSAGE, isUnavailable, retryLater } from './unavailable.ts';
 
 export interface TokenRouteDependencies {
   authenticator: Authenticator;
@@ -34,6 +36,16 @@ function unauthorized(reply: FastifyReply, service: string) {
     .send(ociError('UNAUTHORIZED', 'authentication required: invalid username, password or token'));
 }
 
+/** 401 for wrong credentials; 503 (never a 500, never a host name) when the database is unavailable. */
+function refused(reply: FastifyReply, service: string, failure: Result<unknown>) {
+  if (!failure.ok && isUnavailable(failure)) return unavailable(reply);
+  return unauthorized(reply, service);
+}
+
+function unavailable(reply: FastifyReply) {
+  return retryLater(noStore(reply)).code(503).send(ociError('UNAVAILABLE', UNAVAILABLE_MESSAGE));
+}
+
 function oauthError(reply: FastifyReply, error: 'invalid_request' | 'unsupported_grant_type', description: string) {
   return noStore(reply).code(400).send({ error, error_description: description });
 }
@@ -48,6 +60,13 @@ export function tokenRoutes(app: FastifyInstance, deps: TokenRouteDependencies):
 
   // Encapsulated, so the form parser stays local to these routes.
   void app.register(async (scope) => {
+    scope.setErrorHandler(async (error, request, reply) => {
+      if (isUnavailable(error)) {
+        request.log.warn({ err: error }, 'token request failed: the database is unavailable');
+        return unavailable(reply);
+      }
+      throw error;
+    });
     scope.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string', bodyLimit: FORM_BODY_LIMIT }, (_request, body, done) => {
       done(null, Object.fromEntries(new URLSearchParams(body as string)));
     });
@@ -62,7 +81,7 @@ export function tokenRoutes(app: FastifyInstance, deps: TokenRouteDependencies):
         credentials.authorization = header;
       }
       const actor = await deps.authenticator.authenticate(credentials, 'registry');
-      if (!actor.ok) return unauthorized(reply, service);
+      if (!actor.ok) return refused(reply, service, actor);
       const { issued } = await issue(actor.value, list(query.scope));
       return noStore(reply).send({ token: issued.token, access_token: issued.token, expires_in: issued.expiresIn, issued_at: issued.issuedAt });
     });
@@ -76,7 +95,7 @@ export function tokenRoutes(app: FastifyInstance, deps: TokenRouteDependencies):
         return oauthError(reply, 'invalid_request', 'username and password are required');
       }
       const actor = await deps.authenticator.authenticate({ username: body.username, password: body.password }, 'registry');
-      if (!actor.ok) return unauthorized(reply, service);
+      if (!actor.ok) return refused(reply, service, actor);
       const { granted, issued } = await issue(actor.value, list(body.scope));
       return noStore(reply).send({
         access_token: issued.token,

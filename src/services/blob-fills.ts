@@ -7,6 +7,7 @@ import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import { err, ok } from '../result.ts';
 import type { Result } from '../result.ts';
+import { isDatabaseUnavailable, unavailable } from './database.ts';
 
 export interface BlobSource {
   body: Readable;
@@ -211,6 +212,7 @@ export class BlobFills {
     try {
       stored = await spec.stored();
     } catch (error) {
+      if (isDatabaseUnavailable(error)) return unavailable(error);
       return err('persistence_error', `cannot look up the cache: ${(error as Error).message}`, { cause: error });
     }
     if (stored) return ok(new StoredBlob(this.#deps.store, stored));

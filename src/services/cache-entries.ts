@@ -10,6 +10,8 @@ import { isValidName, parseDigest, parseReference } from '../oci/reference.ts';
 import { err, invalid, ok } from '../result.ts';
 import type { FieldErrors, Result } from '../result.ts';
 import type { ObjectStore } from '../storage/object-store.ts';
+import { LRUCache } from 'lru-cache';
+import { isDatabaseUnavailable, unavailable } from './database.ts';
 import { lockDigestShared, objectReferenceLock } from './object-references.ts';
 
 export interface CacheEntryInput {
@@ -68,6 +70,15 @@ function inputErrors(input: CacheEntryInput): FieldErrors {
 
 const describe = (error: unknown) => (error instanceof Error ? error.message : String(error));
 
+/** A database exception as a result: `unavailable` (services/database.ts), or a persistence error. */
+function failure(what: string, error: unknown) {
+  return isDatabaseUnavailable(error) ? unavailable(error) : err('persistence_error', `${what}: ${describe(error)}`, { cause: error });
+}
+
+/** Entries found by digest, remembered for serving cached content while the database is unavailable. */
+const RECENT_BY_DIGEST_MAX = 10_000;
+export const OUTAGE_MEMORY_MS = 60_000;
+
 /** Thrown inside the upsert transaction to roll it back when the object vanished meanwhile. */
 class ObjectNotPresent extends Error {}
 
@@ -85,11 +96,14 @@ export class CacheEntryService {
   readonly #dialect: Dialect;
   readonly #store: ObjectStore;
   readonly #groups = new Map<number, { groupId: number; until: number }>();
+  /** `<upstream id>:<digest>` → the live entry last found for it (see findLiveByDigest). */
+  readonly #recentByDigest: LRUCache<string, CacheEntry>;
 
-  constructor(deps: { db: Db; dialect: Dialect; store: ObjectStore }) {
+  constructor(deps: { db: Db; dialect: Dialect; store: ObjectStore; outageMemoryMs?: number }) {
     this.#db = deps.db;
     this.#dialect = deps.dialect;
     this.#store = deps.store;
+    this.#recentByDigest = new LRUCache({ max: RECENT_BY_DIGEST_MAX, ttl: Math.max(1, deps.outageMemoryMs ?? OUTAGE_MEMORY_MS) });
   }
 
   /**
@@ -104,7 +118,7 @@ export class CacheEntryService {
     try {
       groupId = await this.#upstreamGroup(input.upstreamId);
     } catch (error) {
-      return err('persistence_error', `cannot read the upstream: ${describe(error)}`, { cause: error });
+      return failure('cannot read the upstream', error);
     }
     if (groupId === null) {
       // Only those who could see every upstream learn that this one does not exist.
@@ -120,7 +134,7 @@ export class CacheEntryService {
     } catch (error) {
       if (error instanceof ObjectNotPresent) return err('object_not_present', `the object ${input.digest} is not stored`);
       if (error instanceof SizeMismatch) return invalid({ size: [`must be the stored object's size (${error.storedSize})`] }, 'invalid cache entry');
-      return err('persistence_error', `cannot save the cache entry: ${describe(error)}`, { cause: error });
+      return failure('cannot save the cache entry', error);
     }
   }
 
@@ -135,15 +149,35 @@ export class CacheEntryService {
   /**
    * A live entry of any of these upstreams with this digest (blob, manifest by digest, or a tag whose
    * manifest has it), provided the object is stored; null otherwise.
+   *
+   * While the database is unavailable, an entry found within the outage window for one of these very
+   * upstreams stands in (content by digest never goes stale); an upstream that never had the digest
+   * gets nothing from another's entry. Without one the DatabaseUnavailableError goes to the caller.
    */
   async findLiveByDigest(upstreamIds: readonly number[], digest: string): Promise<CacheEntry | null> {
     if (upstreamIds.length === 0 || !parseDigest(digest)) return null;
-    const row = await this.#db.selectFrom('cache_entries').selectAll()
-      .where('digest', '=', digest).where('status', '=', LIVE).where('upstream_id', 'in', [...upstreamIds])
-      .orderBy('id').limit(1)
-      .executeTakeFirst();
+    let row: CacheEntry | undefined;
+    try {
+      row = await this.#db.selectFrom('cache_entries').selectAll()
+        .where('digest', '=', digest).where('status', '=', LIVE).where('upstream_id', 'in', [...upstreamIds])
+        .orderBy('id').limit(1)
+        .executeTakeFirst();
+    } catch (error) {
+      row = isDatabaseUnavailable(error) ? this.#rememberedByDigest(upstreamIds, digest) : undefined;
+      if (!row) throw error;
+    }
     if (!row) return null;
-    return (await this.#store.stat(digest)) ? row : null;
+    if (!(await this.#store.stat(digest))) return null;
+    this.#recentByDigest.set(`${row.upstream_id}:${digest}`, row);
+    return row;
+  }
+
+  #rememberedByDigest(upstreamIds: readonly number[], digest: string): CacheEntry | undefined {
+    for (const upstreamId of upstreamIds) {
+      const entry = this.#recentByDigest.get(`${upstreamId}:${digest}`);
+      if (entry) return entry;
+    }
+    return undefined;
   }
 
   /** The live entries for one path across a registry's upstreams, highest priority (position 1) first. */
@@ -166,6 +200,8 @@ export class CacheEntryService {
 
   /** Marks one entry pending_destruction; the destroy worker deletes it (and its object if unused). */
   async markEntryForDestruction(actor: Actor, entryId: number): Promise<Result<void>> {
+    // What is marked must not be served from memory in a later outage.
+    this.#recentByDigest.clear();
     try {
       const entry = await this.#db.selectFrom('cache_entries').select(['group_id', 'status']).where('id', '=', entryId).executeTakeFirst();
       if (!entry || !canSee(actor, { groupId: entry.group_id })) return err('not_found', 'cache entry not found');
@@ -175,24 +211,28 @@ export class CacheEntryService {
         .execute();
       return ok(undefined);
     } catch (error) {
-      return err('persistence_error', `cannot mark the cache entry: ${describe(error)}`, { cause: error });
+      return failure('cannot mark the cache entry', error);
     }
   }
 
   /** Marks every entry of an upstream pending_destruction (a purge of its cache). */
   async markUpstreamForDestruction(actor: Actor, upstreamId: number): Promise<Result<{ marked: number }>> {
+    // What is marked must not be served from memory in a later outage.
+    this.#recentByDigest.clear();
     try {
       const upstream = await this.#db.selectFrom('upstreams').select('group_id').where('id', '=', upstreamId).executeTakeFirst();
       if (!upstream || !canSee(actor, { groupId: upstream.group_id })) return err('not_found', 'upstream not found');
       if (!can(actor, 'destroy_virtual_registry', { groupId: upstream.group_id })) return err('unauthorized', 'not allowed to purge this upstream');
       return ok({ marked: await this.#markUpstreams([upstreamId]) });
     } catch (error) {
-      return err('persistence_error', `cannot mark the upstream's cache entries: ${describe(error)}`, { cause: error });
+      return failure('cannot mark the upstream\'s cache entries', error);
     }
   }
 
   /** Marks the entries of the upstreams that only this registry uses (shared upstreams keep theirs). */
   async markRegistryForDestruction(actor: Actor, registryId: number): Promise<Result<{ marked: number }>> {
+    // What is marked must not be served from memory in a later outage.
+    this.#recentByDigest.clear();
     try {
       const registry = await this.#db.selectFrom('registries').select('group_id').where('id', '=', registryId).executeTakeFirst();
       if (!registry || !canSee(actor, { groupId: registry.group_id })) return err('not_found', 'registry not found');
@@ -206,7 +246,7 @@ export class CacheEntryService {
         .execute();
       return ok({ marked: await this.#markUpstreams(exclusive.map((row) => row.upstream_id)) });
     } catch (error) {
-      return err('persistence_error', `cannot mark the registry's cache entries: ${describe(error)}`, { cause: error });
+      return failure('cannot mark the registry\'s cache entries', error);
     }
   }
 

@@ -107,6 +107,14 @@ export class GroupService {
     return ok(groupView(row));
   }
 
+  /**
+   * The id of the group with this path, or null: the token endpoint's grants, whose permission checks
+   * follow. A database that is unavailable throws (DatabaseUnavailableError): the endpoint answers 503.
+   */
+  async idOfPath(path: string): Promise<number | null> {
+    return (await this.#db.selectFrom('groups').select('id').where('path', '=', path).executeTakeFirst())?.id ?? null;
+  }
+
   /** Name and description; the path is part of every image name and does not change. */
   async update(actor: Actor, id: number | string, input: z.input<typeof updateSchema>): Promise<Result<GroupView>> {
     const group = await authorizeGroup(this.#db, actor, id, 'admin_virtual_registry');

@@ -19,6 +19,7 @@ import type { DownloadCounter } from './download-counter.ts';
 import type { RegistryService } from './registries.ts';
 import { BlobFills } from './blob-fills.ts';
 import type { JoinedFill } from './blob-fills.ts';
+import { unavailableAsResult } from './database.ts';
 import { SingleFlight } from './single-flight.ts';
 
 export const STALE_WARNING = '299 - "served from cache; upstream unavailable"';
@@ -118,7 +119,12 @@ export class PullService {
     this.blobFills = new BlobFills({ store: deps.store, metrics: deps.metrics, logger: deps.logger, graceMs: deps.fillGraceMs });
   }
 
+  /** A database that is unavailable with nothing in memory to stand in is `unavailable` (services/database.ts). */
   async pull(request: PullRequest): Promise<Result<PullResponse>> {
+    return unavailableAsResult(() => this.#pull(request));
+  }
+
+  async #pull(request: PullRequest): Promise<Result<PullResponse>> {
     const startedAt = Date.now();
     const access = await this.#access(request.actor, request.name);
     if (!access.ok) return access;
@@ -163,6 +169,10 @@ export class PullService {
    * because the list grows as artifacts are attached upstream.
    */
   async referrers(actor: Actor, repository: string, digest: string, artifactType: string | undefined): Promise<Result<{ bytes: Buffer; mediaType: string }>> {
+    return unavailableAsResult(() => this.#listReferrers(actor, repository, digest, artifactType));
+  }
+
+  async #listReferrers(actor: Actor, repository: string, digest: string, artifactType: string | undefined): Promise<Result<{ bytes: Buffer; mediaType: string }>> {
     const access = await this.#access(actor, repository);
     if (!access.ok) return access;
     const { name, registry } = access.value;

@@ -10,10 +10,12 @@ import { err, ok } from '../result.ts';
 import type { Result } from '../result.ts';
 import { recordAudit } from './audit.ts';
 import { authorize, authorizeGroup, notFound, unauthenticated } from './access.ts';
+import { isDatabaseUnavailable } from './database.ts';
 import { parseId, validate } from './validation.ts';
 import { guarded, lockGroup, lockRegistries, lockUpstreams, LookupCache, markEntriesForDestruction, transact } from './registry-store.ts';
 
 export const PULL_CACHE_TTL_MS = 5_000;
+export const OUTAGE_MEMORY_MS = 60_000;
 
 export interface RegistryView {
   id: number;
@@ -65,6 +67,8 @@ export interface RegistryServiceDeps {
   limits: { registriesPerGroup: number; upstreamsPerRegistry: number };
   /** How long findForPull remembers an answer; default 5 s, 0 turns the memory off. */
   pullCacheTtlMs?: number;
+  /** How long after it was read an answer still serves while the database is unavailable; default 60 s. */
+  outageMemoryMs?: number;
   now?: () => number;
 }
 
@@ -107,7 +111,7 @@ export class RegistryService {
     this.#cipher = deps.cipher;
     this.#limits = deps.limits;
     this.#now = deps.now ?? Date.now;
-    this.pullCache = new LookupCache({ ttlMs: deps.pullCacheTtlMs ?? PULL_CACHE_TTL_MS });
+    this.pullCache = new LookupCache({ ttlMs: deps.pullCacheTtlMs ?? PULL_CACHE_TTL_MS, outageMs: deps.outageMemoryMs ?? OUTAGE_MEMORY_MS });
   }
 
   async create(actor: Actor, rawGroupId: number | string, input: RegistryInput): Promise<Result<RegistryView>> {
@@ -229,12 +233,24 @@ export class RegistryService {
   /**
    * The registry `<groupPath>/<registryName>` with its upstreams by position (passwords decrypted), or
    * null when there is none. No permission check: the caller checks read_virtual_registry on the group.
-   * One query, remembered for a few seconds: this runs on every pull.
+   * One query, remembered for a few seconds: this runs on every pull. While the database is
+   * unavailable the last answer read within the outage window stands in; without one the
+   * DatabaseUnavailableError goes to the caller.
    */
   async findForPull(groupPath: string, registryName: string): Promise<PullRegistry | null> {
     const key = `${groupPath}/${registryName}`;
     const remembered = this.pullCache.get(key);
     if (remembered !== undefined) return remembered;
+    try {
+      return await this.#readForPull(key, groupPath, registryName);
+    } catch (error) {
+      const lastKnown = isDatabaseUnavailable(error) ? this.pullCache.getDuringOutage(key) : undefined;
+      if (lastKnown === undefined) throw error;
+      return lastKnown;
+    }
+  }
+
+  async #readForPull(key: string, groupPath: string, registryName: string): Promise<PullRegistry | null> {
     const generation = this.pullCache.generation;
     const rows = await this.#db.selectFrom('groups')
       .innerJoin('registries', 'registries.group_id', 'groups.id')

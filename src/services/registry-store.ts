@@ -3,68 +3,15 @@
 //
 // Lock order, the same in every write, so that concurrent writers queue instead of deadlocking:
 // group → registries (ascending id) → upstreams (ascending id).
-import { PostgresAdapter } from 'kysely';
-import type { Transaction } from 'kysely';
-import type { Db } from '../db/connect.ts';
+import { LRUCache } from 'lru-cache';
 import { CACHE_ENTRY_STATUS } from '../db/schema.ts';
-import type { Database, RegistryUpstream } from '../db/schema.ts';
-import { err } from '../result.ts';
-import type { Err, Result } from '../result.ts';
-import { isUniqueViolation } from './validation.ts';
+import type { RegistryUpstream } from '../db/schema.ts';
+import { isPostgres } from './database.ts';
+import type { Trx } from './database.ts';
 
-export type Trx = Transaction<Database>;
-
-export function isPostgres(db: Db): boolean {
-  return db.getExecutor().adapter instanceof PostgresAdapter;
-}
-
-/**
- * node:sqlite is synchronous: two connections to one file in the same process (tests open several)
- * cannot wait for each other's write lock, since waiting would block the very thread that has to
- * release it; SQLite answers "database is locked" instead. Write transactions of this process
- * therefore queue here (the registry's row lock of PostgreSQL, in effect). With the usual single
- * connection, whose transactions Kysely serialises anyway, this costs nothing.
- */
-let sqliteWriters: Promise<unknown> = Promise.resolve();
-
-/** Carries an expected failure out of a transaction so that it rolls back. */
-class Rollback extends Error {
-  readonly result: Err;
-  constructor(result: Err) {
-    super(result.message);
-    this.result = result;
-  }
-}
-
-/** A database failure as a result: unique violations are conflicts, anything else keeps its cause. */
-export function persistenceFailure(error: unknown, conflict: Err = err('conflict', 'already exists')): Err {
-  if (isUniqueViolation(error)) return conflict;
-  return err('persistence_error', `database error: ${(error as Error | null)?.message ?? String(error)}`, { cause: error });
-}
-
-/**
- * Runs `work` in one write transaction. A failed result returned by `work` rolls the transaction back
- * and is returned as is; a database exception becomes `persistence_error`, or `conflict` (given or a
- * generic one) for a unique violation: a race lost to a concurrent writer.
- */
-export async function transact<T>(db: Db, work: (trx: Trx) => Promise<Result<T>>, conflict?: Err): Promise<Result<T>> {
-  const run = async () => {
-    try {
-      return await db.transaction().execute(async (trx) => {
-        const result = await work(trx);
-        if (!result.ok) throw new Rollback(result);
-        return result;
-      });
-    } catch (error) {
-      if (error instanceof Rollback) return error.result;
-      return persistenceFailure(error, conflict);
-    }
-  };
-  if (isPostgres(db)) return run();
-  const queued = sqliteWriters.then(run);
-  sqliteWriters = queued.catch(() => undefined);
-  return queued;
-}
+// The database helpers live in database.ts (one for every service); re-exported for this store's users.
+export { guarded, isPostgres, persistenceFailure, transact } from './database.ts';
+export type { Trx } from './database.ts';
 
 /** Locks rows for the rest of the transaction (PostgreSQL); SQLite writers are already serialised. */
 async function lockRows(trx: Trx, table: 'groups' | 'registries' | 'upstreams', ids: readonly number[]): Promise<number[]> {
@@ -125,16 +72,21 @@ export async function markEntriesForDestruction(trx: Trx, upstreamIds: readonly 
   return Number(result.numUpdatedRows);
 }
 
-/** A small time-bounded memory of lookups; DESIGN §8 allows seconds of staleness for hot metadata. */
+/**
+ * A small time-bounded memory of lookups; DESIGN §8 allows seconds of staleness for hot metadata.
+ * An answer is fresh for `ttlMs`; while the database is unavailable it still serves for `outageMs`
+ * after it was read (`getDuringOutage`), so that what was just allowed stays allowed through a short
+ * outage, and nothing else is.
+ */
 export class LookupCache<V> {
   readonly #ttlMs: number;
-  readonly #maxEntries: number;
-  readonly #entries = new Map<string, { value: V; expiresAt: number }>();
+  readonly #entries: LRUCache<string, { value: V; readAt: number }>;
   #generation = 0;
 
-  constructor(options: { ttlMs: number; maxEntries?: number }) {
+  constructor(options: { ttlMs: number; maxEntries?: number; outageMs?: number }) {
     this.#ttlMs = options.ttlMs;
-    this.#maxEntries = options.maxEntries ?? 10_000;
+    // Bounded: unknown names must not grow it forever.
+    this.#entries = new LRUCache({ max: options.maxEntries ?? 10_000, ttl: Math.max(1, options.ttlMs, options.outageMs ?? 0) });
   }
 
   /** Take it before reading the database and give it to `set`, so that a read older than a `clear` is not kept. */
@@ -144,18 +96,17 @@ export class LookupCache<V> {
 
   get(key: string, now = Date.now()): V | undefined {
     const hit = this.#entries.get(key);
-    if (!hit) return undefined;
-    if (hit.expiresAt > now) return hit.value;
-    this.#entries.delete(key);
-    return undefined;
+    return hit && now - hit.readAt < this.#ttlMs ? hit.value : undefined;
+  }
+
+  /** The last answer read within the outage window, fresh or not. */
+  getDuringOutage(key: string): V | undefined {
+    return this.#entries.get(key)?.value;
   }
 
   set(key: string, value: V, generation: number, now = Date.now()): void {
     if (this.#ttlMs <= 0 || generation !== this.#generation) return;
-    this.#entries.delete(key);
-    // Maps iterate in insertion order: drop the oldest when full (unknown names must not grow it forever).
-    if (this.#entries.size >= this.#maxEntries) this.#entries.delete(this.#entries.keys().next().value as string);
-    this.#entries.set(key, { value, expiresAt: now + this.#ttlMs });
+    this.#entries.set(key, { value, readAt: now });
   }
 
   clear(): void {
@@ -163,13 +114,3 @@ export class LookupCache<V> {
     this.#entries.clear();
   }
 }
-
-/** Runs a read; a database exception becomes `persistence_error`. */
-export async function guarded<T>(read: () => Promise<Result<T>>): Promise<Result<T>> {
-  try {
-    return await read();
-  } catch (error) {
-    return persistenceFailure(error);
-  }
-}
-

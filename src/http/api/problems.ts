@@ -6,6 +6,7 @@ import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
 import type { Err, FieldErrors } from '../../result.ts';
 import { BASE_FIELD } from '../../services/validation.ts';
+import { RETRY_AFTER_SECONDS, UNAVAILABLE_MESSAGE, isUnavailable } from '../unavailable.ts';
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json';
 /** The realm of the Basic challenge on a 401. */
@@ -39,6 +40,7 @@ export const REASON_STATUS: Record<string, number> = {
   rate_limited: 429,
   upstream_unavailable: 502,
   persistence_error: 503,
+  unavailable: 503,
 };
 
 export function problem(status: number, reason: string, detail: string, errors?: FieldErrors): Problem {
@@ -52,19 +54,20 @@ export function problemOf(failure: Err<string>): Problem {
   const status = REASON_STATUS[failure.reason] ?? 500;
   const errors = failure.fields ?? (failure.reason === 'limit_reached' ? { [BASE_FIELD]: [failure.message] } : undefined);
   // A database failure's message may carry SQL details: they go to the log, not to the caller.
-  const detail = failure.reason === 'persistence_error' ? 'the database is unavailable; try again' : failure.message;
+  const detail = failure.reason === 'persistence_error' || failure.reason === 'unavailable' ? UNAVAILABLE_MESSAGE : failure.message;
   return problem(status, failure.reason, detail, errors);
 }
 
 export function sendProblem(reply: FastifyReply, body: Problem): FastifyReply {
   if (body.status === 401) reply.header('www-authenticate', BASIC_CHALLENGE);
-  if (body.status === 503) reply.header('retry-after', '5');
+  if (body.status === 503) reply.header('retry-after', String(RETRY_AFTER_SECONDS));
   // Sent as text: the route's response schemas describe successes, not this body.
   return reply.code(body.status).type(PROBLEM_CONTENT_TYPE).send(JSON.stringify(body));
 }
 
 export function sendFailure(request: FastifyRequest, reply: FastifyReply, failure: Err<string>): FastifyReply {
   if (failure.reason === 'persistence_error') request.log.error({ err: failure.cause, reason: failure.reason }, failure.message);
+  if (failure.reason === 'unavailable') request.log.warn({ err: failure.cause, reason: failure.reason }, failure.message);
   return sendProblem(reply, problemOf(failure));
 }
 
@@ -85,6 +88,11 @@ export function handleError(error: FastifyError, request: FastifyRequest, reply:
     const context = error.validationContext ?? 'body';
     const where = context === 'querystring' ? 'query string' : context === 'params' ? 'path' : context;
     return sendProblem(reply, problem(400, 'invalid', `invalid ${where}`, validationFields(error)));
+  }
+  if (isUnavailable(error)) {
+    // A service that let the database's unavailability escape as an exception: still a 503.
+    request.log.warn({ err: error }, 'management API request failed: the database is unavailable');
+    return sendProblem(reply, problem(503, 'unavailable', UNAVAILABLE_MESSAGE));
   }
   const status = error.statusCode ?? 500;
   if (status >= 400 && status < 500) {
