@@ -162,16 +162,24 @@ export class GuardedPool {
     const deadline = new Promise<false>((resolve) => {
       timer = setTimeout(() => resolve(false), PROBE_TIMEOUT_MS);
     });
+    // A probe connection that was cut (pg_terminate_backend, a restart) gets one fresh try.
     const attempt = (async () => {
-      if (!this.#probeClient) {
-        const client = new pg.Client({ ...clientConfig(this.#options, 1), connectionTimeoutMillis: PROBE_TIMEOUT_MS });
-        client.on('error', () => undefined);
-        this.#probeClient = client;
-        await client.connect();
+      for (let tries = 0; tries < 2 && !this.#ended; tries++) {
+        try {
+          if (!this.#probeClient) {
+            const client = new pg.Client({ ...clientConfig(this.#options, 1), connectionTimeoutMillis: PROBE_TIMEOUT_MS });
+            client.on('error', () => undefined);
+            this.#probeClient = client;
+            await client.connect();
+          }
+          await this.#probeClient.query('select 1');
+          return true;
+        } catch {
+          await this.#closeProbeClient();
+        }
       }
-      await this.#probeClient.query('select 1');
-      return true;
-    })().catch(() => false);
+      return false;
+    })();
     const answered = await Promise.race([attempt, deadline]);
     clearTimeout(timer);
     if (!answered) await this.#closeProbeClient();
