@@ -2,10 +2,10 @@
 import type { Config } from '../config.ts';
 import { resolvedPaths } from '../config.ts';
 import { FilesystemObjectStore } from './filesystem.ts';
-import type { ObjectStore } from './object-store.ts';
+import type { SpooledObjectStore } from './spooled-store.ts';
 
 /** The configured store, not yet initialised: call init() at start (it removes leftover temporary files). */
-export function openObjectStore(config: Config): ObjectStore {
+export function openObjectStore(config: Config): SpooledObjectStore {
   if (config.storage.driver === 's3') throw new Error('storage.driver s3 is not available yet; use filesystem');
   return new FilesystemObjectStore({ root: resolvedPaths(config).objectsPath });
 }
