@@ -29,6 +29,16 @@ export function settle(stream: Readable): Promise<Buffer | Error> {
   return collect(stream).catch((error: Error) => error);
 }
 
+/**
+ * Waits (at most 5 s) until `reached` holds, then a little longer so that anything that should not
+ * arrive has had its chance: the writer's chunks reach the file a moment after write() resolves, later
+ * on a loaded machine.
+ */
+async function settled(reached: () => boolean): Promise<void> {
+  for (const deadline = Date.now() + 5_000; !reached() && Date.now() < deadline;) await new Promise((resolve) => setTimeout(resolve, 10));
+  await new Promise((resolve) => setTimeout(resolve, 20));
+}
+
 function assertFailed(outcome: Buffer | Error, pattern: RegExp): void {
   assert.ok(outcome instanceof Error, 'the follower must fail');
   assert.match(outcome.message, pattern);
@@ -230,7 +240,7 @@ export function backendSuite(name: string, subject: BackendSubject): void {
       await new Promise((resolve) => setTimeout(resolve, 20));
       assert.equal(follower.readableLength, 0, 'the latest chunk (it may be the last) is held back');
       await writer.write(bytes.subarray(7000));
-      await new Promise((resolve) => setTimeout(resolve, 20));
+      await settled(() => follower.readableLength >= 3000);
       assert.equal(follower.readableLength, 3000, 'a new chunk releases the one before');
       assert.equal((await writer.verify(bytes.length)).ok, true);
       const rest = await collect(follower);
@@ -246,7 +256,7 @@ export function backendSuite(name: string, subject: BackendSubject): void {
       await writer.write(bytes.subarray(6000));
       const received: Buffer[] = [];
       follower.on('data', (chunk: Buffer) => received.push(chunk));
-      await new Promise((resolve) => setTimeout(resolve, 20));
+      await settled(() => Buffer.concat(received).length >= 4899);
       assert.deepEqual(Buffer.concat(received), bytes.subarray(100, 4999), 'all but the last byte of the range');
       assert.equal(follower.readableEnded, false);
       assert.equal((await writer.verify(bytes.length)).ok, true);
@@ -357,7 +367,7 @@ export function backendSuite(name: string, subject: BackendSubject): void {
       follower.pipe(target.destination);
       await writer.write(bytes.subarray(0, 40_000));
       await writer.write(bytes.subarray(40_000, 70_000));
-      await new Promise((resolve) => setTimeout(resolve, 30));
+      await settled(() => target.received().length >= 40_000);
       assert.ok(target.received().equals(bytes.subarray(0, 40_000)), 'all but the latest chunk');
       const failed = new Promise<Error>((resolve) => follower.once('error', resolve));
       await writer.abort(new Error('upstream reset'));
@@ -377,7 +387,7 @@ export function backendSuite(name: string, subject: BackendSubject): void {
       const writes = [];
       for (let offset = 0; offset < bytes.length; offset += 7_000) writes.push(writer.write(bytes.subarray(offset, offset + 7_000)));
       await Promise.all(writes);
-      await new Promise((resolve) => setTimeout(resolve, 50));
+      await settled(() => Buffer.concat(received).length >= bytes.length - 7_000);
       assert.deepEqual(Buffer.concat(received), bytes.subarray(0, bytes.length - 7_000), 'everything but the last chunk given');
       assert.equal((await writer.verify(bytes.length)).ok, true);
       await new Promise((resolve) => follower.once('end', resolve));
