@@ -51,7 +51,7 @@ export interface BackendSubject {
   /** Settings of a store whose backend cannot be reached (ping must answer false). */
   unreachableConfig(): ConfigInput;
   /** Opens the configured store (not initialised). */
-  open(config: ConfigInput): SpooledObjectStore;
+  open(config: ConfigInput): Promise<SpooledObjectStore>;
 }
 
 export function backendSuite(name: string, subject: BackendSubject): void {
@@ -61,7 +61,7 @@ export function backendSuite(name: string, subject: BackendSubject): void {
 
   before(async () => {
     config = await subject.config();
-    store = subject.open(config);
+    store = await subject.open(config);
     await store.init();
   });
 
@@ -178,7 +178,7 @@ export function backendSuite(name: string, subject: BackendSubject): void {
 
     test('ping answers true while the store is usable, false when its backend cannot be reached', async () => {
       assert.equal(await store.ping(), true);
-      const unreachable = subject.open(subject.unreachableConfig());
+      const unreachable = await subject.open(subject.unreachableConfig());
       assert.equal(await unreachable.ping(), false);
     });
   });
@@ -516,7 +516,7 @@ export function backendSuite(name: string, subject: BackendSubject): void {
       child.kill('SIGKILL');
       assert.equal(await exited, 'SIGKILL');
 
-      const restarted = subject.open(config);
+      const restarted = await subject.open(config);
       const leftovers = (await restarted.spool.files()).length;
       assert.ok(leftovers >= 1, 'the killed writer left its spool file');
       assert.equal(await restarted.stat(digest), null, 'nothing readable under the digest');
@@ -530,7 +530,7 @@ export function backendSuite(name: string, subject: BackendSubject): void {
       const bytes = randomBytes(100);
       const writer = await store.createWriter(sha256(bytes));
       await writer.write(bytes);
-      await subject.open(config).init();
+      await (await subject.open(config)).init();
       assert.equal((await spoolFiles()).length, 1);
       assert.equal((await writer.commit()).ok, true);
       assert.deepEqual(await spoolFiles(), []);

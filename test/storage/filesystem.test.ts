@@ -67,12 +67,12 @@ describe('filesystem layout', () => {
 describe('opening the configured store', () => {
   test('the filesystem store lives under dataDir/objects unless storage.path says otherwise', async () => {
     const dataDir = temporaryDirectory('manifold-data-');
-    const configured = openObjectStore(loadConfig({}, { dataDir }));
+    const configured = await openObjectStore(loadConfig({}, { dataDir }));
     assert.ok(configured instanceof FilesystemObjectStore);
     assert.equal(configured.root, path.join(dataDir, 'objects'));
     await configured.init();
     assert.equal(await configured.ping(), true);
-    const elsewhere = openObjectStore(loadConfig({}, { dataDir, storage: { path: path.join(dataDir, 'blobs') } }));
+    const elsewhere = await openObjectStore(loadConfig({}, { dataDir, storage: { path: path.join(dataDir, 'blobs') } }));
     assert.equal((elsewhere as FilesystemObjectStore).root, path.join(dataDir, 'blobs'));
   });
 });

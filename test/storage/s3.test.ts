@@ -41,7 +41,7 @@ backendSuite('s3', {
 describe('S3 specifics', () => {
   let store: SpooledObjectStore;
   before(async () => {
-    store = openObjectStore(loadConfig({}, { dataDir: temporaryDirectory('manifold-s3-data-'), storage: server.storage({ prefix: 'specifics/', redirect: true, partSizeMb: 5 }) }));
+    store = await openObjectStore(loadConfig({}, { dataDir: temporaryDirectory('manifold-s3-data-'), storage: server.storage({ prefix: 'specifics/', redirect: true, partSizeMb: 5 }) }));
     await store.init();
   });
 
