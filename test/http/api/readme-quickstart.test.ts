@@ -90,14 +90,31 @@ function bash(script: string, extraEnv: Record<string, string> = {}) {
 
 const adminAuth = { authorization: `Basic ${Buffer.from(`admin:${ADMIN_PASSWORD}`).toString('base64')}` };
 
-test('the API quick start works with curl as written', async () => {
+// The three quick starts run one after the other on one server, as a newcomer follows the README.
+test('the first-pull quick start works as written', async () => {
+  const run = bash(`${quickstart('first')}\necho "token=$TOKEN"`);
+  assert.equal(run.code, 0, `${run.stdout}\n${run.stderr}`);
+  assert.match(run.stdout, /^token=mfpat_\S+$/m);
+  const registries = await (await fetch(`${baseUrl}/api/v1/groups/acme/registries`, { headers: adminAuth })).json() as { name: string }[];
+  assert.deepEqual(registries.map((r) => r.name), ['hub']);
+});
+
+test('the API quick start works with curl as written, beside the first one', async () => {
   const run = bash(quickstart('api'), { MANIFOLD: baseUrl, ADMIN_PASSWORD });
   assert.equal(run.code, 0, `${run.stdout}\n${run.stderr}`);
   assert.match(run.stdout, /"position": 1,\s+"url": "https:\/\/registry-1\.docker\.io"/);
   assert.match(run.stdout, /^admin registry_upstream\.create$/m);
   assert.match(run.stdout, /^admin registry\.create$/m);
-  const registries = await (await fetch(`${baseUrl}/api/v1/groups/acme/registries`, { headers: adminAuth })).json() as { name: string }[];
-  assert.deepEqual(registries.map((r) => r.name), ['hub']);
+  const registries = await (await fetch(`${baseUrl}/api/v1/groups/platform/registries`, { headers: adminAuth })).json() as { name: string }[];
+  assert.deepEqual(registries.map((r) => r.name), ['dockerhub']);
+});
+
+test('a failing step of the API quick start stops it and shows Manifold\'s problem+json answer', () => {
+  // Run again, the group exists: curl must fail and print why (curl -f would print only the status).
+  const run = bash(quickstart('api'), { MANIFOLD: baseUrl, ADMIN_PASSWORD });
+  assert.notEqual(run.code, 0);
+  assert.match(run.stdout, /"status":409/);
+  assert.match(run.stdout, /already/i);
 });
 
 test('the CLI quick start works as written, beside the running server', async () => {
