@@ -393,10 +393,11 @@ export class FakeRegistry extends FakeServer {
   }
 
   /** Adds a referrer descriptor (an artifact manifest) to the referrers index of `subject`. */
-  addReferrer(repository: string, subject: string, artifact: Content, artifactType: string): void {
+  addReferrer(repository: string, subject: string, artifact: Content, artifactType: string, annotations?: Record<string, string>): void {
     this.addManifest(repository, artifact);
     const list = this.#repository(repository).referrers;
-    list.set(subject, [...(list.get(subject) ?? []), { mediaType: artifact.mediaType, digest: artifact.digest, size: artifact.size, artifactType }]);
+    const descriptor = { mediaType: artifact.mediaType, digest: artifact.digest, size: artifact.size, artifactType, ...(annotations ? { annotations } : {}) };
+    list.set(subject, [...(list.get(subject) ?? []), descriptor]);
   }
 
   removeTag(repository: string, tag: string): void {
