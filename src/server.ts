@@ -10,6 +10,7 @@ import { loadEncryptionKey, loadSigningKeys } from './auth/keys.ts';
 import { RegistryTokens } from './auth/registry-tokens.ts';
 import { apiRoutes } from './http/api/index.ts';
 import { buildApp } from './http/app.ts';
+import { consoleRoutes } from './http/console.ts';
 import { registryRoutes } from './http/registry-routes.ts';
 import { actorFor, tokenRealm } from './http/request-auth.ts';
 import { tokenRoutes } from './http/token-endpoint.ts';
@@ -26,7 +27,9 @@ import { GroupService } from './services/groups.ts';
 import { MembershipService } from './services/memberships.ts';
 import { PullService } from './services/pull.ts';
 import { RegistryService } from './services/registries.ts';
+import { RegistryTraffic } from './services/registry-traffic.ts';
 import { RegistryUpstreamService } from './services/registry-upstreams.ts';
+import { SessionService } from './services/sessions.ts';
 import { TokenService } from './services/tokens.ts';
 import { UpstreamService } from './services/upstreams.ts';
 import { UserService } from './services/users.ts';
@@ -52,12 +55,16 @@ export async function createServices(config: Config, database: DatabaseHandle, l
   const upstreams = new UpstreamService({ db, cipher, allowPrivate: config.upstream.allowPrivate, pullCache: registries.pullCache });
   const entries = new CacheEntryService({ db, dialect, store });
   const counter = new DownloadCounter({ db, flushIntervalMs: config.cache.counterFlushSeconds * 1000, logger });
+  const traffic = new RegistryTraffic({ db, flushIntervalMs: config.cache.counterFlushSeconds * 1000, logger });
+  const sessionTimes = { ttlMs: config.auth.sessionTtlHours * 60 * 60 * 1000, idleMs: config.auth.sessionIdleMinutes * 60 * 1000 };
   const client = new UpstreamClient({ ...config.upstream, maxManifestBytes: config.limits.maxManifestBytes, logger });
   return {
     store,
     cipher,
     registryTokens,
-    authenticator: new Authenticator({ db, registryTokens }),
+    authenticator: new Authenticator({ db, registryTokens, sessionIdleMs: sessionTimes.idleMs }),
+    sessions: new SessionService({ db, times: sessionTimes }),
+    traffic,
     users: new UserService({ db }),
     groups: new GroupService({ db }),
     memberships: new MembershipService({ db }),
@@ -76,6 +83,7 @@ export async function createServices(config: Config, database: DatabaseHandle, l
       store,
       client,
       counter,
+      traffic,
       metrics,
       logger,
       fillGraceMs: config.cache.fillGraceSeconds * 1000,
@@ -113,6 +121,7 @@ export async function createManifold(config: Config, logger: Logger = createLogg
   const services = await createServices(config, database, logger, metrics);
   metrics.sources.rateLimits = () => services.client.rateLimits();
   services.counter.start();
+  services.traffic.start();
   services.destroyer.start();
 
   const app = buildApp({
@@ -133,6 +142,7 @@ export async function createManifold(config: Config, logger: Logger = createLogg
     // A registry token's grants are checked by the pull service, after the membership check.
     authenticate: (request) => actorFor(request, services.authenticator, 'registry'),
   });
+  consoleRoutes(app);
   apiRoutes(app, {
     db: database.db,
     authenticator: services.authenticator,
@@ -147,6 +157,10 @@ export async function createManifold(config: Config, logger: Logger = createLogg
     auditService: services.audit,
     upstreamClient: services.client,
     allowPrivateUpstreams: config.upstream.allowPrivate,
+    sessionService: services.sessions,
+    registryTraffic: services.traffic,
+    publicUrl: config.server.publicUrl,
+    service: config.auth.service,
   });
 
   return {
@@ -161,6 +175,7 @@ export async function createManifold(config: Config, logger: Logger = createLogg
       await app.close();
       await services.pull.settle();
       await services.counter.stop();
+      await services.traffic.stop();
       await services.destroyer.stop();
       await services.client.close();
       await database.close();
