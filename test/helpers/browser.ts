@@ -37,6 +37,14 @@ export async function screenshotBothWidths(page: Page, name: string): Promise<vo
     await page.setViewportSize(size);
     await page.evaluate(() => new Promise((resolve) => requestAnimationFrame(() => requestAnimationFrame(resolve))));
     await page.screenshot({ path: path.join(SCREENSHOT_DIR, `${name}-${label}.png`), fullPage: true });
+    // Usable at this width: nothing makes the whole page scroll sideways (wide tables scroll in their own box).
+    const wider = await page.evaluate((width) => {
+      if (document.documentElement.scrollWidth <= width) return [];
+      // The outermost elements that reach past the screen's edge.
+      const culprits = [...document.querySelectorAll('body *')].filter((e) => e.getBoundingClientRect().right > width + 1 && !(e.parentElement && e.parentElement.getBoundingClientRect().right > width + 1));
+      return [`the page is ${document.documentElement.scrollWidth} px`, ...culprits.slice(0, 5).map((e) => `${e.tagName.toLowerCase()}.${e.className} (${Math.round(e.getBoundingClientRect().right)} px)`)];
+    }, size.width);
+    if (wider.length > 0) throw new Error(`${name} at ${size.width} px is wider than the screen: ${wider.join(', ')}`);
   }
   await page.setViewportSize(before);
 }

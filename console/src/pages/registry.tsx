@@ -16,25 +16,27 @@ export function RegistryPage({ id }: { id: number }) {
   const r = registry.data;
   const g = group.data;
   const maintain = canMaintain(session, r.group_id);
+  const [version, setVersion] = useState(0);
   return (
     <>
       <nav aria-label="Breadcrumb" class="crumbs"><a href={href('groups')}>Groups</a> / <a href={href('groups', g.path)}>{g.name}</a> / <span>{r.name}</span></nav>
       <h1>{r.name} <code class="muted">{g.path}/{r.name}</code></h1>
       {r.description && <p>{r.description}</p>}
-      <AtAGlance registryId={r.id} />
+      <AtAGlance registryId={r.id} version={version} refresh={() => setVersion(version + 1)} />
       <Upstreams registry={r} maintain={maintain} reload={registry.reload} />
-      <Entries registry={r} maintain={maintain} />
+      <Entries registry={r} maintain={maintain} version={version} />
       <Connect group={g} registry={r} />
     </>
   );
 }
 
-function AtAGlance({ registryId }: { registryId: number }) {
-  const stats = useLoad(() => get<Statistics>(`/registries/${registryId}/statistics?hours=24`), [registryId]);
+/** `refresh` reloads these figures and the cache entries below (`version` counts the refreshes). */
+function AtAGlance({ registryId, version, refresh }: { registryId: number; version: number; refresh: () => void }) {
+  const stats = useLoad(() => get<Statistics>(`/registries/${registryId}/statistics?hours=24`), [registryId, version]);
   const s = stats.data;
   const served = s ? s.bytes_from_cache + s.bytes_from_upstream : 0;
   return (
-    <Section title="At a glance (last 24 h)" actions={<button type="button" onClick={() => stats.reload()}>Refresh</button>}>
+    <Section title="At a glance (last 24 h)" actions={<button type="button" onClick={refresh}>Refresh</button>}>
       {!s ? <Loading error={stats.error} /> : (
         <>
           <dl class="tiles">
@@ -222,7 +224,7 @@ function AddUpstream({ registry, onAdded }: { registry: RegistryDetail; onAdded:
 
 const ORDERS: [string, string][] = [['created_at', 'Cached'], ['downloaded_at', 'Last pulled'], ['downloads_count', 'Downloads'], ['size', 'Size']];
 
-function Entries({ registry, maintain }: { registry: RegistryDetail; maintain: boolean }) {
+function Entries({ registry, maintain, version }: { registry: RegistryDetail; maintain: boolean; version: number }) {
   const [search, setSearch] = useState('');
   const [applied, setApplied] = useState('');
   const [orderBy, setOrderBy] = useState('created_at');
@@ -236,7 +238,7 @@ function Entries({ registry, maintain }: { registry: RegistryDetail; maintain: b
     if (applied) query.set('search', applied);
     const answer = await call<CacheEntry[]>('GET', `${base}/cache_entries?${query}`);
     return { items: answer.data, total: Number(answer.headers.get('x-total') ?? answer.data.length), pages: Number(answer.headers.get('x-total-pages') ?? 1) };
-  }, [base, applied, orderBy, page]);
+  }, [base, applied, orderBy, page, version]);
   const upstreamName = (id: number) => registry.upstreams.find((link) => link.upstream_id === id)?.upstream.name ?? `upstream ${id}`;
   const purgeAll = async () => {
     const answer = await call<{ marked_entries: number }>('DELETE', `${base}/cache`);
