@@ -13,6 +13,7 @@ export function Chart({ hours }: { hours: TrafficHour[] }) {
   const scale = (value: number) => (value / max) * (HEIGHT - AXIS - 8);
   const label = (at: number) => new Date(at).toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit' });
   const total = hours.reduce((sum, hour) => sum + hour.hits + hour.misses, 0);
+  if (total === 0) return <p class="hint">No pulls in the last {hours.length} hours.</p>;
   return (
     <figure class="chart">
       <figcaption>Pulls per hour: <span class="key hits">hits</span> and <span class="key misses">misses</span> (requests, highest {max})</figcaption>

@@ -43,7 +43,7 @@ function AtAGlance({ registryId, version, refresh }: { registryId: number; versi
             <div><dt>Hit ratio</dt><dd data-testid="hit-ratio">{percent(s.hit_ratio)}</dd><dd class="hint">{s.hits} hits, {s.misses} misses</dd></div>
             <div><dt>Served from cache</dt><dd>{bytes(s.bytes_from_cache)}</dd><dd class="hint">{served > 0 ? `${Math.round((s.bytes_from_cache / served) * 100)} % of the bytes served` : 'nothing served yet'}</dd></div>
             <div><dt>Fetched from upstreams</dt><dd>{bytes(s.bytes_from_upstream)}</dd></div>
-            <div><dt>In the cache</dt><dd data-testid="cached-entries">{s.cached_entries} entries</dd><dd class="hint">{bytes(s.cached_bytes)}</dd></div>
+            <div><dt>In the cache</dt><dd data-testid="cached-entries">{s.cached_entries} {s.cached_entries === 1 ? 'entry' : 'entries'}</dd><dd class="hint">{bytes(s.cached_bytes)}</dd></div>
           </dl>
           {served > 0 && (
             <div class="ratio" role="img" aria-label={`${bytes(s.bytes_from_cache)} from the cache against ${bytes(s.bytes_from_upstream)} from upstreams`}>
@@ -257,7 +257,7 @@ function Entries({ registry, maintain, version }: { registry: RegistryDetail; ma
       </Form>
       {!entries.data ? <Loading error={entries.error} /> : entries.data.items.length === 0 ? <p>No cache entries{applied ? ` matching “${applied}”` : ''}.</p> : (
         <>
-          <p class="hint" aria-live="polite">{entries.data.total} entries</p>
+          <p class="hint" aria-live="polite">{entries.data.total} {entries.data.total === 1 ? 'entry' : 'entries'}</p>
           <div class="table-wrap"><table class="entries">
             <thead><tr><th scope="col">Image</th><th scope="col">Upstream</th><th scope="col">Size</th><th scope="col">Last pulled</th><th scope="col">Downloads</th>{maintain && <th scope="col"><span class="visually-hidden">Actions</span></th>}</tr></thead>
             <tbody>
