@@ -58,16 +58,33 @@ function AtAGlance({ registryId, version, refresh }: { registryId: number; versi
   );
 }
 
-/** What e-fresh's upstream state adds to GET /upstreams/{id} (health, rate limit), when the server has it. */
+interface UpstreamHealth {
+  state: string;
+  consecutive_failures: number;
+  last_failure: string | null;
+  last_failure_at: number | null;
+  circuit_open_until: number | null;
+  rate_limited_until: number | null;
+  revalidations_skipped: number;
+}
+
+const HEALTH_LABEL: Record<string, string> = { healthy: 'healthy', circuit_open: 'failing: requests paused', rate_limited: 'rate limited' };
+
+/** The upstream's health and rate-limit state as the server sees it (GET /upstreams/{id}), when it reports one. */
 function UpstreamState({ upstream }: { upstream: Upstream }) {
-  const facts: [string, string][] = [];
-  for (const key of ['health', 'status', 'rate_limit', 'rate_limits', 'circuit']) {
-    const value = upstream[key];
-    if (value === undefined || value === null) continue;
-    facts.push([key.replace(/_/g, ' '), typeof value === 'object' ? Object.entries(value as Record<string, unknown>).filter(([, v]) => v !== null).map(([k, v]) => `${k.replace(/_/g, ' ')}: ${typeof v === 'number' && /_at$/.test(k) ? when(v) : String(v)}`).join(', ') : String(value)]);
-  }
-  if (facts.length === 0) return null;
-  return <dl class="state">{facts.map(([label, value]) => <><dt key={label}>{label}</dt><dd>{value}</dd></>)}</dl>;
+  const health = upstream.health as UpstreamHealth | undefined;
+  if (!health || typeof health !== 'object') return null;
+  const facts: [string, string][] = [['health', HEALTH_LABEL[health.state] ?? health.state]];
+  if (health.rate_limited_until !== null && health.rate_limited_until > Date.now()) facts.push(['rate limited until', when(health.rate_limited_until)]);
+  if (health.circuit_open_until !== null && health.circuit_open_until > Date.now()) facts.push(['asked again after', when(health.circuit_open_until)]);
+  if (health.consecutive_failures > 0) facts.push(['failures in a row', String(health.consecutive_failures)]);
+  if (health.last_failure) facts.push(['last failure', `${health.last_failure}${health.last_failure_at ? ` (${when(health.last_failure_at)})` : ''}`]);
+  if (health.revalidations_skipped > 0) facts.push(['revalidations skipped', String(health.revalidations_skipped)]);
+  return (
+    <dl class={`state ${health.state}`} data-testid="upstream-health">
+      {facts.map(([label, value]) => <div key={label}><dt>{label}</dt><dd>{value}</dd></div>)}
+    </dl>
+  );
 }
 
 function Upstreams({ registry, maintain, reload }: { registry: RegistryDetail; maintain: boolean; reload: () => Promise<void> }) {
