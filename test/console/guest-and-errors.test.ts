@@ -40,7 +40,7 @@ describe('the console for a guest, and its refusals', () => {
   async function signedIn(username: string, password: string): Promise<{ context: BrowserContext; page: Page; errors: string[] }> {
     const context = await newContext(browser, server.url);
     const page = await context.newPage();
-    page.setDefaultTimeout(15_000);
+    page.setDefaultTimeout(30_000);
     const errors = collectPageErrors(page);
     await page.goto(server.url);
     await page.getByLabel('Username').fill(username);
