@@ -1,8 +1,9 @@
 // The S3 backend (DESIGN §8): one object per digest at <prefix><algorithm>/<hex> in one bucket, shared
 // by every replica. A fill spools and verifies locally (spool.ts) and only then uploads the file
-// (multipart above one part, each part read from the file as it is sent), so nothing unverified ever becomes visible: S3 shows an object only once
-// its PutObject or CompleteMultipartUpload succeeded, and a failed upload is aborted. Hits are ranged
-// GETs streamed through, or, with `redirect`, a pre-signed URL the client fetches itself.
+// (multipart above one part, each part read from the file as it is sent), so nothing unverified ever
+// becomes visible: S3 shows an object only once its PutObject or CompleteMultipartUpload succeeded, and
+// a failed upload is aborted. Hits are ranged GETs streamed through, or, with `redirect`, a pre-signed
+// URL the client fetches itself.
 import {
   AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
@@ -154,7 +155,12 @@ export class S3Backend implements StorageBackend {
     const key = this.key(spool.digest);
     const partSize = Math.max(this.#options.partSizeBytes, Math.ceil(spool.size / MAX_PARTS));
     if (spool.size <= partSize) {
-      await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: fileRange(spool.path, 0, spool.size), ContentLength: spool.size, ContentType: 'application/octet-stream' }));
+      const body = fileRange(spool.path, 0, spool.size);
+      try {
+        await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: body, ContentLength: spool.size, ContentType: 'application/octet-stream' }));
+      } finally {
+        body.destroy();
+      }
       return;
     }
     const created = await this.client.send(new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: key, ContentType: 'application/octet-stream' }));
@@ -163,15 +169,26 @@ export class S3Backend implements StorageBackend {
       const count = Math.ceil(spool.size / partSize);
       const parts: CompletedPart[] = new Array(count);
       let next = 0;
+      // The first failure stops the other uploader from starting parts; both settle before the abort,
+      // so no part is still reading the spool file when it is removed.
+      let failure: { error: unknown } | null = null;
       const uploader = async () => {
-        for (let index = next++; index < count; index = next++) {
+        for (let index = next++; index < count && !failure; index = next++) {
           const start = index * partSize;
           const length = Math.min(partSize, spool.size - start);
-          const uploaded = await this.client.send(new UploadPartCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId, PartNumber: index + 1, Body: fileRange(spool.path, start, length), ContentLength: length }));
-          parts[index] = { PartNumber: index + 1, ETag: uploaded.ETag };
+          const body = fileRange(spool.path, start, length);
+          try {
+            const uploaded = await this.client.send(new UploadPartCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId, PartNumber: index + 1, Body: body, ContentLength: length }));
+            parts[index] = { PartNumber: index + 1, ETag: uploaded.ETag };
+          } catch (error) {
+            failure ??= { error };
+          } finally {
+            body.destroy();
+          }
         }
       };
       await Promise.all(Array.from({ length: Math.min(PARTS_IN_FLIGHT, count) }, uploader));
+      if (failure) throw (failure as { error: unknown }).error;
       await this.client.send(new CompleteMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId, MultipartUpload: { Parts: parts } }));
     } catch (error) {
       // The parts never become an object; aborting frees them.
