@@ -10,7 +10,7 @@ import { err, ok } from '../result.ts';
 import type { Result } from '../result.ts';
 import { recordAudit } from './audit.ts';
 import { authorize, authorizeGroup, notFound, unauthenticated } from './access.ts';
-import { parseId, validate } from './validation.ts';
+import { descriptionSchema as descriptionText, parseId, validate } from './validation.ts';
 import { guarded, lockGroup, lockRegistries, lockUpstreams, LookupCache, markEntriesForDestruction, transact } from './registry-store.ts';
 
 export const PULL_CACHE_TTL_MS = 5_000;
@@ -72,7 +72,7 @@ const nameSchema = z.string('must be a string')
   .min(1, 'is required')
   .max(MAX_NAME_LENGTH, `must be at most ${MAX_NAME_LENGTH} characters`)
   .refine(isPathComponent, 'must be one lower-case path component: letters and digits, separated by ".", "_", "__" or "-"');
-const descriptionSchema = z.string('must be a string').max(1024, 'must be at most 1024 characters').nullable();
+const descriptionSchema = descriptionText(1024).nullable();
 
 const createSchema = z.object({ name: nameSchema, description: descriptionSchema.optional() }, 'must be an object');
 const updateSchema = z.object({ name: nameSchema.optional(), description: descriptionSchema.optional() });

@@ -25,6 +25,10 @@ import type { ByteRange, ObjectInfo, ObjectStore, ObjectWriter } from './object-
  */
 const WRITE_AHEAD_BYTES = 1024 * 1024;
 
+/** Modes of what the store creates: the owner's only (the process umask may take more away). */
+const PRIVATE_DIRECTORY = 0o700;
+const PRIVATE_FILE = 0o600;
+
 /** A temporary file of another host sharing the directory is only a leftover once it is this old. */
 const FOREIGN_TEMP_MAX_AGE_MS = 24 * 60 * 60 * 1000;
 
@@ -88,8 +92,9 @@ export class FilesystemObjectStore implements ObjectStore {
   }
 
   async init(): Promise<void> {
-    await mkdir(this.#tmp, { recursive: true });
-    for (const algorithm of Object.keys(DIGEST_ALGORITHMS)) await mkdir(path.join(this.root, algorithm), { recursive: true });
+    // Owner only, like the keys: cached images may be private ones.
+    await mkdir(this.#tmp, { recursive: true, mode: PRIVATE_DIRECTORY });
+    for (const algorithm of Object.keys(DIGEST_ALGORITHMS)) await mkdir(path.join(this.root, algorithm), { recursive: true, mode: PRIVATE_DIRECTORY });
     for (const name of await readdir(this.#tmp)) {
       const file = path.join(this.#tmp, name);
       if (activeTempFiles.has(file)) continue;
@@ -137,7 +142,7 @@ export class FilesystemObjectStore implements ObjectStore {
     activeTempFiles.add(tempPath);
     let handle: FileHandle;
     try {
-      handle = await open(tempPath, 'wx+');
+      handle = await open(tempPath, 'wx+', PRIVATE_FILE);
     } catch (error) {
       activeTempFiles.delete(tempPath);
       throw error;
@@ -179,7 +184,7 @@ export class FilesystemObjectStore implements ObjectStore {
     const target = this.objectPath(digest);
     const directory = path.dirname(target);
     if (!this.#directories.has(directory)) {
-      const created = await mkdir(directory, { recursive: true });
+      const created = await mkdir(directory, { recursive: true, mode: PRIVATE_DIRECTORY });
       if (created) await fsyncDirectory(path.dirname(directory));
       this.#directories.add(directory);
     }

@@ -2,7 +2,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
@@ -52,6 +52,30 @@ async function put(bytes: Buffer): Promise<string> {
   assert.equal(result.ok, true);
   return sha256(bytes);
 }
+
+describe('file modes', () => {
+  test('the objects directory, its subdirectories and the objects are for the owner only (0700/0600)', async () => {
+    const parent = mkdtempSync(path.join(tmpdir(), 'manifold-modes-'));
+    const previousUmask = process.umask(0o022);
+    try {
+      const objects = new FilesystemObjectStore({ root: path.join(parent, 'objects') });
+      await objects.init();
+      const bytes = randomBytes(1000);
+      const writer = await objects.createWriter(sha256(bytes));
+      await writer.write(bytes);
+      assert.equal((await writer.commit(bytes.length)).ok, true);
+      const mode = (file: string) => (statSync(file).mode & 0o777).toString(8);
+      const file = objects.objectPath(sha256(bytes));
+      assert.equal(mode(file), '600', 'the object');
+      for (const directory of [objects.root, path.join(objects.root, 'tmp'), path.join(objects.root, 'sha256'), path.dirname(file)]) {
+        assert.equal(mode(directory), '700', directory);
+      }
+    } finally {
+      process.umask(previousUmask);
+      rmSync(parent, { recursive: true, force: true });
+    }
+  });
+});
 
 describe('writing and reading objects', () => {
   test('a committed object is stored under its digest with its size', async () => {
