@@ -129,7 +129,7 @@ export async function createManifold(config: Config, logger: Logger = createLogg
   registryRoutes(app, {
     pull: services.pull,
     service: config.auth.service,
-    realm: (request) => tokenRealm(request, config.server.publicUrl),
+    realm: (request) => tokenRealm(request, { publicUrl: config.server.publicUrl, allowedHosts: config.server.allowedHosts }),
     // A registry token's grants are checked by the pull service, after the membership check.
     authenticate: (request) => actorFor(request, services.authenticator, 'registry'),
   });

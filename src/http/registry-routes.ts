@@ -2,9 +2,11 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Actor } from '../auth/policy.ts';
 import { ociError } from '../oci/errors.ts';
+import { isValidName } from '../oci/reference.ts';
 import type { OciErrorCode } from '../oci/errors.ts';
 import type { Err, Result } from '../result.ts';
 import { unsatisfiedLength } from '../services/pull.ts';
+import { bearerChallenge } from './request-auth.ts';
 import type { PullResponse, PullService } from '../services/pull.ts';
 
 export interface RegistryRouteDeps {
@@ -20,7 +22,8 @@ export interface RegistryRouteDeps {
   service: string;
 }
 
-const OBJECT_PATH = /^(?<name>.+)\/(?<kind>manifests|blobs|referrers)\/(?<reference>[^/]+)$/;
+/** `s`: a name with a line break in it is an invalid name (400), not an unknown endpoint. */
+const OBJECT_PATH = /^(?<name>.+)\/(?<kind>manifests|blobs|referrers)\/(?<reference>[^/]+)$/s;
 
 function sendError(reply: FastifyReply, status: number, code: OciErrorCode, message: string, detail?: unknown): FastifyReply {
   return reply.code(status).type('application/json').send(ociError(code, message, detail));
@@ -29,11 +32,9 @@ function sendError(reply: FastifyReply, status: number, code: OciErrorCode, mess
 /** Object headers that must not survive on an error answer given in their place. */
 const OBJECT_HEADERS = ['docker-content-digest', 'content-range', 'accept-ranges', 'etag', 'warning'];
 
-function challenge(deps: RegistryRouteDeps, request: FastifyRequest, repository: string | null, error?: string): string {
-  const parts = [`realm="${deps.realm(request)}"`, `service="${deps.service}"`];
-  if (repository) parts.push(`scope="repository:${repository}:pull"`);
-  if (error) parts.push(`error="${error}"`);
-  return `Bearer ${parts.join(',')}`;
+/** The Bearer challenge of a 401; `repository` has been validated (isValidName), so it is header-safe. */
+function challenge(deps: RegistryRouteDeps, request: FastifyRequest, repository: string | null, error?: 'invalid_token' | 'insufficient_scope'): string {
+  return bearerChallenge({ realm: deps.realm(request), service: deps.service, scope: repository ? `repository:${repository}:pull` : undefined, error });
 }
 
 /** Maps a service's reason to the status and OCI code of the distribution spec. */
@@ -144,6 +145,8 @@ function v2Routes(app: FastifyInstance, deps: RegistryRouteDeps): void {
       const match = OBJECT_PATH.exec(path);
       if (!match?.groups) return sendError(reply, 404, 'NAME_UNKNOWN', 'no such endpoint');
       const { name, reference } = match.groups;
+      // Before anything else (DESIGN §3.1): the name goes into the challenge, a log line and queries.
+      if (!isValidName(name)) return sendError(reply, 400, 'NAME_INVALID', 'invalid repository name: lower-case path components of letters and digits, separated by ".", "_", "__" or "-"');
       const kind = match.groups.kind === 'manifests' ? 'manifest' : match.groups.kind === 'blobs' ? 'blob' : 'referrers';
 
       const actor = await deps.authenticate(request, name);

@@ -9,6 +9,7 @@ import type { Actor } from '../auth/policy.ts';
 import { grantAccess, parseScopes } from '../auth/registry-tokens.ts';
 import type { RegistryTokens } from '../auth/registry-tokens.ts';
 import { ociError } from '../oci/errors.ts';
+import { quotedString } from './request-auth.ts';
 
 export interface TokenRouteDependencies {
   authenticator: Authenticator;
@@ -30,7 +31,7 @@ function noStore(reply: FastifyReply): FastifyReply {
 
 function unauthorized(reply: FastifyReply, service: string) {
   return noStore(reply).code(401)
-    .header('www-authenticate', `Basic realm="${service}"`)
+    .header('www-authenticate', `Basic realm=${quotedString(service)}`)
     .send(ociError('UNAUTHORIZED', 'authentication required: invalid username, password or token'));
 }
 

@@ -23,8 +23,10 @@ export function validate<T>(schema: z.ZodType<T>, input: unknown): Result<T> {
  * Control characters (C0, DEL, C1) and the bidirectional overrides that make text display as something
  * else ("Trojan Source"): none belongs in a name that is shown in lists, logs and audit events.
  */
+// eslint-disable-next-line no-control-regex -- finding control characters is the point
 const CONTROL_OR_BIDI = /[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/u;
 /** In a description, line breaks and tabs are text; the rest of the above is not. */
+// eslint-disable-next-line no-control-regex -- as above
 const CONTROL_IN_DESCRIPTION = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/u;
 
 /** A human-readable name (token, group, upstream): trimmed, 1..255 characters, no control characters. */
