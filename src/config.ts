@@ -46,6 +46,17 @@ export const configSchema = z.object({
     tokenTtlSeconds: z.number().int().min(60).max(3600).default(300),
     /** PEM file with the registry token signing key; created in dataDir on first start when unset. */
     signingKeyPath: z.string().min(1).optional(),
+    /** Brute-force protection of passwords and tokens (src/auth/login-throttle.ts). */
+    throttle: z.object({
+      addressFailures: positive(10),
+      usernameFailures: positive(5),
+      windowSeconds: positive(3600),
+      baseBlockSeconds: positive(1),
+      maxBlockSeconds: positive(900),
+    }).prefault({}),
+    /** Worker threads that compute scrypt, and checks that may wait for one (more are refused with 429). */
+    passwordHashThreads: z.number().int().min(1).max(64).default(1),
+    passwordHashQueue: positive(32),
   }).prefault({}),
   secrets: z.object({
     /** base64 of 32 random bytes; encrypts upstream credentials. Created in dataDir on first start when unset. */

@@ -5,6 +5,8 @@ import { resolvedPaths } from './config.ts';
 import { openDatabase } from './db/connect.ts';
 import type { DatabaseHandle } from './db/connect.ts';
 import { Authenticator } from './auth/authenticate.ts';
+import { LoginThrottle } from './auth/login-throttle.ts';
+import { closePasswordHashing, configurePasswordHashing } from './auth/password-hashing.ts';
 import { CredentialsCipher } from './auth/credentials-cipher.ts';
 import { loadEncryptionKey, loadSigningKeys } from './auth/keys.ts';
 import { RegistryTokens } from './auth/registry-tokens.ts';
@@ -53,16 +55,28 @@ export async function createServices(config: Config, database: DatabaseHandle, l
   const entries = new CacheEntryService({ db, dialect, store });
   const counter = new DownloadCounter({ db, flushIntervalMs: config.cache.counterFlushSeconds * 1000, logger });
   const client = new UpstreamClient({ ...config.upstream, maxManifestBytes: config.limits.maxManifestBytes, logger });
+  const audit = new AuditService({ db });
+  configurePasswordHashing({ threads: config.auth.passwordHashThreads, queue: config.auth.passwordHashQueue });
+  const throttle = new LoginThrottle({
+    settings: config.auth.throttle,
+    onBlock: (event) => {
+      logger.warn({ ...event }, 'sign-in attempts blocked after repeated failures');
+      void audit.recordSignInBlocked(event).then((recorded) => {
+        if (!recorded.ok) logger.error({ err: recorded.cause }, recorded.message);
+      });
+    },
+  });
   return {
     store,
     cipher,
     registryTokens,
-    authenticator: new Authenticator({ db, registryTokens }),
+    throttle,
+    authenticator: new Authenticator({ db, registryTokens, throttle }),
     users: new UserService({ db }),
     groups: new GroupService({ db }),
     memberships: new MembershipService({ db }),
     tokens: new TokenService({ db }),
-    audit: new AuditService({ db }),
+    audit,
     registries,
     upstreams,
     registryUpstreams: new RegistryUpstreamService({ db, limits: config.limits, upstreams, pullCache: registries.pullCache }),
@@ -163,6 +177,7 @@ export async function createManifold(config: Config, logger: Logger = createLogg
       await services.counter.stop();
       await services.destroyer.stop();
       await services.client.close();
+      await closePasswordHashing();
       await database.close();
     },
   };

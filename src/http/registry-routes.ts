@@ -29,6 +29,12 @@ function sendError(reply: FastifyReply, status: number, code: OciErrorCode, mess
   return reply.code(status).type('application/json').send(ociError(code, message, detail));
 }
 
+/** 429 for a throttled sign-in (or a rate-limited upstream), with the Retry-After the failure names. */
+function sendThrottled(reply: FastifyReply, failure: Err): FastifyReply {
+  reply.header('Retry-After', String(failure.retryAfterSeconds ?? 1));
+  return sendError(reply, 429, 'TOOMANYREQUESTS', failure.message);
+}
+
 /** Object headers that must not survive on an error answer given in their place. */
 const OBJECT_HEADERS = ['docker-content-digest', 'content-range', 'accept-ranges', 'etag', 'warning'];
 
@@ -127,6 +133,7 @@ function v2Routes(app: FastifyInstance, deps: RegistryRouteDeps): void {
     exposeHeadRoute: false,
     handler: async (request, reply) => {
       const actor = await deps.authenticate(request, null);
+      if (!actor.ok && actor.reason === 'rate_limited') return sendThrottled(reply, actor);
       if (!actor.ok || actor.value.kind === 'anonymous') {
         reply.header('WWW-Authenticate', challenge(deps, request, null, actor.ok ? undefined : 'invalid_token'));
         return sendError(reply, 401, 'UNAUTHORIZED', actor.ok ? 'authentication required' : actor.message);
@@ -154,6 +161,7 @@ function v2Routes(app: FastifyInstance, deps: RegistryRouteDeps): void {
         reply.header('WWW-Authenticate', challenge(deps, request, name, error));
         return sendError(reply, 401, 'UNAUTHORIZED', message, [{ Type: 'repository', Name: name, Action: 'pull' }]);
       };
+      if (!actor.ok && actor.reason === 'rate_limited') return sendThrottled(reply, actor);
       if (!actor.ok) return unauthorized(actor.message, 'invalid_token');
       if (actor.value.kind === 'anonymous') return unauthorized('authentication required');
       const refusedScope = (message: string) => unauthorized(message, 'insufficient_scope');

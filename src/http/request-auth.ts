@@ -14,6 +14,7 @@ export async function actorFor(request: FastifyRequest, authenticator: Authentic
   return authenticator.authenticate({
     authorization: single(request.headers.authorization),
     privateToken: single(request.headers['private-token']),
+    address: request.ip,
   }, channel);
 }
 

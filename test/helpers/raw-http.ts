@@ -56,7 +56,7 @@ export function parseResponse(bytes: Buffer): RawAnswer {
 }
 
 /** Sends one request on a new connection to 127.0.0.1:`port` and reads the answer to its end. */
-export function rawRequest(port: number, request: RawRequest, timeoutMs = 10_000): Promise<RawAnswer> {
+export function rawRequest(port: number, request: RawRequest, timeoutMs = 30_000): Promise<RawAnswer> {
   const body = request.body === undefined ? Buffer.alloc(0) : Buffer.from(request.body);
   const headers: Record<string, string> = { host: `127.0.0.1:${port}`, connection: 'close', ...request.headers };
   if (body.length > 0 && headers['content-length'] === undefined && headers['transfer-encoding'] === undefined) headers['content-length'] = String(body.length);

@@ -56,16 +56,16 @@ export function problemOf(failure: Err<string>): Problem {
   return problem(status, failure.reason, detail, errors);
 }
 
-export function sendProblem(reply: FastifyReply, body: Problem): FastifyReply {
+export function sendProblem(reply: FastifyReply, body: Problem, retryAfterSeconds?: number): FastifyReply {
   if (body.status === 401) reply.header('www-authenticate', BASIC_CHALLENGE);
-  if (body.status === 503) reply.header('retry-after', '5');
+  if (body.status === 503 || body.status === 429) reply.header('retry-after', String(retryAfterSeconds ?? (body.status === 503 ? 5 : 1)));
   // Sent as text: the route's response schemas describe successes, not this body.
   return reply.code(body.status).type(PROBLEM_CONTENT_TYPE).send(JSON.stringify(body));
 }
 
 export function sendFailure(request: FastifyRequest, reply: FastifyReply, failure: Err<string>): FastifyReply {
   if (failure.reason === 'persistence_error') request.log.error({ err: failure.cause, reason: failure.reason }, failure.message);
-  return sendProblem(reply, problemOf(failure));
+  return sendProblem(reply, problemOf(failure), failure.retryAfterSeconds);
 }
 
 /** Where Fastify found the invalid value: body fields are named as they are, others get a prefix-free name too. */
