@@ -53,6 +53,7 @@ export const configSchema = z.object({
       windowSeconds: positive(3600),
       baseBlockSeconds: positive(1),
       maxBlockSeconds: positive(900),
+      refusalDelayMs: z.number().int().min(0).max(60_000).default(1000),
     }).prefault({}),
     /** Worker threads that compute scrypt, and checks that may wait for one (more are refused with 429). */
     passwordHashThreads: z.number().int().min(1).max(64).default(1),

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { LoginThrottle, addressKey } from '../../src/auth/login-throttle.ts';
 import type { BlockEvent } from '../../src/auth/login-throttle.ts';
 
-const settings = { addressFailures: 4, usernameFailures: 3, windowSeconds: 3600, baseBlockSeconds: 2, maxBlockSeconds: 16 };
+const settings = { addressFailures: 4, usernameFailures: 3, windowSeconds: 3600, baseBlockSeconds: 2, maxBlockSeconds: 16, refusalDelayMs: 0 };
 
 test('past the free attempts a key is blocked, and each attempt after a block doubles the next one', async () => {
   const events: BlockEvent[] = [];
@@ -51,4 +51,15 @@ test('an IPv6 client is one key per /64; IPv4-mapped addresses are their IPv4 ad
   assert.notEqual(addressKey('2001:db8:1:2::1'), addressKey('2001:db8:1:3::1'));
   assert.equal(addressKey('::ffff:192.0.2.1'), '192.0.2.1');
   assert.equal(addressKey('192.0.2.1'), '192.0.2.1');
+});
+
+test('a refused attempt is held before it is answered (at most until the block ends)', async () => {
+  const throttle = new LoginThrottle({ settings: { ...settings, usernameFailures: 1, refusalDelayMs: 300 } });
+  await throttle.attempt({ username: 'dave' });
+  await throttle.attempt({ username: 'dave' });
+  const started = Date.now();
+  const refused = await throttle.attempt({ username: 'dave' });
+  assert.equal(refused.allowed, false);
+  // A lower bound only: the hold is a timer the throttle sets itself.
+  assert.ok(Date.now() - started >= 290, `held ${Date.now() - started} ms`);
 });
