@@ -49,7 +49,7 @@ describe('a valid pull while 16 clients guess passwords', () => {
 
   it('keeps the pull within 1.5× of its time without the attack, and answers the guesses 429 after a few tries', async () => {
     const guessing = startGuessing(server.url, { clients: 16, username: 'victim' });
-    let statuses: number[][] = [];
+    let statuses: number[][];
     const quiet: number[] = [];
     const attacked: number[] = [];
     try {
