@@ -29,9 +29,12 @@ function sendError(reply: FastifyReply, status: number, code: OciErrorCode, mess
   return reply.code(status).type('application/json').send(ociError(code, message, detail));
 }
 
-/** 429 for a throttled sign-in (or a rate-limited upstream), with the Retry-After the failure names. */
+/** Retry-After of a 429 passed on from upstreams that named none (Docker Hub's window is hours). */
+const UPSTREAM_RETRY_AFTER_SECONDS = 60;
+
+/** 429 for a throttled sign-in or rate-limited upstreams, with the Retry-After the failure names. */
 function sendThrottled(reply: FastifyReply, failure: Err): FastifyReply {
-  reply.header('Retry-After', String(failure.retryAfterSeconds ?? 1));
+  reply.header('Retry-After', String(failure.retryAfterSeconds ?? UPSTREAM_RETRY_AFTER_SECONDS));
   return sendError(reply, 429, 'TOOMANYREQUESTS', failure.message);
 }
 
@@ -172,6 +175,7 @@ function v2Routes(app: FastifyInstance, deps: RegistryRouteDeps): void {
         const result = await deps.pull.referrers(actor.value, name, reference, artifactType);
         if (!result.ok) {
           if (result.reason === 'unauthorized') return refusedScope(result.message);
+          if (result.reason === 'rate_limited') return sendThrottled(reply, result);
           const { status, code } = ociStatus(result, 'referrers');
           return sendError(reply, status, code, result.message);
         }
@@ -190,6 +194,7 @@ function v2Routes(app: FastifyInstance, deps: RegistryRouteDeps): void {
       });
       if (!result.ok) {
         if (result.reason === 'unauthorized') return refusedScope(result.message);
+        if (result.reason === 'rate_limited') return sendThrottled(reply, result);
         const { status, code } = ociStatus(result, kind);
         if (status === 416) reply.header('Content-Range', `bytes */${unsatisfiedLength(result) ?? '*'}`);
         return sendError(reply, status, code, result.message);

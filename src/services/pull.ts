@@ -482,7 +482,7 @@ class Pull {
     if (result.kind === 'not_found') return err('not_found_on_upstreams', `${what} ${this.#request.reference} of ${this.#name.image} was not found on any upstream`);
     const causes = result.failures.map((f) => describeFailure(f.failure)).join('; ');
     return result.rateLimited
-      ? err('rate_limited', `upstreams are rate limiting: ${causes}`)
+      ? err('rate_limited', `upstreams are rate limiting: ${causes}`, { retryAfterSeconds: soonestRetry(result.failures.map((f) => f.failure)) })
       : err('upstream_unavailable', `no upstream could be reached: ${causes}`);
   }
 
@@ -516,12 +516,18 @@ function describeFailure(failure: UpstreamFailure): string {
   }
 }
 
+/** When the client may try again after upstreams answered 429: the soonest Retry-After they named. */
+function soonestRetry(failures: UpstreamFailure[]): number | undefined {
+  const named = failures.flatMap((f) => (f.kind === 'rate_limited' && f.retryAfterSeconds !== null ? [f.retryAfterSeconds] : []));
+  return named.length > 0 ? Math.max(1, Math.min(...named)) : undefined;
+}
+
 function failureResult(failure: UpstreamFailure, what: ObjectKind): Err {
   switch (failure.kind) {
     case 'not_found':
       return err('not_found_on_upstreams', `${what} not found on the upstream`);
     case 'rate_limited':
-      return err('rate_limited', `the upstream is rate limiting: ${describeFailure(failure)}`);
+      return err('rate_limited', `the upstream is rate limiting: ${describeFailure(failure)}`, { retryAfterSeconds: soonestRetry([failure]) });
     default:
       return err('upstream_unavailable', `the upstream could not serve the ${what}: ${describeFailure(failure)}`);
   }

@@ -66,7 +66,8 @@ export function rawRequest(port: number, request: RawRequest, timeoutMs = 30_000
     const chunks: Buffer[] = [];
     const socket = connect({ host: '127.0.0.1', port });
     const timer = setTimeout(() => socket.destroy(new Error(`no complete answer within ${timeoutMs} ms`)), timeoutMs);
-    socket.on('connect', () => socket.end(wire));
+    // No half-close: a server may drop a request whose client has ended its side before the answer.
+    socket.on('connect', () => socket.write(wire));
     socket.on('data', (chunk: Buffer) => chunks.push(chunk));
     socket.on('error', (error) => {
       clearTimeout(timer);
