@@ -26,9 +26,12 @@ import { CacheEntryService } from './services/cache-entries.ts';
 import { DownloadCounter } from './services/download-counter.ts';
 import { GroupService } from './services/groups.ts';
 import { MembershipService } from './services/memberships.ts';
+import { CatalogService } from './services/catalog.ts';
 import { PullService } from './services/pull.ts';
+import { ReferrersService } from './services/referrers.ts';
 import { RegistryService } from './services/registries.ts';
 import { RegistryUpstreamService } from './services/registry-upstreams.ts';
+import { TagService } from './services/tags.ts';
 import { TokenService } from './services/tokens.ts';
 import { UpstreamService } from './services/upstreams.ts';
 import { UserService } from './services/users.ts';
@@ -46,7 +49,7 @@ export function databaseOptions(config: Config) {
 export async function createServices(config: Config, database: DatabaseHandle, logger: Logger, metrics: Metrics) {
   const { db, dialect } = database;
   const paths = resolvedPaths(config);
-  const store = openObjectStore(config);
+  const store = await openObjectStore(config, logger);
   await store.init();
   const cipher = new CredentialsCipher(loadEncryptionKey(config.secrets.encryptionKey, paths.encryptionKeyPath));
   const registryTokens = new RegistryTokens({ keys: await loadSigningKeys(paths.signingKeyPath), issuer: config.auth.issuer, service: config.auth.service, ttlSeconds: config.auth.tokenTtlSeconds });
@@ -93,8 +96,10 @@ export async function createServices(config: Config, database: DatabaseHandle, l
       metrics,
       logger,
       fillGraceMs: config.cache.fillGraceSeconds * 1000,
-      referrersTtlMs: config.cache.referrersTtlSeconds * 1000,
     }),
+    referrers: new ReferrersService({ registries, client, logger, ttlMs: config.cache.referrersTtlSeconds * 1000 }),
+    tags: new TagService({ registries, client, logger, ttlMs: config.cache.tagsTtlSeconds * 1000 }),
+    catalog: new CatalogService({ db, dialect }),
   };
 }
 
@@ -142,6 +147,9 @@ export async function createManifold(config: Config, logger: Logger = createLogg
   });
   registryRoutes(app, {
     pull: services.pull,
+    referrers: services.referrers,
+    tags: services.tags,
+    catalog: services.catalog,
     service: config.auth.service,
     realm: (request) => tokenRealm(request, { publicUrl: config.server.publicUrl, allowedHosts: config.server.allowedHosts }),
     // A registry token's grants are checked by the pull service, after the membership check.
