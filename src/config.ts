@@ -85,6 +85,10 @@ export const configSchema = z.object({
     /** Worker threads that compute scrypt, and checks that may wait for one (more are refused with 429). */
     passwordHashThreads: z.number().int().min(1).max(64).default(1),
     passwordHashQueue: positive(32),
+    /** Console sessions end this long after sign-in, whatever their use. */
+    sessionTtlHours: z.number().int().min(1).max(24 * 30).default(12),
+    /** …or when unused this long. */
+    sessionIdleMinutes: z.number().int().min(1).max(24 * 60).default(60),
   }).prefault({}),
   secrets: z.object({
     /** base64 of 32 random bytes; encrypts upstream credentials. Created in dataDir on first start when unset. */

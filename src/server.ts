@@ -12,6 +12,7 @@ import { loadEncryptionKey, loadSigningKeys } from './auth/keys.ts';
 import { RegistryTokens } from './auth/registry-tokens.ts';
 import { apiRoutes } from './http/api/index.ts';
 import { buildApp } from './http/app.ts';
+import { consoleRoutes } from './http/console.ts';
 import { registryRoutes } from './http/registry-routes.ts';
 import { actorFor, tokenRealm } from './http/request-auth.ts';
 import { tokenRoutes } from './http/token-endpoint.ts';
@@ -30,7 +31,9 @@ import { CatalogService } from './services/catalog.ts';
 import { PullService } from './services/pull.ts';
 import { ReferrersService } from './services/referrers.ts';
 import { RegistryService } from './services/registries.ts';
+import { RegistryTraffic } from './services/registry-traffic.ts';
 import { RegistryUpstreamService } from './services/registry-upstreams.ts';
+import { SessionService } from './services/sessions.ts';
 import { TagService } from './services/tags.ts';
 import { TokenService } from './services/tokens.ts';
 import { UpstreamService } from './services/upstreams.ts';
@@ -57,6 +60,8 @@ export async function createServices(config: Config, database: DatabaseHandle, l
   const upstreams = new UpstreamService({ db, cipher, allowPrivate: config.upstream.allowPrivate, pullCache: registries.pullCache });
   const entries = new CacheEntryService({ db, dialect, store });
   const counter = new DownloadCounter({ db, flushIntervalMs: config.cache.counterFlushSeconds * 1000, logger });
+  const traffic = new RegistryTraffic({ db, flushIntervalMs: config.cache.counterFlushSeconds * 1000, logger });
+  const sessionTimes = { ttlMs: config.auth.sessionTtlHours * 60 * 60 * 1000, idleMs: config.auth.sessionIdleMinutes * 60 * 1000 };
   const client = new UpstreamClient({ ...config.upstream, maxManifestBytes: config.limits.maxManifestBytes, logger });
   const audit = new AuditService({ db });
   configurePasswordHashing({ threads: config.auth.passwordHashThreads, queue: config.auth.passwordHashQueue });
@@ -74,7 +79,9 @@ export async function createServices(config: Config, database: DatabaseHandle, l
     cipher,
     registryTokens,
     throttle,
-    authenticator: new Authenticator({ db, registryTokens, throttle }),
+    authenticator: new Authenticator({ db, registryTokens, throttle, sessionIdleMs: sessionTimes.idleMs }),
+    sessions: new SessionService({ db, times: sessionTimes }),
+    traffic,
     users: new UserService({ db }),
     groups: new GroupService({ db }),
     memberships: new MembershipService({ db }),
@@ -93,6 +100,7 @@ export async function createServices(config: Config, database: DatabaseHandle, l
       store,
       client,
       counter,
+      traffic,
       metrics,
       logger,
       fillGraceMs: config.cache.fillGraceSeconds * 1000,
@@ -132,6 +140,7 @@ export async function createManifold(config: Config, logger: Logger = createLogg
   const services = await createServices(config, database, logger, metrics);
   metrics.sources.rateLimits = () => services.client.rateLimits();
   services.counter.start();
+  services.traffic.start();
   services.destroyer.start();
 
   const app = buildApp({
@@ -155,6 +164,7 @@ export async function createManifold(config: Config, logger: Logger = createLogg
     // A registry token's grants are checked by the pull service, after the membership check.
     authenticate: (request) => actorFor(request, services.authenticator, 'registry'),
   });
+  consoleRoutes(app);
   apiRoutes(app, {
     db: database.db,
     authenticator: services.authenticator,
@@ -169,6 +179,10 @@ export async function createManifold(config: Config, logger: Logger = createLogg
     auditService: services.audit,
     upstreamClient: services.client,
     allowPrivateUpstreams: config.upstream.allowPrivate,
+    sessionService: services.sessions,
+    registryTraffic: services.traffic,
+    publicUrl: config.server.publicUrl,
+    service: config.auth.service,
   });
 
   return {
@@ -183,6 +197,7 @@ export async function createManifold(config: Config, logger: Logger = createLogg
       await app.close();
       await services.pull.settle();
       await services.counter.stop();
+      await services.traffic.stop();
       await services.destroyer.stop();
       await services.client.close();
       await closePasswordHashing();

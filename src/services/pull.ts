@@ -16,6 +16,7 @@ import { SYSTEM } from '../auth/policy.ts';
 import type { CacheEntry } from '../db/schema.ts';
 import type { CacheEntryService } from './cache-entries.ts';
 import type { DownloadCounter } from './download-counter.ts';
+import type { RegistryTraffic } from './registry-traffic.ts';
 import type { RegistryService } from './registries.ts';
 import { BlobFills } from './blob-fills.ts';
 import type { JoinedFill } from './blob-fills.ts';
@@ -100,6 +101,8 @@ export interface PullDeps {
   store: ObjectStore;
   client: UpstreamClient;
   counter: DownloadCounter;
+  /** Hourly hits, misses and bytes per registry, for the console (optional in tests). */
+  traffic?: Pick<RegistryTraffic, 'record'>;
   metrics: Metrics;
   logger: Logger;
   fillGraceMs: number;
@@ -134,7 +137,9 @@ export class PullService {
     if (registry.upstreams.length === 0) return err('no_upstreams', `registry ${name.groupPath}/${name.registryName} has no upstreams`);
 
     const pull = new Pull(this, this.#deps, registry, name, request, this.#now(), startedAt);
-    return request.kind === 'blob' ? pull.blob() : pull.manifest();
+    const result = await (request.kind === 'blob' ? pull.blob() : pull.manifest());
+    if (result.ok) this.#deps.traffic?.record(registry.registry.id, result.value);
+    return result;
   }
 
   /**
