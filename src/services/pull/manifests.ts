@@ -74,7 +74,7 @@ async function carryOut(run: PullRun, input: PlanInput, entry: CacheEntry, upstr
         return served ?? manifestMiss(run);
       }
       case 'revalidate': {
-        const head = await revalidate(run, upstream, tag, entry);
+        const head = await revalidate(run, upstream, tag, entry, true);
         if (head.kind === 'found' && head.value.digest && head.value.digest !== entry.digest && !run.isGet) {
           // The tag moved: a HEAD answers with the new digest without filling (DESIGN §3.3).
           if (SCHEMA1_TYPES.has(baseMediaType(head.value.mediaType))) return run.count(schema1Refused());
@@ -110,21 +110,36 @@ function revalidationOf(head: UpstreamResult<ManifestHead>, digest: string): Rev
 }
 
 /**
- * HEAD of a stale tag (which Docker Hub does not count as a pull), bounded by the revalidation timeout
- * and shared by every request for this tag meanwhile; the same digest renews the entry's check time.
+ * HEAD of a stale tag (which Docker Hub does not count as a pull), shared by every request for this
+ * tag meanwhile; the same digest renews the entry's check time. A request waiting for it (foreground)
+ * waits at most the revalidation timeout, also when it joined a background refresh; past it the
+ * upstream counts as timed out (its circuit opens), so the next requests do not wait again. A
+ * background refresh keeps only the fill timeouts: nobody waits for it.
  */
-function revalidate(run: PullRun, upstream: PullUpstream, tag: string, entry: CacheEntry): Promise<UpstreamResult<ManifestHead>> {
+function revalidate(run: PullRun, upstream: PullUpstream, tag: string, entry: CacheEntry, foreground: boolean): Promise<UpstreamResult<ManifestHead>> {
   const { deps, shared } = run;
   const path = manifestPath(run.name.image, tag);
-  return shared.revalidate(`${upstream.id}:${path}`, async () => {
-    const limit = shared.revalidateTimeoutMs;
-    const signal = AbortSignal.timeout(limit);
+  const limit = shared.revalidateTimeoutMs;
+  const flight = shared.revalidate(`${upstream.id}:${path}`, async () => {
+    const signal = foreground ? AbortSignal.timeout(limit) : undefined;
     const head = await run.timed(upstream, 'head_manifest', async () => {
       const answered = await deps.client.headManifest(upstream, run.name.image, tag, signal);
-      return answered.kind === 'unavailable' && signal.aborted ? timedOut(`no answer within ${duration(limit)}`) : answered;
+      return answered.kind === 'unavailable' && signal?.aborted ? timedOut(`no answer within ${duration(limit)}`) : answered;
     }, { path });
     if (head.kind === 'found' && head.value.digest === entry.digest) await deps.entries.touchChecked(entry.id, shared.now());
     return head;
+  });
+  if (!foreground) return flight;
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      const late = timedOut(`no answer within ${duration(limit)}`);
+      run.learn(upstream.id, late);
+      resolve(late);
+    }, limit + 50);
+    void flight.then((head) => {
+      clearTimeout(timer);
+      resolve(head);
+    });
   });
 }
 
@@ -132,7 +147,7 @@ function revalidate(run: PullRun, upstream: PullUpstream, tag: string, entry: Ca
 function refreshInBackground(run: PullRun, upstream: PullUpstream, tag: string, entry: CacheEntry): void {
   const path = manifestPath(run.name.image, tag);
   run.shared.background(`${upstream.id}:${path}`, async () => {
-    const head = await revalidate(run, upstream, tag, entry);
+    const head = await revalidate(run, upstream, tag, entry, false);
     if (head.kind === 'found' && head.value.digest !== entry.digest) {
       const filled = await fillManifest(run, upstream, tag);
       if (!filled.ok) run.deps.logger.warn({ upstream: upstream.id, path, reason: filled.reason, message: filled.message }, 'background refresh of a tag failed');
