@@ -44,7 +44,8 @@ interface State {
   lastFailureAt: number | null;
   openUntil: number | null;
   windowMs: number;
-  probing: boolean;
+  /** When the probe of this window was taken (epoch ms), or null; one that never reports expires after a window. */
+  probingSince: number | null;
   limitedUntil: number | null;
   skipped: number;
 }
@@ -71,15 +72,16 @@ export class UpstreamHealth {
     if (!state) return { circuit: 'closed', limitedUntil: null, lastFailure: null, openUntil: null };
     const limitedUntil = state.limitedUntil !== null && state.limitedUntil > now ? state.limitedUntil : null;
     let circuit: UpstreamCondition['circuit'] = 'closed';
-    if (state.openUntil !== null) circuit = state.openUntil > now || state.probing ? 'open' : 'probe_due';
+    if (state.openUntil !== null) circuit = state.openUntil > now || this.#probing(state, now) ? 'open' : 'probe_due';
     return { circuit, limitedUntil, lastFailure: circuit === 'closed' ? null : state.lastFailure, openUntil: state.openUntil };
   }
 
   /** Takes the one probe of an elapsed window; false when the circuit is closed or another caller has it. */
   claimProbe(upstreamId: number): boolean {
     const state = this.#states.get(upstreamId);
-    if (!state || state.openUntil === null || state.probing || state.openUntil > this.#now()) return false;
-    state.probing = true;
+    const now = this.#now();
+    if (!state || state.openUntil === null || this.#probing(state, now) || state.openUntil > now) return false;
+    state.probingSince = now;
     return true;
   }
 
@@ -108,7 +110,7 @@ export class UpstreamHealth {
       state.windowMs = reopening ? Math.min(state.windowMs * 2, this.#options.maxOpenMs) : this.#options.openMs;
       state.openUntil = now + state.windowMs;
     }
-    state.probing = false;
+    state.probingSince = null;
   }
 
   /** A `ratelimit-remaining` of 0 limits the upstream until its reset (or the default). */
@@ -150,10 +152,14 @@ export class UpstreamHealth {
     else this.#states.delete(upstreamId);
   }
 
+  #probing(state: State, now: number): boolean {
+    return state.probingSince !== null && now - state.probingSince < state.windowMs;
+  }
+
   #close(state: State): void {
     state.failures = 0;
     state.openUntil = null;
-    state.probing = false;
+    state.probingSince = null;
     state.windowMs = this.#options.openMs;
   }
 
@@ -161,7 +167,7 @@ export class UpstreamHealth {
     let state = this.#states.get(upstreamId);
     if (!state) {
       if (this.#states.size >= MAX_TRACKED) this.#states.delete(this.#states.keys().next().value as number);
-      state = { failures: 0, lastFailure: null, lastFailureAt: null, openUntil: null, windowMs: this.#options.openMs, probing: false, limitedUntil: null, skipped: 0 };
+      state = { failures: 0, lastFailure: null, lastFailureAt: null, openUntil: null, windowMs: this.#options.openMs, probingSince: null, limitedUntil: null, skipped: 0 };
       this.#states.set(upstreamId, state);
     }
     return state;

@@ -15,6 +15,8 @@ import type { TestManifold } from '../helpers/manifold.ts';
 import { logSince, settleLog, until, v2 } from '../helpers/e2e.ts';
 
 const STALE_WARNING = '299 - "served from cache; upstream unavailable"';
+/** Where the test is not about the revalidation timeout, a loaded machine must not trip it. */
+const PATIENT = { upstream: { allowPrivate: true, revalidateTimeoutMs: 15_000 } };
 
 /** Makes the live entries of `upstreamId` for this path look last checked `ageMs` ago. */
 async function age(server: TestManifold, upstreamId: number, relativePath: string, ageMs: number): Promise<void> {
@@ -128,7 +130,7 @@ describe('an upstream answering 429 with Retry-After', () => {
   before(async () => {
     upstream = await FakeRegistry.start();
     upstream.addImage('library/app', image, ['1']);
-    server = await startManifold();
+    server = await startManifold(PATIENT);
     upstreamId = (await createVirtualRegistry(server, { group: 'acme', registry: 'hub', upstreamUrls: [upstream.url], cacheValidityHours: 1 })).upstreams[0].upstream_id;
     token = await personalToken(server);
   });
@@ -181,7 +183,7 @@ describe('stale_while_revalidate', () => {
   before(async () => {
     upstream = await SlowRegistry.start();
     upstream.addImage('library/app', v1, ['latest']);
-    server = await startManifold();
+    server = await startManifold(PATIENT);
     upstreamId = (await createVirtualRegistry(server, { group: 'acme', registry: 'hub', upstreamUrls: [upstream.url], freshness: { max_age: 60, stale_while_revalidate: 3600 } })).upstreams[0].upstream_id;
     token = await personalToken(server);
   });
@@ -221,7 +223,7 @@ describe('rules by tag pattern against a real Distribution', () => {
   before(async () => {
     upstream = await Distribution.start();
     for (const tag of ['latest', 'stable', 'v1.0.0']) await pushImage(upstream.url, 'library/app', v1, { tag });
-    server = await startManifold();
+    server = await startManifold(PATIENT);
     upstreamId = (await createVirtualRegistry(server, {
       group: 'acme', registry: 'hub', upstreamUrls: [upstream.url], cacheValidityHours: 24,
       freshness: { rules: [{ match: 'library/*:latest', max_age: 5 }, { match: '*:v*.*.*', pin: true }] },

@@ -24,7 +24,8 @@ export async function pullBlob(run: PullRun): Promise<Result<PullResponse>> {
   const plan = planPull({ kind: 'blob', by: 'digest', upstreams: run.plannedUpstreams(path), entry: null, freshness: null, now: run.now });
   if (plan.kind === 'fail') return run.count(err(plan.reason, plan.message));
   if (plan.kind !== 'fill' || plan.why === 'tag_moved') return run.count(err('upstream_unavailable', `unexpected plan ${plan.kind} for a blob`));
-  const candidates = plan.ask.map((index) => run.registry.upstreams[index]);
+  const candidates = run.askable(plan.ask);
+  if (!candidates) return run.count(run.probeBusy(plan.ask));
 
   const headBlob = (t: Parameters<typeof deps.client.headBlob>[0], signal: AbortSignal) => deps.client.headBlob(t, name.image, digest, signal);
   if (!run.isGet) {

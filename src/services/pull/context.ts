@@ -133,6 +133,24 @@ export class PullRun {
     }));
   }
 
+  /**
+   * The upstreams a miss may ask, from the plan's `ask`: an upstream whose circuit's window is over lets
+   * one request through (the probe); the others leave it out. null when none is left.
+   */
+  askable(ask: number[]): PullUpstream[] | null {
+    const upstreams = ask.map((index) => this.registry.upstreams[index]).filter((u) => {
+      if (this.shared.health.condition(u.id, this.now).circuit !== 'probe_due') return true;
+      return this.shared.health.claimProbe(u.id);
+    });
+    return upstreams.length > 0 ? upstreams : null;
+  }
+
+  /** The answer when every upstream a miss could ask is being probed by another request. */
+  probeBusy(ask: number[]): Err {
+    const names = ask.map((index) => this.registry.upstreams[index]);
+    return err('upstream_unavailable', `${names.map((u) => `upstream ${u.name}: ${this.shared.health.condition(u.id).lastFailure ?? 'failing'}; another request is asking it again now`).join('; ')}; no cached copy`);
+  }
+
   /** Serves an entry's stored object; null when the object has gone missing (then it is a miss). */
   async serveStored(entry: CacheEntry, mediaType: string, cache: CacheResult, warning: string | null = null): Promise<Result<PullResponse> | null> {
     const kind = this.request.kind;

@@ -165,7 +165,8 @@ async function manifestMiss(run: PullRun, ask?: number[]): Promise<Result<PullRe
     if (plan.kind !== 'fill' || plan.why === 'tag_moved') return run.count(err('upstream_unavailable', `unexpected plan ${plan.kind} for a miss`));
     ask = plan.ask;
   }
-  const candidates = ask.map((index) => run.registry.upstreams[index]);
+  const candidates = run.askable(ask);
+  if (!candidates) return run.count(run.probeBusy(ask));
   const headManifest = (t: UpstreamTarget, signal: AbortSignal) => deps.client.headManifest(t, name.image, reference, signal);
   if (!run.isGet) {
     const head = await run.probe(candidates, path, 'head_manifest', headManifest);
