@@ -1,17 +1,16 @@
 // The pull path (DESIGN §3): answer a manifest or blob request from the cache, or from the first
 // upstream that has it while filling the cache. This is the entry point; the parts live in pull/:
-// access.ts (who may pull, the grammar), plan.ts (the decision, a pure function), manifests.ts and
+// access.ts (names and the grammar of references; who may pull is pull-access.ts), plan.ts (the decision, a pure function), manifests.ts and
 // blobs.ts (carrying the plan out), context.ts (what they share), negative-cache.ts (upstream 404s).
-import { MEDIA_TYPES } from '../oci/media-types.ts';
-import { parseDigest } from '../oci/reference.ts';
 import type { Actor } from '../auth/policy.ts';
-import { err, invalid, ok } from '../result.ts';
+import { err } from '../result.ts';
 import type { Err, Result } from '../result.ts';
 import { BlobFills } from './blob-fills.ts';
 import { SingleFlight } from './single-flight.ts';
 import { UpstreamHealth } from './upstream-health.ts';
-import { checkPullAccess, referenceError } from './pull/access.ts';
+import { referenceError } from './pull/access.ts';
 import type { PullRegistry, RepositoryName } from './pull/access.ts';
+import { authorizeRepository } from './pull-access.ts';
 import { pullBlob } from './pull/blobs.ts';
 import { PullRun } from './pull/context.ts';
 import type { ManifestFilled, PullDeps, PullRequest, PullResponse, PullShared } from './pull/context.ts';
@@ -39,7 +38,6 @@ export class PullService {
   #manifestFills = new SingleFlight<Result<ManifestFilled>>();
   #revalidations = new SingleFlight<unknown>();
   #background = new Map<string, Promise<void>>();
-  #referrers = new Map<string, { value: { bytes: Buffer; mediaType: string }; expires: number }>();
   #now: () => number;
 
   constructor(deps: PullDeps) {
@@ -79,38 +77,9 @@ export class PullService {
     return request.kind === 'blob' ? pullBlob(run) : pullManifest(run);
   }
 
-  /** DESIGN §3.1 step 1 (pull/access.ts). */
+  /** DESIGN §3.1 step 1 (pull-access.ts, shared with referrers and tags). */
   #access(actor: Actor, repository: string): Promise<Result<{ name: RepositoryName; registry: PullRegistry }>> {
-    return checkPullAccess(this.#deps.registries, actor, repository);
-  }
-
-  /**
-   * The referrers of a manifest (OCI 1.1): asked of the registry's upstreams in order, the first
-   * non-empty answer wins; an empty index when none has any. Cached in memory for a short time only,
-   * because the list grows as artifacts are attached upstream.
-   */
-  async referrers(actor: Actor, repository: string, digest: string, artifactType: string | undefined): Promise<Result<{ bytes: Buffer; mediaType: string }>> {
-    const access = await this.#access(actor, repository);
-    if (!access.ok) return access;
-    const { name, registry } = access.value;
-    if (!parseDigest(digest)) return invalid({ digest: ['must be sha256:<64 hex> or sha512:<128 hex>'] }, 'invalid digest');
-    const key = `${registry.registry.id}:${name.image}:${digest}:${artifactType ?? ''}`;
-    const cached = this.#referrers.get(key);
-    if (cached && cached.expires > this.#now()) return ok(cached.value);
-    for (const upstream of registry.upstreams) {
-      const got = await this.#deps.client.getReferrers(upstream, name.image, digest, artifactType);
-      if (got.kind !== 'found') continue;
-      const parsed = safeJson(got.value.bytes) as { manifests?: unknown[] } | null;
-      if (parsed && Array.isArray(parsed.manifests) && parsed.manifests.length > 0) {
-        const value = { bytes: got.value.bytes, mediaType: MEDIA_TYPES.ociIndex };
-        this.#referrers.set(key, { value, expires: this.#now() + this.#deps.referrersTtlMs });
-        return ok(value);
-      }
-    }
-    const empty = { bytes: Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MEDIA_TYPES.ociIndex, manifests: [] })), mediaType: MEDIA_TYPES.ociIndex };
-    this.#referrers.set(key, { value: empty, expires: this.#now() + this.#deps.referrersTtlMs });
-    if (this.#referrers.size > 10_000) this.#referrers.delete(this.#referrers.keys().next().value as string);
-    return ok(empty);
+    return authorizeRepository(this.#deps.registries, actor, repository);
   }
 
   /** One fetch per (upstream, path) at a time for manifests; they are small and shared in memory. */
@@ -130,13 +99,5 @@ export class PullService {
       .catch((error: unknown) => this.#deps.logger.error({ key, err: error }, 'background refresh failed'))
       .finally(() => this.#background.delete(key));
     this.#background.set(key, running);
-  }
-}
-
-function safeJson(bytes: Buffer): unknown {
-  try {
-    return JSON.parse(bytes.toString('utf8'));
-  } catch {
-    return null;
   }
 }

@@ -59,7 +59,6 @@ export interface PullDeps {
   metrics: Metrics;
   logger: Logger;
   fillGraceMs: number;
-  referrersTtlMs: number;
   /** Upstream health (circuit, rate limit); a fresh one per service when omitted. */
   health?: UpstreamHealth;
   /** The limit of one revalidation HEAD of a stale tag (configuration `upstream.revalidateTimeoutMs`). */
