@@ -2,6 +2,7 @@
 // upstream that has it while filling the cache. This is the entry point; the parts live in pull/:
 // access.ts (names and the grammar of references; who may pull is pull-access.ts), plan.ts (the decision, a pure function), manifests.ts and
 // blobs.ts (carrying the plan out), context.ts (what they share), negative-cache.ts (upstream 404s).
+import { LRUCache } from 'lru-cache';
 import type { Actor } from '../auth/policy.ts';
 import { err } from '../result.ts';
 import type { Err, Result } from '../result.ts';
@@ -23,6 +24,11 @@ export type { PullDeps, PullRequest, PullResponse } from './pull/context.ts';
 export { STALE_WARNING } from './pull/plan.ts';
 
 const DEFAULT_REVALIDATE_TIMEOUT_MS = 2_000;
+/**
+ * A tag refreshed in the background is not refreshed again within this time: with max_age 0 (always
+ * stale) and stale_while_revalidate, every request would otherwise send the upstream a HEAD.
+ */
+const MIN_REFRESH_INTERVAL_MS = 1_000;
 
 /** The complete length a 416 answer names (`Content-Range: bytes *\/<length>`), when known. */
 export function unsatisfiedLength(failure: Err): number | null {
@@ -38,6 +44,7 @@ export class PullService {
   #manifestFills = new SingleFlight<Result<ManifestFilled>>();
   #revalidations = new SingleFlight<unknown>();
   #background = new Map<string, Promise<void>>();
+  #refreshed = new LRUCache<string, true>({ max: 10_000, ttl: MIN_REFRESH_INTERVAL_MS, ttlAutopurge: false });
   #now: () => number;
 
   constructor(deps: PullDeps) {
@@ -92,12 +99,15 @@ export class PullService {
     await Promise.all([this.blobFills.settle(), ...this.#background.values()]);
   }
 
-  /** One background job per key at a time; a failure is logged, never thrown at nobody. */
+  /** One background job per key at a time, and not again within a second; a failure is logged. */
   #runInBackground(key: string, work: () => Promise<void>): void {
-    if (this.#background.has(key)) return;
+    if (this.#background.has(key) || this.#refreshed.has(key)) return;
     const running = work()
       .catch((error: unknown) => this.#deps.logger.error({ key, err: error }, 'background refresh failed'))
-      .finally(() => this.#background.delete(key));
+      .finally(() => {
+        this.#background.delete(key);
+        this.#refreshed.set(key, true);
+      });
     this.#background.set(key, running);
   }
 }
