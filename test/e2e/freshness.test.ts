@@ -56,6 +56,9 @@ async function apiGet(server: TestManifold, token: string, path: string): Promis
 }
 
 describe('a frozen upstream (accepts connections, never answers)', () => {
+  // The revalidation timeout is 1.5 s here (default 2 s) so that the issue's bound, 2.5 s for the first
+  // pull, keeps a second of room on a loaded CI machine; the bound asserted is the issue's.
+  const revalidateTimeoutMs = 1_500;
   const image = buildImage({ layerSizes: [256] });
   let upstream: FakeRegistry;
   let server: TestManifold;
@@ -66,7 +69,7 @@ describe('a frozen upstream (accepts connections, never answers)', () => {
   before(async () => {
     upstream = await FakeRegistry.start();
     upstream.addImage('library/app', image, ['1']);
-    server = await startManifold();
+    server = await startManifold({ upstream: { allowPrivate: true, revalidateTimeoutMs } });
     upstreamId = (await createVirtualRegistry(server, { group: 'acme', registry: 'hub', upstreamUrls: [upstream.url], cacheValidityHours: 1 })).upstreams[0].upstream_id;
     token = await personalToken(server);
     apiToken = await personalToken(server, ['api']);
@@ -86,7 +89,7 @@ describe('a frozen upstream (accepts connections, never answers)', () => {
     assert.equal(first.status, 200);
     assert.equal(first.digest, image.manifest.digest);
     assert.equal(first.warning, STALE_WARNING);
-    assert.ok(first.ms < 2_500, `the first pull waited the revalidation timeout (2 s) only: ${first.ms.toFixed(0)} ms`);
+    assert.ok(first.ms < 2_500, `the first pull waited the revalidation timeout (1.5 s) only: ${first.ms.toFixed(0)} ms`);
     assert.equal(heads(), 1);
 
     const next: Pulled[] = [];
@@ -106,12 +109,12 @@ describe('a frozen upstream (accepts connections, never answers)', () => {
     const missed = await getManifest(server, token, 'acme/hub/library/app/manifests/2');
     assert.equal(missed.status, 503);
     assert.ok(missed.ms < 1_000, `a miss does not wait for the frozen upstream: ${missed.ms.toFixed(0)} ms`);
-    assert.match(missed.body!.errors![0].message, /^upstream upstream-1: no answer within 2 s; not asked again for \d+(\.\d)? s; no cached copy$/);
+    assert.match(missed.body!.errors![0].message, /^upstream upstream-1: no answer within 1.5 s; not asked again for \d+(\.\d)? s; no cached copy$/);
 
     const shown = await apiGet(server, apiToken, `/upstreams/${upstreamId}`);
     const health = shown.health as Record<string, unknown>;
     assert.equal(health.state, 'circuit_open');
-    assert.equal(health.last_failure, 'no answer within 2 s');
+    assert.equal(health.last_failure, 'no answer within 1.5 s');
     assert.ok((health.circuit_open_until as number) > Date.now());
     assert.ok((health.revalidations_skipped as number) >= 10);
     const metrics = await (await fetch(`${server.url}/metrics`)).text();
@@ -143,7 +146,8 @@ describe('an upstream answering 429 with Retry-After', () => {
     assert.equal((await getManifest(server, token, 'acme/hub/library/app/manifests/1')).status, 200);
     for (const blob of image.blobs) assert.equal((await v2(server, `acme/hub/library/app/blobs/${blob.digest}`, { token }).then(async (r) => (await r.arrayBuffer(), r.status))), 200);
     await age(server, upstreamId, '/library/app/manifests/1', 2 * 3_600_000);
-    const retryAfter = 15;
+    // Long enough for 100 pulls on a loaded CI machine (measured: up to 16 s); the test waits out the rest.
+    const retryAfter = 30;
     upstream.fault({ path: /\/manifests\//, fault: { kind: 'status', status: 429, headers: { 'retry-after': String(retryAfter), 'content-type': 'application/json' }, body: '{"errors":[{"code":"TOOMANYREQUESTS","message":"You have reached your pull rate limit."}]}' } });
     const limitedAt = Date.now();
     const mark = upstream.requests.length;
