@@ -65,6 +65,10 @@ export const configSchema = z.object({
     tokenTtlSeconds: z.number().int().min(60).max(3600).default(300),
     /** PEM file with the registry token signing key; created in dataDir on first start when unset. */
     signingKeyPath: z.string().min(1).optional(),
+    /** Console sessions end this long after sign-in, whatever their use. */
+    sessionTtlHours: z.number().int().min(1).max(24 * 30).default(12),
+    /** …or when unused this long. */
+    sessionIdleMinutes: z.number().int().min(1).max(24 * 60).default(60),
   }).prefault({}),
   secrets: z.object({
     /** base64 of 32 random bytes; encrypts upstream credentials. Created in dataDir on first start when unset. */

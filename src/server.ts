@@ -10,6 +10,7 @@ import { loadEncryptionKey, loadSigningKeys } from './auth/keys.ts';
 import { RegistryTokens } from './auth/registry-tokens.ts';
 import { apiRoutes } from './http/api/index.ts';
 import { buildApp } from './http/app.ts';
+import { consoleRoutes } from './http/console.ts';
 import { registryRoutes } from './http/registry-routes.ts';
 import { actorFor, tokenRealm } from './http/request-auth.ts';
 import { tokenRoutes } from './http/token-endpoint.ts';
@@ -29,7 +30,9 @@ import { PullService } from './services/pull.ts';
 import { ReferrersService } from './services/referrers.ts';
 import { UpstreamHealth } from './services/upstream-health.ts';
 import { RegistryService } from './services/registries.ts';
+import { RegistryTraffic } from './services/registry-traffic.ts';
 import { RegistryUpstreamService } from './services/registry-upstreams.ts';
+import { SessionService } from './services/sessions.ts';
 import { TagService } from './services/tags.ts';
 import { TokenService } from './services/tokens.ts';
 import { UpstreamService } from './services/upstreams.ts';
@@ -62,12 +65,16 @@ export async function createServices(config: Config, database: DatabaseHandle, l
   const upstreams = new UpstreamService({ db, cipher, allowPrivate: config.upstream.allowPrivate, pullCache: registries.pullCache, health });
   const entries = new CacheEntryService({ db, dialect, store });
   const counter = new DownloadCounter({ db, flushIntervalMs: config.cache.counterFlushSeconds * 1000, logger });
+  const traffic = new RegistryTraffic({ db, flushIntervalMs: config.cache.counterFlushSeconds * 1000, logger });
+  const sessionTimes = { ttlMs: config.auth.sessionTtlHours * 60 * 60 * 1000, idleMs: config.auth.sessionIdleMinutes * 60 * 1000 };
   const client = new UpstreamClient({ ...config.upstream, maxManifestBytes: config.limits.maxManifestBytes, logger });
   return {
     store,
     cipher,
     registryTokens,
-    authenticator: new Authenticator({ db, registryTokens }),
+    authenticator: new Authenticator({ db, registryTokens, sessionIdleMs: sessionTimes.idleMs }),
+    sessions: new SessionService({ db, times: sessionTimes }),
+    traffic,
     users: new UserService({ db }),
     groups: new GroupService({ db }),
     memberships: new MembershipService({ db }),
@@ -86,6 +93,7 @@ export async function createServices(config: Config, database: DatabaseHandle, l
       store,
       client,
       counter,
+      traffic,
       metrics,
       logger,
       fillGraceMs: config.cache.fillGraceSeconds * 1000,
@@ -131,6 +139,7 @@ export async function createManifold(config: Config, logger: Logger = createLogg
     return { id, state: view.state, consecutiveFailures: view.consecutive_failures };
   });
   services.counter.start();
+  services.traffic.start();
   services.destroyer.start();
 
   const app = buildApp({
@@ -154,6 +163,7 @@ export async function createManifold(config: Config, logger: Logger = createLogg
     // A registry token's grants are checked by the pull service, after the membership check.
     authenticate: (request) => actorFor(request, services.authenticator, 'registry'),
   });
+  consoleRoutes(app);
   apiRoutes(app, {
     db: database.db,
     authenticator: services.authenticator,
@@ -168,6 +178,10 @@ export async function createManifold(config: Config, logger: Logger = createLogg
     auditService: services.audit,
     upstreamClient: services.client,
     allowPrivateUpstreams: config.upstream.allowPrivate,
+    sessionService: services.sessions,
+    registryTraffic: services.traffic,
+    publicUrl: config.server.publicUrl,
+    service: config.auth.service,
   });
 
   return {
@@ -182,6 +196,7 @@ export async function createManifold(config: Config, logger: Logger = createLogg
       await app.close();
       await services.pull.settle();
       await services.counter.stop();
+      await services.traffic.stop();
       await services.destroyer.stop();
       await services.client.close();
       await database.close();

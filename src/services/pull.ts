@@ -81,7 +81,9 @@ export class PullService {
     if (invalidReference) return invalidReference;
     if (registry.upstreams.length === 0) return err('no_upstreams', `registry ${name.groupPath}/${name.registryName} has no upstreams`);
     const run = new PullRun(this.#shared, registry, name, request, this.#now(), startedAt);
-    return request.kind === 'blob' ? pullBlob(run) : pullManifest(run);
+    const result = await (request.kind === 'blob' ? pullBlob(run) : pullManifest(run));
+    if (result.ok) this.#deps.traffic?.record(registry.registry.id, result.value);
+    return result;
   }
 
   /** DESIGN §3.1 step 1 (pull-access.ts, shared with referrers and tags). */

@@ -120,7 +120,7 @@ export async function pushImage(registryUrl: string, repository: string, image: 
     const put = await fetch(location, {
       method: 'PUT',
       headers: { ...auth, 'content-type': 'application/octet-stream' },
-      body: blob.bytes,
+      body: bytesOf(blob.bytes),
     });
     await expectStatus(put, [201], `uploading ${blob.digest}`);
   };
@@ -128,7 +128,7 @@ export async function pushImage(registryUrl: string, repository: string, image: 
     const put = await fetch(`${base}/v2/${repository}/manifests/${reference}`, {
       method: 'PUT',
       headers: { ...auth, 'content-type': manifest.mediaType },
-      body: manifest.bytes,
+      body: bytesOf(manifest.bytes),
     });
     await expectStatus(put, [201], `putting manifest ${reference}`);
   };
@@ -140,4 +140,9 @@ export async function pushImage(registryUrl: string, repository: string, image: 
   } else {
     await pushManifest(image.manifest, options.tag ?? image.manifest.digest);
   }
+}
+
+/** A view of a Buffer's bytes (no copy) that fetch accepts under both Node's and the DOM's types (the console tests use the latter). */
+function bytesOf(buffer: Buffer): Uint8Array<ArrayBuffer> {
+  return new Uint8Array(buffer.buffer as ArrayBuffer, buffer.byteOffset, buffer.byteLength);
 }

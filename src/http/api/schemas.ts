@@ -371,3 +371,53 @@ export type ViewChecks = [
   Expect<Same<Loose<Out<typeof cleanupPolicySchema>>, Loose<CleanupPolicyView>>>,
   Expect<Same<Loose<Out<typeof auditEventSchema>>, Loose<AuditView>>>,
 ];
+
+// ---- the console's session and overview (issue 20) -------------------------------------------------
+
+export const signInBody = z.object({
+  username: z.string('must be a string').max(255, 'must be at most 255 characters').optional(),
+  password: z.string('must be a string').max(1024, 'must be at most 1024 characters').optional(),
+  token: z.string('must be a string').max(1024, 'must be at most 1024 characters').optional()
+    .describe('a personal access token with the api or read_api scope, instead of username and password'),
+}, 'must be an object').describe('username and password, or a personal access token');
+
+export const sessionSchema = named('Session', z.object({
+  user: userSchema,
+  csrf_token: z.string().describe('send it as the X-CSRF-Token header with every request that changes something'),
+  expires_at: time(),
+  idle_timeout_seconds: z.number().int().describe('the session ends when unused this long'),
+  scopes: z.array(z.enum(SCOPES)).nullable().describe('the scopes of the token the session was started with; null after a password sign-in'),
+  memberships: z.array(z.object({ group_id: z.number().int(), role: roleName, access_level: z.number().int() }))
+    .describe('the user\'s role in each group: what the console offers to change (the API decides)'),
+}));
+
+export const instanceSchema = named('Instance', z.object({
+  public_url: z.string().describe('the URL clients reach this instance at: server.publicUrl, or this request\'s origin'),
+  registry_host: z.string().describe('what image names start with: host[:port] of the public URL'),
+  service: z.string().describe('the `service` of the Bearer challenge'),
+}));
+
+export const trafficHourSchema = named('TrafficHour', z.object({
+  hour: time().describe('start of the hour'),
+  hits: z.number().int(),
+  misses: z.number().int(),
+  bytes_from_cache: z.number().int(),
+  bytes_from_upstream: z.number().int(),
+}));
+
+export const registryStatisticsSchema = named('RegistryStatistics', z.object({
+  registry_id: z.number().int(),
+  since: time(),
+  hours: z.array(trafficHourSchema).describe('one per hour of the window, oldest first, zeros included'),
+  hits: z.number().int(),
+  misses: z.number().int(),
+  hit_ratio: z.number().nullable().describe('hits / (hits + misses) over the window; null without requests'),
+  bytes_from_cache: z.number().int(),
+  bytes_from_upstream: z.number().int(),
+  cached_entries: z.number().int().describe('live cache entries of the registry\'s upstreams now'),
+  cached_bytes: z.number().int(),
+}));
+
+export const statisticsQuery = z.object({
+  hours: z.coerce.number('must be a whole number').int('must be a whole number').min(1, 'must be at least 1').max(168, 'must be at most 168').default(24),
+});

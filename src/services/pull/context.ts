@@ -17,6 +17,7 @@ import type { BlobFills } from '../blob-fills.ts';
 import type { CacheEntryService } from '../cache-entries.ts';
 import type { DownloadCounter } from '../download-counter.ts';
 import type { RegistryService } from '../registries.ts';
+import type { RegistryTraffic } from '../registry-traffic.ts';
 import type { UpstreamHealth } from '../upstream-health.ts';
 import type { PullRegistry, PullUpstream, RepositoryName } from './access.ts';
 import type { NegativeCache } from './negative-cache.ts';
@@ -58,6 +59,8 @@ export interface PullDeps {
   store: ObjectStore;
   client: UpstreamClient;
   counter: DownloadCounter;
+  /** Hourly hits, misses and bytes per registry, for the console (optional in tests). */
+  traffic?: Pick<RegistryTraffic, 'record'>;
   metrics: Metrics;
   logger: Logger;
   fillGraceMs: number;
