@@ -30,6 +30,7 @@ import { MembershipService } from './services/memberships.ts';
 import { CatalogService } from './services/catalog.ts';
 import { PullService } from './services/pull.ts';
 import { ReferrersService } from './services/referrers.ts';
+import { UpstreamHealth } from './services/upstream-health.ts';
 import { RegistryService } from './services/registries.ts';
 import { RegistryTraffic } from './services/registry-traffic.ts';
 import { RegistryUpstreamService } from './services/registry-upstreams.ts';
@@ -57,7 +58,13 @@ export async function createServices(config: Config, database: DatabaseHandle, l
   const cipher = new CredentialsCipher(loadEncryptionKey(config.secrets.encryptionKey, paths.encryptionKeyPath));
   const registryTokens = new RegistryTokens({ keys: await loadSigningKeys(paths.signingKeyPath), issuer: config.auth.issuer, service: config.auth.service, ttlSeconds: config.auth.tokenTtlSeconds });
   const registries = new RegistryService({ db, cipher, limits: config.limits });
-  const upstreams = new UpstreamService({ db, cipher, allowPrivate: config.upstream.allowPrivate, pullCache: registries.pullCache });
+  const health = new UpstreamHealth({
+    failureThreshold: config.upstream.circuitFailureThreshold,
+    openMs: config.upstream.circuitOpenSeconds * 1000,
+    maxOpenMs: config.upstream.circuitMaxOpenSeconds * 1000,
+    defaultRateLimitMs: config.upstream.rateLimitDefaultSeconds * 1000,
+  });
+  const upstreams = new UpstreamService({ db, cipher, allowPrivate: config.upstream.allowPrivate, pullCache: registries.pullCache, health });
   const entries = new CacheEntryService({ db, dialect, store });
   const counter = new DownloadCounter({ db, flushIntervalMs: config.cache.counterFlushSeconds * 1000, logger });
   const traffic = new RegistryTraffic({ db, flushIntervalMs: config.cache.counterFlushSeconds * 1000, logger });
@@ -104,6 +111,8 @@ export async function createServices(config: Config, database: DatabaseHandle, l
       metrics,
       logger,
       fillGraceMs: config.cache.fillGraceSeconds * 1000,
+      health,
+      revalidateTimeoutMs: config.upstream.revalidateTimeoutMs,
     }),
     referrers: new ReferrersService({ registries, client, logger, ttlMs: config.cache.referrersTtlSeconds * 1000 }),
     tags: new TagService({ registries, client, logger, ttlMs: config.cache.tagsTtlSeconds * 1000 }),
@@ -139,6 +148,10 @@ export async function createManifold(config: Config, logger: Logger = createLogg
   const metrics = createMetrics();
   const services = await createServices(config, database, logger, metrics);
   metrics.sources.rateLimits = () => services.client.rateLimits();
+  metrics.sources.health = () => services.pull.health.ids().map((id) => {
+    const view = services.pull.health.view(id);
+    return { id, state: view.state, consecutiveFailures: view.consecutive_failures };
+  });
   services.counter.start();
   services.traffic.start();
   services.destroyer.start();
