@@ -5,6 +5,8 @@ import { resolvedPaths } from './config.ts';
 import { openDatabase } from './db/connect.ts';
 import type { DatabaseHandle, DatabaseOptions } from './db/connect.ts';
 import { Authenticator } from './auth/authenticate.ts';
+import { LoginThrottle } from './auth/login-throttle.ts';
+import { closePasswordHashing, configurePasswordHashing } from './auth/password-hashing.ts';
 import { CredentialsCipher } from './auth/credentials-cipher.ts';
 import { loadEncryptionKey, loadSigningKeys } from './auth/keys.ts';
 import { RegistryTokens } from './auth/registry-tokens.ts';
@@ -28,6 +30,7 @@ import { MembershipService } from './services/memberships.ts';
 import { CatalogService } from './services/catalog.ts';
 import { PullService } from './services/pull.ts';
 import { ReferrersService } from './services/referrers.ts';
+import { UpstreamHealth } from './services/upstream-health.ts';
 import { RegistryService } from './services/registries.ts';
 import { RegistryTraffic } from './services/registry-traffic.ts';
 import { RegistryUpstreamService } from './services/registry-upstreams.ts';
@@ -57,24 +60,42 @@ export async function createServices(config: Config, database: DatabaseHandle, l
   const registryTokens = new RegistryTokens({ keys: await loadSigningKeys(paths.signingKeyPath), issuer: config.auth.issuer, service: config.auth.service, ttlSeconds: config.auth.tokenTtlSeconds });
   const outageMemoryMs = config.database.outageMemorySeconds * 1000;
   const registries = new RegistryService({ db, cipher, limits: config.limits, outageMemoryMs });
-  const upstreams = new UpstreamService({ db, cipher, allowPrivate: config.upstream.allowPrivate, pullCache: registries.pullCache });
+  const health = new UpstreamHealth({
+    failureThreshold: config.upstream.circuitFailureThreshold,
+    openMs: config.upstream.circuitOpenSeconds * 1000,
+    maxOpenMs: config.upstream.circuitMaxOpenSeconds * 1000,
+    defaultRateLimitMs: config.upstream.rateLimitDefaultSeconds * 1000,
+  });
+  const upstreams = new UpstreamService({ db, cipher, allowPrivate: config.upstream.allowPrivate, pullCache: registries.pullCache, health });
   const entries = new CacheEntryService({ db, dialect, store, outageMemoryMs });
   const counter = new DownloadCounter({ db, flushIntervalMs: config.cache.counterFlushSeconds * 1000, logger });
   const traffic = new RegistryTraffic({ db, flushIntervalMs: config.cache.counterFlushSeconds * 1000, logger });
   const sessionTimes = { ttlMs: config.auth.sessionTtlHours * 60 * 60 * 1000, idleMs: config.auth.sessionIdleMinutes * 60 * 1000 };
   const client = new UpstreamClient({ ...config.upstream, maxManifestBytes: config.limits.maxManifestBytes, logger });
+  const audit = new AuditService({ db });
+  configurePasswordHashing({ threads: config.auth.passwordHashThreads, queue: config.auth.passwordHashQueue });
+  const throttle = new LoginThrottle({
+    settings: config.auth.throttle,
+    onBlock: (event) => {
+      logger.warn({ ...event }, 'sign-in attempts blocked after repeated failures');
+      void audit.recordSignInBlocked(event).then((recorded) => {
+        if (!recorded.ok) logger.error({ err: recorded.cause }, recorded.message);
+      });
+    },
+  });
   return {
     store,
     cipher,
     registryTokens,
-    authenticator: new Authenticator({ db, registryTokens, sessionIdleMs: sessionTimes.idleMs, outageMemoryMs }),
+    throttle,
+    authenticator: new Authenticator({ db, registryTokens, throttle, sessionIdleMs: sessionTimes.idleMs, outageMemoryMs }),
     sessions: new SessionService({ db, times: sessionTimes }),
     traffic,
     users: new UserService({ db }),
     groups: new GroupService({ db }),
     memberships: new MembershipService({ db }),
     tokens: new TokenService({ db }),
-    audit: new AuditService({ db }),
+    audit,
     registries,
     upstreams,
     registryUpstreams: new RegistryUpstreamService({ db, limits: config.limits, upstreams, pullCache: registries.pullCache }),
@@ -92,6 +113,8 @@ export async function createServices(config: Config, database: DatabaseHandle, l
       metrics,
       logger,
       fillGraceMs: config.cache.fillGraceSeconds * 1000,
+      health,
+      revalidateTimeoutMs: config.upstream.revalidateTimeoutMs,
     }),
     referrers: new ReferrersService({ registries, client, logger, ttlMs: config.cache.referrersTtlSeconds * 1000 }),
     tags: new TagService({ registries, client, logger, ttlMs: config.cache.tagsTtlSeconds * 1000 }),
@@ -120,7 +143,7 @@ export function createHttp(config: Config, database: DatabaseHandle, services: S
     tags: services.tags,
     catalog: services.catalog,
     service: config.auth.service,
-    realm: (request) => tokenRealm(request, config.server.publicUrl),
+    realm: (request) => tokenRealm(request, { publicUrl: config.server.publicUrl, allowedHosts: config.server.allowedHosts }),
     // A registry token's grants are checked by the pull service, after the membership check.
     authenticate: (request) => actorFor(request, services.authenticator, 'registry'),
   });
@@ -174,6 +197,10 @@ export async function createManifold(config: Config, logger: Logger = createLogg
   const metrics = createMetrics();
   const services = await createServices(config, database, logger, metrics);
   metrics.sources.rateLimits = () => services.client.rateLimits();
+  metrics.sources.health = () => services.pull.health.ids().map((id) => {
+    const view = services.pull.health.view(id);
+    return { id, state: view.state, consecutiveFailures: view.consecutive_failures };
+  });
   services.counter.start();
   services.traffic.start();
   services.destroyer.start();
@@ -195,6 +222,7 @@ export async function createManifold(config: Config, logger: Logger = createLogg
       await services.traffic.stop();
       await services.destroyer.stop();
       await services.client.close();
+      await closePasswordHashing();
       await database.close();
     },
   };

@@ -209,10 +209,23 @@ function consoleSessionsAndTraffic(dialect: Dialect): Migration {
   };
 }
 
+/**
+ * The freshness policy of an upstream (DESIGN §3.5) as JSON: max_age, stale_while_revalidate,
+ * stale_if_error, pin, negative_cache and rules by pattern. Null for rows written before it: their
+ * policy is the one `cache_validity_hours` implies, which stays as the simple form (and its alias).
+ */
+function freshnessPolicy(): Migration {
+  return {
+    async up(db: AnyDb) {
+      await db.schema.alterTable('upstreams').addColumn('freshness', 'text').execute();
+    },
+  };
+}
+
 export function migrationProvider(dialect: Dialect): MigrationProvider {
   return {
     async getMigrations() {
-      return { '0001_initial': initial(dialect), '0002f_console_sessions_traffic': consoleSessionsAndTraffic(dialect) };
+      return { '0001_initial': initial(dialect), '0002e_freshness_policy': freshnessPolicy(), '0002f_console_sessions_traffic': consoleSessionsAndTraffic(dialect) };
     },
   };
 }

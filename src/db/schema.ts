@@ -86,7 +86,10 @@ export interface UpstreamsTable {
   password_encrypted: string | null;
   /** Token endpoint to use instead of the challenge's realm; credentials may be sent there. */
   token_url: string | null;
+  /** Whole hours a tag is fresh, 0 = never revalidate: the simple form of `freshness`, kept in step with it. */
   cache_validity_hours: number;
+  /** The freshness policy as JSON (services/freshness.ts); null = the one cache_validity_hours implies. */
+  freshness: string | null;
   created_at: CreatedAt;
   updated_at: number;
 }

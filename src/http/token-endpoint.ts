@@ -9,7 +9,8 @@ import type { Actor } from '../auth/policy.ts';
 import { grantAccess, parseScopes } from '../auth/registry-tokens.ts';
 import type { RegistryTokens } from '../auth/registry-tokens.ts';
 import { ociError } from '../oci/errors.ts';
-import type { Result } from '../result.ts';
+import type { Err, Result } from '../result.ts';
+import { quotedString } from './request-auth.ts';
 import { UNAVAILABLE_MESSAGE, isUnavailable, retryLater } from './unavailable.ts';
 
 export interface TokenRouteDependencies {
@@ -32,7 +33,7 @@ function noStore(reply: FastifyReply): FastifyReply {
 
 function unauthorized(reply: FastifyReply, service: string) {
   return noStore(reply).code(401)
-    .header('www-authenticate', `Basic realm="${service}"`)
+    .header('www-authenticate', `Basic realm=${quotedString(service)}`)
     .send(ociError('UNAUTHORIZED', 'authentication required: invalid username, password or token'));
 }
 
@@ -44,6 +45,12 @@ function refused(reply: FastifyReply, service: string, failure: Result<unknown>)
 
 function unavailable(reply: FastifyReply) {
   return retryLater(noStore(reply)).code(503).send(ociError('UNAVAILABLE', UNAVAILABLE_MESSAGE));
+}
+
+function throttled(reply: FastifyReply, failure: Err) {
+  return noStore(reply).code(429)
+    .header('retry-after', String(failure.retryAfterSeconds ?? 1))
+    .send(ociError('TOOMANYREQUESTS', failure.message));
 }
 
 function oauthError(reply: FastifyReply, error: 'invalid_request' | 'unsupported_grant_type', description: string) {
@@ -80,7 +87,8 @@ export function tokenRoutes(app: FastifyInstance, deps: TokenRouteDependencies):
         if (!/^basic\s/i.test(header)) return unauthorized(reply, service);
         credentials.authorization = header;
       }
-      const actor = await deps.authenticator.authenticate(credentials, 'registry');
+      const actor = await deps.authenticator.authenticate({ ...credentials, address: request.ip }, 'registry');
+      if (!actor.ok && actor.reason === 'rate_limited') return throttled(reply, actor);
       if (!actor.ok) return refused(reply, service, actor);
       const { issued } = await issue(actor.value, list(query.scope));
       return noStore(reply).send({ token: issued.token, access_token: issued.token, expires_in: issued.expiresIn, issued_at: issued.issuedAt });
@@ -94,7 +102,8 @@ export function tokenRoutes(app: FastifyInstance, deps: TokenRouteDependencies):
       if (typeof body.username !== 'string' || typeof body.password !== 'string' || body.username === '' || body.password === '') {
         return oauthError(reply, 'invalid_request', 'username and password are required');
       }
-      const actor = await deps.authenticator.authenticate({ username: body.username, password: body.password }, 'registry');
+      const actor = await deps.authenticator.authenticate({ username: body.username, password: body.password, address: request.ip }, 'registry');
+      if (!actor.ok && actor.reason === 'rate_limited') return throttled(reply, actor);
       if (!actor.ok) return refused(reply, service, actor);
       const { granted, issued } = await issue(actor.value, list(body.scope));
       return noStore(reply).send({

@@ -11,7 +11,9 @@ import type { Result } from '../result.ts';
 import { recordAudit } from './audit.ts';
 import { authorize, authorizeGroup, notFound, unauthenticated } from './access.ts';
 import { isDatabaseUnavailable } from './database.ts';
-import { parseId, validate } from './validation.ts';
+import { descriptionSchema as descriptionText, parseId, validate } from './validation.ts';
+import { storedPolicy } from './freshness.ts';
+import type { FreshnessPolicy } from './freshness.ts';
 import { guarded, lockGroup, lockRegistries, lockUpstreams, LookupCache, markEntriesForDestruction, transact } from './registry-store.ts';
 
 export const PULL_CACHE_TTL_MS = 5_000;
@@ -51,6 +53,7 @@ export interface PullUpstream {
   password: string | null;
   tokenUrl: string | null;
   cacheValidityHours: number;
+  freshness: FreshnessPolicy;
   position: number;
 }
 
@@ -76,7 +79,7 @@ const nameSchema = z.string('must be a string')
   .min(1, 'is required')
   .max(MAX_NAME_LENGTH, `must be at most ${MAX_NAME_LENGTH} characters`)
   .refine(isPathComponent, 'must be one lower-case path component: letters and digits, separated by ".", "_", "__" or "-"');
-const descriptionSchema = z.string('must be a string').max(1024, 'must be at most 1024 characters').nullable();
+const descriptionSchema = descriptionText(1024).nullable();
 
 const createSchema = z.object({ name: nameSchema, description: descriptionSchema.optional() }, 'must be an object');
 const updateSchema = z.object({ name: nameSchema.optional(), description: descriptionSchema.optional() });
@@ -259,7 +262,7 @@ export class RegistryService {
       .select([
         'groups.id as groupId', 'groups.path as groupPath', 'registries.id as registryId', 'registries.name as registryName',
         'registry_upstreams.position', 'upstreams.id as upstreamId', 'upstreams.name as upstreamName', 'upstreams.url',
-        'upstreams.username', 'upstreams.password_encrypted', 'upstreams.token_url', 'upstreams.cache_validity_hours',
+        'upstreams.username', 'upstreams.password_encrypted', 'upstreams.token_url', 'upstreams.cache_validity_hours', 'upstreams.freshness',
       ])
       .where('groups.path', '=', groupPath)
       .where('registries.name', '=', registryName)
@@ -279,6 +282,7 @@ export class RegistryService {
           password: r.password_encrypted === null ? null : this.#cipher.decrypt(r.password_encrypted),
           tokenUrl: r.token_url,
           cacheValidityHours: r.cache_validity_hours as number,
+          freshness: storedPolicy(r.cache_validity_hours as number, r.freshness),
           position: r.position as number,
         })),
       });

@@ -9,7 +9,7 @@ import { CACHE_ENTRY_STATUS_NAMES, cacheEntryListSchema } from '../../services/c
 import type { CleanupPolicyView } from '../../services/cleanup-policies.ts';
 import { cadenceSchema, keepDaysSchema } from '../../services/cleanup-policies.ts';
 import type { GroupView } from '../../services/groups.ts';
-import { groupPathSchema } from '../../services/groups.ts';
+import { groupDescriptionSchema, groupPathSchema } from '../../services/groups.ts';
 import type { MembershipView } from '../../services/memberships.ts';
 import { ROLE_NAMES, roleSchema } from '../../services/memberships.ts';
 import type { RegistryView } from '../../services/registries.ts';
@@ -17,9 +17,10 @@ import type { RegistryUpstreamView } from '../../services/registry-upstreams.ts'
 import type { CreatedToken, TokenView } from '../../services/tokens.ts';
 import type { UpstreamView } from '../../services/upstreams.ts';
 import { MAX_CACHE_VALIDITY_HOURS } from '../../services/upstreams.ts';
+import { freshnessInputSchema, freshnessPolicySchema } from '../../services/freshness.ts';
 import type { UserView } from '../../services/users.ts';
 import { passwordSchema, usernameSchema } from '../../services/users.ts';
-import { paginationSchema } from '../../services/validation.ts';
+import { descriptionSchema, freeTextNameSchema, paginationSchema } from '../../services/validation.ts';
 
 /** Named schemas become `components.schemas` of the OpenAPI document and are referenced by `$ref`. */
 export const apiSchemas = z.registry<{ id: string; description?: string }>();
@@ -65,8 +66,8 @@ export const cacheEntryQuery = cacheEntryListSchema;
 
 // ---- request bodies ----------------------------------------------------------------------------------
 
-const nameField = z.string('must be a string').trim().min(1, 'is required').max(255, 'must be at most 255 characters');
-const descriptionField = (max: number) => z.string('must be a string').max(max, `must be at most ${max} characters`).nullable();
+const nameField = freeTextNameSchema;
+const descriptionField = (max: number) => descriptionSchema(max).nullable();
 const expiresAtField = z.union([z.number(), z.string()], 'must be an ISO 8601 date or date-time')
   .nullable().optional()
   .describe('ISO 8601 date or date-time (or epoch milliseconds), in the future and at most 365 days away; none = no expiry');
@@ -95,12 +96,12 @@ export const createDeployTokenBody = z.object({
 export const createGroupBody = z.object({
   path: groupPathSchema.describe('one image path component: `acme` in `<host>/acme/<registry>/<image>`; never changes'),
   name: nameField.optional(),
-  description: z.string('must be a string').max(2048, 'must be at most 2048 characters').nullable().optional(),
+  description: groupDescriptionSchema.nullable().optional(),
 }, 'must be an object');
 
 export const updateGroupBody = z.object({
   name: nameField.optional(),
-  description: z.string('must be a string').max(2048, 'must be at most 2048 characters').nullable().optional(),
+  description: groupDescriptionSchema.nullable().optional(),
 }, 'must be an object');
 
 export const addMemberBody = z.object({
@@ -132,7 +133,8 @@ const passwordField = z.string('must be a string').min(1, 'must not be empty').m
 const tokenUrlField = urlField.nullable().describe('token endpoint to use instead of the challenge\'s realm (same URL rules)');
 const cacheValidityField = z.number('must be a whole number of hours').int('must be a whole number of hours')
   .min(0, 'must be at least 0').max(MAX_CACHE_VALIDITY_HOURS, `must be at most ${MAX_CACHE_VALIDITY_HOURS}`)
-  .describe('how long a cached tag is served before it is revalidated; 0 = never revalidate; default 24');
+  .describe('how long a cached tag is served before it is revalidated; 0 = never revalidate (pin); default 24. The simple form of freshness.max_age and freshness.pin');
+const freshnessField = freshnessInputSchema.describe('the freshness policy (DESIGN §3.5); fields left out keep their value; `rules` replaces the whole list. Given with cache_validity_hours, its fields win');
 
 export const createUpstreamBody = z.object({
   name: nameField,
@@ -142,6 +144,7 @@ export const createUpstreamBody = z.object({
   password: passwordField.optional(),
   token_url: tokenUrlField.optional(),
   cache_validity_hours: cacheValidityField.optional(),
+  freshness: freshnessField.optional(),
 }, 'must be an object');
 
 export const updateUpstreamBody = z.object({
@@ -152,6 +155,7 @@ export const updateUpstreamBody = z.object({
   password: passwordField.optional(),
   token_url: tokenUrlField.optional(),
   cache_validity_hours: cacheValidityField.optional(),
+  freshness: freshnessField.optional(),
 }, 'must be an object').describe('fields left out stay as they are; a new url drops the stored credentials unless username and password are given again; null for both removes them');
 
 export const testUnsavedUpstreamBody = z.object({
@@ -262,7 +266,17 @@ export const upstreamSchema = named('Upstream', z.object({
   username: z.string().nullable(),
   has_credentials: z.boolean().describe('a password is stored (it is never returned)'),
   token_url: z.string().nullable(),
-  cache_validity_hours: z.number().int(),
+  cache_validity_hours: z.number().int().describe('the simple form of freshness: whole hours of max_age, 0 when pinned'),
+  freshness: named('FreshnessPolicy', freshnessPolicySchema),
+  health: named('UpstreamHealth', z.object({
+    state: z.enum(['healthy', 'circuit_open', 'rate_limited']).describe('circuit_open: recent failures, revalidations are skipped and misses fail at once until the window ends; rate_limited: revalidations are skipped until the reset'),
+    consecutive_failures: z.number().int(),
+    last_failure: z.string().nullable(),
+    last_failure_at: time().nullable(),
+    circuit_open_until: time().nullable().describe('when the next probe may ask the upstream'),
+    rate_limited_until: time().nullable(),
+    revalidations_skipped: z.number().int().describe('revalidations not sent because of this state (requests saved)'),
+  })).optional().describe('how this process sees the upstream now; only when showing one upstream'),
   created_at: time(),
   updated_at: time(),
 }));
