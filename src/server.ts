@@ -24,6 +24,8 @@ import { CacheEntryService } from './services/cache-entries.ts';
 import { DownloadCounter } from './services/download-counter.ts';
 import { GroupService } from './services/groups.ts';
 import { MembershipService } from './services/memberships.ts';
+import { MirrorRouteService } from './services/mirror-routes.ts';
+import { MirrorRouting } from './services/mirror-routing.ts';
 import { PullService } from './services/pull.ts';
 import { RegistryService } from './services/registries.ts';
 import { RegistryUpstreamService } from './services/registry-upstreams.ts';
@@ -65,6 +67,8 @@ export async function createServices(config: Config, database: DatabaseHandle, l
     audit: new AuditService({ db }),
     registries,
     upstreams,
+    mirrorRoutes: new MirrorRouteService({ db, pullCache: registries.pullCache }),
+    routing: new MirrorRouting({ db, registries }),
     registryUpstreams: new RegistryUpstreamService({ db, limits: config.limits, upstreams, pullCache: registries.pullCache }),
     entries,
     counter,
@@ -125,6 +129,7 @@ export async function createManifold(config: Config, logger: Logger = createLogg
     authenticator: services.authenticator,
     registryTokens: services.registryTokens,
     resolveGroupId: async (path) => (await database.db.selectFrom('groups').select('id').where('path', '=', path).executeTakeFirst())?.id ?? null,
+    mayPullRouted: (actor, name, address, host) => services.routing.mayPull(actor, name, address, host),
   });
   registryRoutes(app, {
     pull: services.pull,
@@ -132,6 +137,8 @@ export async function createManifold(config: Config, logger: Logger = createLogg
     realm: (request) => tokenRealm(request, config.server.publicUrl),
     // A registry token's grants are checked by the pull service, after the membership check.
     authenticate: (request) => actorFor(request, services.authenticator, 'registry'),
+    route: (request) => services.routing.resolve(request),
+    metrics,
   });
   apiRoutes(app, {
     db: database.db,
@@ -143,6 +150,7 @@ export async function createManifold(config: Config, logger: Logger = createLogg
     registryService: services.registries,
     upstreamService: services.upstreams,
     registryUpstreamService: services.registryUpstreams,
+    mirrorRouteService: services.mirrorRoutes,
     cacheEntries: services.entries,
     auditService: services.audit,
     upstreamClient: services.client,

@@ -1,9 +1,13 @@
 // The registry protocol (/v2): read-only pull endpoints of the OCI distribution spec.
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Actor } from '../auth/policy.ts';
+import { createMetrics } from '../metrics.ts';
 import { ociError } from '../oci/errors.ts';
 import type { OciErrorCode } from '../oci/errors.ts';
 import type { Err, Result } from '../result.ts';
+import type { Metrics } from '../metrics.ts';
+import { anonymousPullAllowed, grantsAsRouted } from '../services/mirror-routing.ts';
+import type { RouteRequest, Routed } from '../services/mirror-routing.ts';
 import { unsatisfiedLength } from '../services/pull.ts';
 import type { PullResponse, PullService } from '../services/pull.ts';
 
@@ -18,9 +22,19 @@ export interface RegistryRouteDeps {
   /** The token endpoint URL announced in the Bearer challenge. */
   realm(request: FastifyRequest): string;
   service: string;
+  /** Which registry and image a request is for (MirrorRouting.resolve): once per request, every endpoint. */
+  route(request: RouteRequest): Promise<Result<Routed>>;
+  /** Counts anonymous pulls; a registry of its own when not given (tests). */
+  metrics?: Pick<Metrics, 'anonymousPulls'>;
 }
 
 const OBJECT_PATH = /^(?<name>.+)\/(?<kind>manifests|blobs|referrers)\/(?<reference>[^/]+)$/;
+const TAGS_PATH = /^(?<name>.+)\/tags\/list$/;
+
+function firstQueryValue(value: unknown): string | undefined {
+  const first = Array.isArray(value) ? value[0] : value;
+  return typeof first === 'string' ? first : undefined;
+}
 
 function sendError(reply: FastifyReply, status: number, code: OciErrorCode, message: string, detail?: unknown): FastifyReply {
   return reply.code(status).type('application/json').send(ociError(code, message, detail));
@@ -102,6 +116,7 @@ export function registryRoutes(app: FastifyInstance, deps: RegistryRouteDeps): v
 }
 
 function v2Routes(app: FastifyInstance, deps: RegistryRouteDeps): void {
+  const anonymousPulls = (deps.metrics ?? createMetrics({ defaultMetrics: false })).anonymousPulls;
   app.addHook('onRequest', async (_request, reply) => {
     reply.header('Docker-Distribution-Api-Version', 'registry/2.0');
   });
@@ -140,25 +155,53 @@ function v2Routes(app: FastifyInstance, deps: RegistryRouteDeps): void {
     exposeHeadRoute: false,
     handler: async (request, reply) => {
       const path = (request.params as { '*': string })['*'];
-      if (/\/tags\/list$/.test(path)) return sendError(reply, 404, 'UNSUPPORTED', 'tag listing is not offered by this pull-through cache');
       const match = OBJECT_PATH.exec(path);
-      if (!match?.groups) return sendError(reply, 404, 'NAME_UNKNOWN', 'no such endpoint');
-      const { name, reference } = match.groups;
-      const kind = match.groups.kind === 'manifests' ? 'manifest' : match.groups.kind === 'blobs' ? 'blob' : 'referrers';
+      const tags = match ? null : TAGS_PATH.exec(path);
+      const name = match?.groups?.name ?? tags?.groups?.name;
+      if (!name) return sendError(reply, 404, 'NAME_UNKNOWN', 'no such endpoint');
+      const kind = !match?.groups ? 'tags' : match.groups.kind === 'manifests' ? 'manifest' : match.groups.kind === 'blobs' ? 'blob' : 'referrers';
+      const reference = match?.groups?.reference ?? '';
 
-      const actor = await deps.authenticate(request, name);
       const unauthorized = (message: string, error?: 'invalid_token' | 'insufficient_scope') => {
         reply.header('WWW-Authenticate', challenge(deps, request, name, error));
         return sendError(reply, 401, 'UNAUTHORIZED', message, [{ Type: 'repository', Name: name, Action: 'pull' }]);
       };
+      const query = (request.query ?? {}) as Record<string, unknown>;
+      const [actor, routed] = await Promise.all([
+        deps.authenticate(request, name),
+        deps.route({ name, ns: firstQueryValue(query.ns), host: request.host }),
+      ]);
       if (!actor.ok) return unauthorized(actor.message, 'invalid_token');
-      if (actor.value.kind === 'anonymous') return unauthorized('authentication required');
+      const anonymous = actor.value.kind === 'anonymous';
+      if (!routed.ok) {
+        // To anonymous callers a name that is no registry and no route looks like any other: log in first.
+        if (anonymous && routed.reason === 'not_found' && routed.cause === 'unrouted') return unauthorized('authentication required');
+        const { status, code } = ociStatus(routed, kind === 'tags' ? 'manifest' : kind);
+        return sendError(reply, status, code, routed.message);
+      }
+      const target = routed.value;
+      let puller: Actor;
+      if (anonymous) {
+        const allowed = anonymousPullAllowed(target.registry, request.ip);
+        if (!allowed.ok) {
+          request.log.info({ repository: target.repository, ip: request.ip, via: target.via }, allowed.message);
+          return unauthorized('authentication required');
+        }
+        puller = { kind: 'anonymous', anonymousPull: { groupId: target.registry.group.id, registryId: target.registry.registry.id } };
+        anonymousPulls.inc({ registry: `${target.registry.group.path}/${target.registry.registry.name}`, kind });
+      } else {
+        // A registry token names the repository as the client wrote it; the pull service knows the routed name.
+        puller = grantsAsRouted(actor.value, name, target.repository);
+      }
+      const repository = target.repository;
       const refusedScope = (message: string) => unauthorized(message, 'insufficient_scope');
+
+      if (kind === 'tags') return sendError(reply, 404, 'UNSUPPORTED', 'tag listing is not offered by this pull-through cache');
 
       if (kind === 'referrers') {
         if (request.method === 'HEAD') return sendError(reply, 405, 'UNSUPPORTED', 'use GET for referrers');
         const artifactType = (request.query as { artifactType?: string }).artifactType;
-        const result = await deps.pull.referrers(actor.value, name, reference, artifactType);
+        const result = await deps.pull.referrers(puller, repository, reference, artifactType);
         if (!result.ok) {
           if (result.reason === 'unauthorized') return refusedScope(result.message);
           const { status, code } = ociStatus(result, 'referrers');
@@ -169,8 +212,8 @@ function v2Routes(app: FastifyInstance, deps: RegistryRouteDeps): void {
       }
 
       const result = await deps.pull.pull({
-        actor: actor.value,
-        name,
+        actor: puller,
+        name: repository,
         kind,
         reference,
         method: request.method === 'HEAD' ? 'HEAD' : 'GET',

@@ -144,7 +144,7 @@ export class PullService {
    * unauthorized (the client should ask for a token with this scope).
    */
   async #access(actor: Actor, repository: string): Promise<Result<{ name: RepositoryName; registry: Registry }>> {
-    if (actor.kind === 'anonymous') return err('unauthorized', 'authentication required');
+    if (actor.kind === 'anonymous' && !actor.anonymousPull) return err('unauthorized', 'authentication required');
     const name = parseRepositoryName(repository);
     if (!name) return invalid({ name: ['must be <group>/<registry>/<image> with lower-case components'] }, 'invalid repository name');
     const registry = await this.#deps.registries.findForPull(name.groupPath, name.registryName);

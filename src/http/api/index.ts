@@ -13,6 +13,7 @@ import { CacheEntryQueryService } from '../../services/cache-entry-queries.ts';
 import { CleanupPolicyService } from '../../services/cleanup-policies.ts';
 import type { GroupService } from '../../services/groups.ts';
 import type { MembershipService } from '../../services/memberships.ts';
+import type { MirrorRouteService } from '../../services/mirror-routes.ts';
 import type { RegistryService } from '../../services/registries.ts';
 import { RegistryUpstreamQueryService } from '../../services/registry-upstream-queries.ts';
 import type { RegistryUpstreamService } from '../../services/registry-upstreams.ts';
@@ -29,6 +30,7 @@ import { cleanupPolicyRoutes } from './routes/cleanup-policy.ts';
 import { groupRoutes } from './routes/groups.ts';
 import { linkRoutes } from './routes/links.ts';
 import { memberRoutes } from './routes/members.ts';
+import { mirrorRouteRoutes } from './routes/mirror-routes.ts';
 import { registryRoutes } from './routes/registries.ts';
 import { tokenRoutes } from './routes/tokens.ts';
 import { upstreamRoutes } from './routes/upstreams.ts';
@@ -48,6 +50,7 @@ export interface ApiDeps {
   registryService: RegistryService;
   upstreamService: UpstreamService;
   registryUpstreamService: RegistryUpstreamService;
+  mirrorRouteService: MirrorRouteService;
   /** Purges and the deletion of one entry (marks for the destroy worker). */
   cacheEntries: Pick<CacheEntryService, 'markEntryForDestruction' | 'markUpstreamForDestruction' | 'markRegistryForDestruction'>;
   auditService: AuditService;
@@ -105,6 +108,7 @@ export function apiRoutes(app: FastifyInstance, deps: ApiDeps): void {
       registryRoutes(routes, resolved);
       upstreamRoutes(routes, resolved);
       linkRoutes(routes, resolved);
+      mirrorRouteRoutes(routes, resolved);
       cacheRoutes(routes, resolved);
       cleanupPolicyRoutes(routes, resolved);
       auditRoutes(routes, resolved);
