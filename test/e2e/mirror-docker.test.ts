@@ -16,6 +16,7 @@ describe('Docker and podman pull through Manifold as their mirror', () => {
   const repository = `library/manifold-mirror-${randomBytes(4).toString('hex')}`;
   const image = buildUnpackableImage({ layers: [{ hello: 'hello through the mirror\n' }] });
   const closed = buildUnpackableImage({ layers: [{ closed: 'not for anonymous callers\n' }] });
+  const tool = buildUnpackableImage({ layers: [{ tool: 'a tool from another registry\n' }] });
   let upstream: Distribution;
   let server: TestManifold;
   let dockerd: Dockerd;
@@ -25,9 +26,14 @@ describe('Docker and podman pull through Manifold as their mirror', () => {
     upstream = await Distribution.start();
     await pushImage(upstream.url, repository, image, { tag: '1.0' });
     await pushImage(upstream.url, `${repository}-closed`, closed, { tag: '1.0' });
+    await pushImage(upstream.url, 'owner/tool', tool, { tag: '2.0' });
     server = await startManifold();
-    hubId = (await createVirtualRegistry(server, { group: 'mirrors', registry: 'hub', upstreamUrls: [upstream.url] })).registry.id;
+    const hub = await createVirtualRegistry(server, { group: 'mirrors', registry: 'hub', upstreamUrls: [upstream.url] });
+    hubId = hub.registry.id;
     unwrap(await server.manifold.services.mirrorRoutes.create(server.admin, { host: 'docker.io', registry_id: hubId, default: true }));
+    const services = server.manifold.services;
+    const gh = unwrap(await services.registries.create(server.admin, hub.group.id, { name: 'gh' }));
+    unwrap(await services.registryUpstreams.link(server.admin, gh.id, hub.upstreams[0].upstream_id));
     // Docker accepts a plain-HTTP mirror on 127.0.0.0/8 (its default insecure range) and, elsewhere, only
     // when it is listed in insecure-registries too.
     dockerd = await Dockerd.start({ 'registry-mirrors': [server.url], 'insecure-registries': [server.host] });
@@ -60,7 +66,7 @@ describe('Docker and podman pull through Manifold as their mirror', () => {
     assert.ok(metricValue(metrics, 'manifold_anonymous_pulls_total', { registry: 'mirrors/hub', kind: 'manifest' }) >= 1, 'anonymous pulls are counted');
   });
 
-  it('podman with a registries.conf mirror at Manifold\'s root pulls docker.io/<image> (with credentials)', async () => {
+  it('podman with a registries.conf mirror at Manifold\'s root pulls docker.io/<image>, and ghcr.io/<image> through a <group>/<registry> mirror location', async () => {
     unwrap(await server.manifold.services.registries.update(server.admin, hubId, { anonymous_pull: false }));
     const podman = Podman.create([
       'unqualified-search-registries = ["docker.io"]',
@@ -72,6 +78,13 @@ describe('Docker and podman pull through Manifold as their mirror', () => {
       `location = "${server.host}"`,
       'insecure = true',
       '',
+      '[[registry]]',
+      'location = "ghcr.io"',
+      '',
+      '[[registry.mirror]]',
+      `location = "${server.host}/mirrors/gh"`,
+      'insecure = true',
+      '',
     ].join('\n'));
     try {
       const login = await podman.podman(['login', '--tls-verify=false', '--username', 'admin', '--password', await personalToken(server), server.host]);
@@ -80,6 +93,12 @@ describe('Docker and podman pull through Manifold as their mirror', () => {
       assert.equal(pulled.code, 0, `${pulled.stdout}\n${pulled.stderr}`);
       const listed = await podman.podman(['image', 'inspect', '--format', '{{.Digest}}', `docker.io/${repository}:1.0`]);
       assert.equal(listed.stdout.trim(), image.manifest.digest);
+      // containers/image sends no ns: a registry other than the default route's gets a mirror location with
+      // the registry's <group>/<registry> path, which Manifold serves in its canonical form.
+      const other = await podman.pull('ghcr.io/owner/tool:2.0');
+      assert.equal(other.code, 0, `${other.stdout}\n${other.stderr}`);
+      const tooled = await podman.podman(['image', 'inspect', '--format', '{{.Digest}}', 'ghcr.io/owner/tool:2.0']);
+      assert.equal(tooled.stdout.trim(), tool.manifest.digest);
     } finally {
       podman.cleanup();
     }
