@@ -64,6 +64,8 @@ export const configSchema = z.object({
     counterFlushSeconds: positive(5),
     destroyIntervalSeconds: positive(30),
     referrersTtlSeconds: seconds(60),
+    /** How long an upstream's tag list is used before it is asked again (the last good list is kept for outages). */
+    tagsTtlSeconds: seconds(30),
   }).prefault({}),
   log: z.object({
     level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

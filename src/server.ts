@@ -26,9 +26,12 @@ import { GroupService } from './services/groups.ts';
 import { MembershipService } from './services/memberships.ts';
 import { MirrorRouteService } from './services/mirror-routes.ts';
 import { MirrorRouting } from './services/mirror-routing.ts';
+import { CatalogService } from './services/catalog.ts';
 import { PullService } from './services/pull.ts';
+import { ReferrersService } from './services/referrers.ts';
 import { RegistryService } from './services/registries.ts';
 import { RegistryUpstreamService } from './services/registry-upstreams.ts';
+import { TagService } from './services/tags.ts';
 import { TokenService } from './services/tokens.ts';
 import { UpstreamService } from './services/upstreams.ts';
 import { UserService } from './services/users.ts';
@@ -83,8 +86,10 @@ export async function createServices(config: Config, database: DatabaseHandle, l
       metrics,
       logger,
       fillGraceMs: config.cache.fillGraceSeconds * 1000,
-      referrersTtlMs: config.cache.referrersTtlSeconds * 1000,
     }),
+    referrers: new ReferrersService({ registries, client, logger, ttlMs: config.cache.referrersTtlSeconds * 1000 }),
+    tags: new TagService({ registries, client, logger, ttlMs: config.cache.tagsTtlSeconds * 1000 }),
+    catalog: new CatalogService({ db, dialect }),
   };
 }
 
@@ -133,6 +138,9 @@ export async function createManifold(config: Config, logger: Logger = createLogg
   });
   registryRoutes(app, {
     pull: services.pull,
+    referrers: services.referrers,
+    tags: services.tags,
+    catalog: services.catalog,
     service: config.auth.service,
     realm: (request) => tokenRealm(request, config.server.publicUrl),
     // A registry token's grants are checked by the pull service, after the membership check.

@@ -1,4 +1,5 @@
-// The registry protocol (/v2): read-only pull endpoints of the OCI distribution spec.
+// The registry protocol (/v2): read-only pull endpoints of the OCI distribution spec (manifests, blobs,
+// referrers, tags) and Distribution's catalog.
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Actor } from '../auth/policy.ts';
 import { createMetrics } from '../metrics.ts';
@@ -10,9 +11,16 @@ import { anonymousPullAllowed, grantsAsRouted } from '../services/mirror-routing
 import type { RouteRequest, Routed } from '../services/mirror-routing.ts';
 import { unsatisfiedLength } from '../services/pull.ts';
 import type { PullResponse, PullService } from '../services/pull.ts';
+import type { CatalogService } from '../services/catalog.ts';
+import type { ReferrersService } from '../services/referrers.ts';
+import type { TagService } from '../services/tags.ts';
+import { nextLinkHeader } from '../oci/link.ts';
 
 export interface RegistryRouteDeps {
   pull: PullService;
+  referrers: ReferrersService;
+  tags: TagService;
+  catalog: CatalogService;
   /**
    * The actor of a /v2 request, on the registry channel (`repository` is the name asked for, null for
    * GET /v2/). Whether a registry token (JWT) grants the pull is decided by the pull service, after the
@@ -31,11 +39,6 @@ export interface RegistryRouteDeps {
 const OBJECT_PATH = /^(?<name>.+)\/(?<kind>manifests|blobs|referrers)\/(?<reference>[^/]+)$/;
 const TAGS_PATH = /^(?<name>.+)\/tags\/list$/;
 
-function firstQueryValue(value: unknown): string | undefined {
-  const first = Array.isArray(value) ? value[0] : value;
-  return typeof first === 'string' ? first : undefined;
-}
-
 function sendError(reply: FastifyReply, status: number, code: OciErrorCode, message: string, detail?: unknown): FastifyReply {
   return reply.code(status).type('application/json').send(ociError(code, message, detail));
 }
@@ -43,15 +46,16 @@ function sendError(reply: FastifyReply, status: number, code: OciErrorCode, mess
 /** Object headers that must not survive on an error answer given in their place. */
 const OBJECT_HEADERS = ['docker-content-digest', 'content-range', 'accept-ranges', 'etag', 'warning'];
 
-function challenge(deps: RegistryRouteDeps, request: FastifyRequest, repository: string | null, error?: string): string {
+function challenge(deps: RegistryRouteDeps, request: FastifyRequest, repository: string | null, error?: string, scope?: string): string {
   const parts = [`realm="${deps.realm(request)}"`, `service="${deps.service}"`];
   if (repository) parts.push(`scope="repository:${repository}:pull"`);
+  else if (scope) parts.push(`scope="${scope}"`);
   if (error) parts.push(`error="${error}"`);
   return `Bearer ${parts.join(',')}`;
 }
 
 /** Maps a service's reason to the status and OCI code of the distribution spec. */
-export function ociStatus(failure: Err, kind: 'manifest' | 'blob' | 'referrers'): { status: number; code: OciErrorCode } {
+export function ociStatus(failure: Err, kind: 'manifest' | 'blob' | 'referrers' | 'tags'): { status: number; code: OciErrorCode } {
   switch (failure.reason) {
     case 'unauthorized':
       return { status: 401, code: 'UNAUTHORIZED' };
@@ -62,18 +66,54 @@ export function ociStatus(failure: Err, kind: 'manifest' | 'blob' | 'referrers')
       if (fields.includes('range')) return { status: 416, code: 'RANGE_INVALID' };
       if (fields.includes('name')) return { status: 400, code: 'NAME_INVALID' };
       if (fields.includes('digest')) return { status: 400, code: 'DIGEST_INVALID' };
+      // A manifest by a malformed tag cannot exist: the spec allows only 404 on a manifest GET/HEAD.
+      if (fields.includes('reference')) return { status: 404, code: 'MANIFEST_UNKNOWN' };
+      if (fields.includes('n')) return { status: 400, code: 'PAGINATION_NUMBER_INVALID' };
       return { status: 400, code: 'MANIFEST_INVALID' };
     }
     case 'not_found':
     case 'no_upstreams':
       return { status: 404, code: 'NAME_UNKNOWN' };
     case 'not_found_on_upstreams':
+      // Referrers: no upstream offers the API; 404 is what makes clients use the sha256-<hex> tag schema.
+      if (kind === 'referrers') return { status: 404, code: 'UNSUPPORTED' };
       return { status: 404, code: kind === 'blob' ? 'BLOB_UNKNOWN' : 'MANIFEST_UNKNOWN' };
     case 'rate_limited':
       return { status: 429, code: 'TOOMANYREQUESTS' };
     default:
       return { status: 503, code: 'UNAVAILABLE' };
   }
+}
+
+function single(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
+}
+
+/** `n` of tags/list and _catalog: undefined when absent, null when it is not a whole number. */
+function pageSize(value: string | string[] | undefined): number | undefined | null {
+  const text = single(value);
+  if (text === undefined) return undefined;
+  return /^\d{1,9}$/.test(text) ? Number(text) : null;
+}
+
+/** The page of a referrers answer named by our own Link (upstream id and that upstream's query); null for the first. */
+function referrersPage(query: Record<string, string | string[] | undefined>): { upstreamId: number; query: URLSearchParams } | null | 'invalid' {
+  const upstream = single(query.upstream);
+  const page = single(query.page);
+  if (upstream === undefined && page === undefined) return null;
+  if (upstream === undefined || page === undefined || !/^[1-9]\d{0,15}$/.test(upstream)) return 'invalid';
+  return { upstreamId: Number(upstream), query: new URLSearchParams(page) };
+}
+
+/**
+ * The `Link` to the next page: the path the client asked for (whatever form it named the repository in)
+ * with its query, these parameters set.
+ */
+function nextLink(url: string, params: Record<string, string>): string {
+  const at = url.indexOf('?');
+  const query = new URLSearchParams(at === -1 ? '' : url.slice(at + 1));
+  for (const [key, value] of Object.entries(params)) query.set(key, value);
+  return nextLinkHeader(at === -1 ? url : url.slice(0, at), query);
 }
 
 function etagMatches(header: string | undefined, digest: string): boolean {
@@ -151,32 +191,55 @@ function v2Routes(app: FastifyInstance, deps: RegistryRouteDeps): void {
 
   app.route({
     method: ['GET', 'HEAD'],
+    url: '/v2/_catalog',
+    exposeHeadRoute: false,
+    handler: async (request, reply) => {
+      const actor = await deps.authenticate(request, null);
+      if (!actor.ok || actor.value.kind === 'anonymous') {
+        reply.header('WWW-Authenticate', challenge(deps, request, null, actor.ok ? undefined : 'invalid_token', 'registry:catalog:*'));
+        return sendError(reply, 401, 'UNAUTHORIZED', actor.ok ? 'authentication required' : actor.message, [{ Type: 'registry', Name: 'catalog', Action: '*' }]);
+      }
+      const query = request.query as Record<string, string | string[] | undefined>;
+      const n = pageSize(query.n);
+      if (n === null) return sendError(reply, 400, 'PAGINATION_NUMBER_INVALID', 'n must be a whole number, 0 or more');
+      const result = await deps.catalog.list({ actor: actor.value, n, last: single(query.last) });
+      if (!result.ok) {
+        const { status, code } = ociStatus(result, 'tags');
+        return sendError(reply, status, code, result.message);
+      }
+      if (result.value.nextLast !== null) reply.header('Link', nextLink(request.url, { n: String(n ?? result.value.repositories.length), last: result.value.nextLast }));
+      return reply.type('application/json').send({ repositories: result.value.repositories });
+    },
+  });
+
+  app.route({
+    method: ['GET', 'HEAD'],
     url: '/v2/*',
     exposeHeadRoute: false,
     handler: async (request, reply) => {
       const path = (request.params as { '*': string })['*'];
-      const match = OBJECT_PATH.exec(path);
-      const tags = match ? null : TAGS_PATH.exec(path);
-      const name = match?.groups?.name ?? tags?.groups?.name;
-      if (!name) return sendError(reply, 404, 'NAME_UNKNOWN', 'no such endpoint');
-      const kind = !match?.groups ? 'tags' : match.groups.kind === 'manifests' ? 'manifest' : match.groups.kind === 'blobs' ? 'blob' : 'referrers';
+      const tagsMatch = TAGS_PATH.exec(path);
+      const match = tagsMatch ? null : OBJECT_PATH.exec(path);
+      if (!tagsMatch?.groups && !match?.groups) return sendError(reply, 404, 'NAME_UNKNOWN', 'no such endpoint');
+      const name = (tagsMatch?.groups ?? match!.groups!).name;
       const reference = match?.groups?.reference ?? '';
+      const kind = tagsMatch ? 'tags' : match!.groups!.kind === 'manifests' ? 'manifest' : match!.groups!.kind === 'blobs' ? 'blob' : 'referrers';
 
       const unauthorized = (message: string, error?: 'invalid_token' | 'insufficient_scope') => {
         reply.header('WWW-Authenticate', challenge(deps, request, name, error));
         return sendError(reply, 401, 'UNAUTHORIZED', message, [{ Type: 'repository', Name: name, Action: 'pull' }]);
       };
-      const query = (request.query ?? {}) as Record<string, unknown>;
+      const query = (request.query ?? {}) as Record<string, string | string[] | undefined>;
       const [actor, routed] = await Promise.all([
         deps.authenticate(request, name),
-        deps.route({ name, ns: firstQueryValue(query.ns), host: request.host }),
+        deps.route({ name, ns: single(query.ns), host: request.host }),
       ]);
       if (!actor.ok) return unauthorized(actor.message, 'invalid_token');
       const anonymous = actor.value.kind === 'anonymous';
       if (!routed.ok) {
         // To anonymous callers a name that is no registry and no route looks like any other: log in first.
         if (anonymous && routed.reason === 'not_found' && routed.cause === 'unrouted') return unauthorized('authentication required');
-        const { status, code } = ociStatus(routed, kind === 'tags' ? 'manifest' : kind);
+        const { status, code } = ociStatus(routed, kind);
         return sendError(reply, status, code, routed.message);
       }
       const target = routed.value;
@@ -196,18 +259,34 @@ function v2Routes(app: FastifyInstance, deps: RegistryRouteDeps): void {
       const repository = target.repository;
       const refusedScope = (message: string) => unauthorized(message, 'insufficient_scope');
 
-      if (kind === 'tags') return sendError(reply, 404, 'UNSUPPORTED', 'tag listing is not offered by this pull-through cache');
+      if (kind === 'tags') {
+        const n = pageSize(query.n);
+        if (n === null) return sendError(reply, 400, 'PAGINATION_NUMBER_INVALID', 'n must be a whole number, 0 or more');
+        const result = await deps.tags.list({ actor: puller, name: repository, n, last: single(query.last) });
+        if (!result.ok) {
+          if (result.reason === 'unauthorized') return refusedScope(result.message);
+          const { status, code } = ociStatus(result, 'tags');
+          return sendError(reply, status, code, result.message);
+        }
+        if (result.value.warning) reply.header('Warning', result.value.warning);
+        if (result.value.nextLast !== null) reply.header('Link', nextLink(request.url, { n: String(n), last: result.value.nextLast }));
+        return reply.type('application/json').send({ name, tags: result.value.tags });
+      }
 
       if (kind === 'referrers') {
         if (request.method === 'HEAD') return sendError(reply, 405, 'UNSUPPORTED', 'use GET for referrers');
-        const artifactType = (request.query as { artifactType?: string }).artifactType;
-        const result = await deps.pull.referrers(puller, repository, reference, artifactType);
+        const artifactType = single(query.artifactType);
+        const page = referrersPage(query);
+        if (page === 'invalid') return sendError(reply, 400, 'UNSUPPORTED', 'the upstream and page parameters must come from a Link header of this registry');
+        const result = await deps.referrers.list({ actor: puller, name: repository, digest: reference, artifactType, page });
         if (!result.ok) {
           if (result.reason === 'unauthorized') return refusedScope(result.message);
           const { status, code } = ociStatus(result, 'referrers');
           return sendError(reply, status, code, result.message);
         }
-        if (artifactType) reply.header('OCI-Filters-Applied', 'artifactType');
+        if (result.value.filteredByArtifactType) reply.header('OCI-Filters-Applied', 'artifactType');
+        const next = result.value.next;
+        if (next) reply.header('Link', nextLink(request.url, { upstream: String(next.upstreamId), page: next.query.toString() }));
         return reply.type(result.value.mediaType).send(result.value.bytes);
       }
 

@@ -14,6 +14,8 @@ export const OCI_ERROR_CODES = {
   TOOMANYREQUESTS: 429,
   UNAVAILABLE: 503,
   RANGE_INVALID: 416,
+  /** Distribution's code for a bad `n` of tags/list or _catalog (not in the OCI table; clients know it). */
+  PAGINATION_NUMBER_INVALID: 400,
 } as const;
 
 export type OciErrorCode = keyof typeof OCI_ERROR_CODES;

@@ -101,7 +101,6 @@ export interface PullDeps {
   metrics: Metrics;
   logger: Logger;
   fillGraceMs: number;
-  referrersTtlMs: number;
   now?: () => number;
 }
 
@@ -109,7 +108,6 @@ export class PullService {
   readonly blobFills: BlobFills;
   #deps: PullDeps;
   #manifestFills = new SingleFlight<Result<ManifestFilled>>();
-  #referrers = new Map<string, { value: { bytes: Buffer; mediaType: string }; expires: number }>();
   #now: () => number;
 
   constructor(deps: PullDeps) {
@@ -155,35 +153,6 @@ export class PullService {
     }
     if (!tokenGrantsPull(actor, repository)) return err('unauthorized', `the registry token does not grant pull on ${repository}`);
     return ok({ name, registry });
-  }
-
-  /**
-   * The referrers of a manifest (OCI 1.1): asked of the registry's upstreams in order, the first
-   * non-empty answer wins; an empty index when none has any. Cached in memory for a short time only,
-   * because the list grows as artifacts are attached upstream.
-   */
-  async referrers(actor: Actor, repository: string, digest: string, artifactType: string | undefined): Promise<Result<{ bytes: Buffer; mediaType: string }>> {
-    const access = await this.#access(actor, repository);
-    if (!access.ok) return access;
-    const { name, registry } = access.value;
-    if (!parseDigest(digest)) return invalid({ digest: ['must be sha256:<64 hex> or sha512:<128 hex>'] }, 'invalid digest');
-    const key = `${registry.registry.id}:${name.image}:${digest}:${artifactType ?? ''}`;
-    const cached = this.#referrers.get(key);
-    if (cached && cached.expires > this.#now()) return ok(cached.value);
-    for (const upstream of registry.upstreams) {
-      const got = await this.#deps.client.getReferrers(upstream, name.image, digest, artifactType);
-      if (got.kind !== 'found') continue;
-      const parsed = safeJson(got.value.bytes) as { manifests?: unknown[] } | null;
-      if (parsed && Array.isArray(parsed.manifests) && parsed.manifests.length > 0) {
-        const value = { bytes: got.value.bytes, mediaType: MEDIA_TYPES.ociIndex };
-        this.#referrers.set(key, { value, expires: this.#now() + this.#deps.referrersTtlMs });
-        return ok(value);
-      }
-    }
-    const empty = { bytes: Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MEDIA_TYPES.ociIndex, manifests: [] })), mediaType: MEDIA_TYPES.ociIndex };
-    this.#referrers.set(key, { value: empty, expires: this.#now() + this.#deps.referrersTtlMs });
-    if (this.#referrers.size > 10_000) this.#referrers.delete(this.#referrers.keys().next().value as string);
-    return ok(empty);
   }
 
   /** One fetch per (upstream, path) at a time for manifests; they are small and shared in memory. */
@@ -529,14 +498,6 @@ function failureResult(failure: UpstreamFailure, what: ObjectKind): Err {
 
 function schema1Refused(): Err {
   return err('not_found_on_upstreams', `the upstream has only a Docker schema 1 manifest, which is not supported; push the image as ${MEDIA_TYPES.dockerManifest} or OCI`);
-}
-
-function safeJson(bytes: Buffer): unknown {
-  try {
-    return JSON.parse(bytes.toString('utf8'));
-  } catch {
-    return null;
-  }
 }
 
 function countBytes(body: Readable, metrics: Metrics, source: 'cache' | 'upstream', length: number | null): void {

@@ -5,6 +5,9 @@ import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import ipaddr from 'ipaddr.js';
 
+/** Said with every refusal, so the operator knows which setting allows it (server and CLI read the same). */
+export const ALLOW_PRIVATE_HINT = 'private upstreams are allowed by the setting upstream.allowPrivate (MANIFOLD_UPSTREAM_ALLOW_PRIVATE=true), read by the server and the CLI alike';
+
 /** ipaddr.js ranges that are public unicast; everything else is internal. */
 const PUBLIC_RANGES = new Set(['unicast']);
 

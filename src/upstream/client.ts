@@ -1,4 +1,4 @@
-// Manifold's client for remote OCI registries (DESIGN §3.4): manifests, blobs and referrers of one
+// Manifold's client for remote OCI registries (DESIGN §3.4): manifests, blobs, referrers and tags of one
 // upstream, and the priority probe over several. Every expected outcome is a typed result (found, not
 // found, unauthorized, rate limited, unavailable); nothing here throws for them.
 //
@@ -16,7 +16,9 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { Agent } from 'undici';
 import type { Logger } from '../log.ts';
+import { nextPageQuery } from '../oci/link.ts';
 import { baseMediaType, MANIFEST_ACCEPT_HEADER, MEDIA_TYPES } from '../oci/media-types.ts';
+import { isValidTag } from '../oci/reference.ts';
 import { pullScope, UpstreamAuth } from './auth.ts';
 import type { Authorization, TokenResponse } from './auth.ts';
 import { abandon, BodyTooLargeError, discard, guardedBody, readLimited, readMessage } from './body.ts';
@@ -35,6 +37,8 @@ import type {
   ProbeResult,
   RateLimitReading,
   ReferrersGet,
+  TagList,
+  TagsPage,
   UpstreamFailure,
   UpstreamResult,
   UpstreamTarget,
@@ -93,6 +97,17 @@ function baseUrl(target: UpstreamTarget): string {
 /** Docker Hub keeps official images under `library/`. */
 function upstreamImageName(target: UpstreamTarget, image: string): string {
   return isDockerHub(target.url) && !image.includes('/') ? `library/${image}` : image;
+}
+
+/** `path` with `query` appended when it has any parameter. */
+function withQuery(path: string, query: URLSearchParams): string {
+  const text = query.toString();
+  return text ? `${path}?${text}` : path;
+}
+
+/** The URL of an endpoint of this upstream (what a next link must point at). */
+function endpointUrl(target: UpstreamTarget, path: string): URL {
+  return new URL(`${baseUrl(target)}/v2/${path}`);
 }
 
 function isSuccess(status: number): boolean {
@@ -198,13 +213,71 @@ export class UpstreamClient {
     });
   }
 
-  /** The referrers index of a digest (OCI 1.1); a registry without the API answers 404 = not_found. */
-  async getReferrers(target: UpstreamTarget, image: string, digest: string, artifactType?: string, signal?: AbortSignal): Promise<UpstreamResult<ReferrersGet>> {
+  /**
+   * The referrers index of a digest (OCI 1.1); a registry without the API answers 404 = not_found.
+   * `query` is the upstream's own pagination (from its previous `Link`), sent back as it gave it.
+   */
+  async getReferrers(
+    target: UpstreamTarget,
+    image: string,
+    digest: string,
+    options: { artifactType?: string; query?: URLSearchParams; signal?: AbortSignal } = {},
+  ): Promise<UpstreamResult<ReferrersGet>> {
     const name = upstreamImageName(target, image);
-    const query = artifactType ? `?artifactType=${encodeURIComponent(artifactType)}` : '';
-    const got = await this.#getSmall(target, name, `${name}/referrers/${digest}${query}`, MEDIA_TYPES.ociIndex, 'referrers index', signal);
+    const query = new URLSearchParams(options.query);
+    if (options.artifactType) query.set('artifactType', options.artifactType);
+    const path = `${name}/referrers/${digest}`;
+    const got = await this.#getSmall(target, name, withQuery(path, query), MEDIA_TYPES.ociIndex, 'referrers index', options.signal);
     if (got.kind !== 'small') return got;
-    return found({ bytes: got.bytes, mediaType: baseMediaType(header(got.response.headers, 'content-type')) || MEDIA_TYPES.ociIndex });
+    const applied = (header(got.response.headers, 'oci-filters-applied') ?? '').split(',').map((f) => f.trim());
+    return found({
+      bytes: got.bytes,
+      mediaType: baseMediaType(header(got.response.headers, 'content-type')) || MEDIA_TYPES.ociIndex,
+      filtersApplied: applied.includes('artifactType') ? ['artifactType'] : [],
+      next: nextPageQuery(got.response.headers.link, endpointUrl(target, path)),
+    });
+  }
+
+  /** One page of a repository's tags (`/tags/list`), with the query of the next page when the upstream links one. */
+  async getTagsPage(target: UpstreamTarget, image: string, query: URLSearchParams = new URLSearchParams(), signal?: AbortSignal): Promise<UpstreamResult<TagsPage>> {
+    const name = upstreamImageName(target, image);
+    const path = `${name}/tags/list`;
+    const got = await this.#getSmall(target, name, withQuery(path, query), 'application/json', 'tag list', signal);
+    if (got.kind !== 'small') return got;
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(got.bytes.toString('utf8'));
+    } catch {
+      return unavailable(`${got.response.url.host} answered the tag list of ${name} with a body that is not JSON`);
+    }
+    const tags = (parsed as { tags?: unknown } | null)?.tags;
+    if (tags !== null && tags !== undefined && !Array.isArray(tags)) return unavailable(`${got.response.url.host} answered the tag list of ${name} without a tags array`);
+    // Names that are not tags cannot be pulled through us: left out rather than passed on.
+    const valid = (tags ?? []).filter((tag): tag is string => typeof tag === 'string' && isValidTag(tag));
+    return found({ tags: valid, next: nextPageQuery(got.response.headers.link, endpointUrl(target, path)) });
+  }
+
+  /**
+   * Every tag of a repository, following the upstream's `Link` pages up to `maxPages` (a registry that
+   * keeps linking is cut off there: `complete` is false) and never the same page twice.
+   */
+  async listTags(target: UpstreamTarget, image: string, options: { maxPages: number; signal?: AbortSignal }): Promise<UpstreamResult<TagList>> {
+    const tags: string[] = [];
+    const seen = new Set<string>();
+    let query = new URLSearchParams();
+    for (let page = 0; page < options.maxPages; page++) {
+      seen.add(query.toString());
+      const got = await this.getTagsPage(target, image, query, options.signal);
+      if (got.kind !== 'found') {
+        // A repository unknown upstream is not_found on the first page; later pages are the upstream's problem.
+        return page === 0 || got.kind !== 'not_found' ? got : unavailable(`the tag list of ${image} ended with HTTP ${got.status} on page ${page + 1}`, got.status);
+      }
+      tags.push(...got.value.tags);
+      if (got.value.next === null || seen.has(got.value.next.toString())) return found({ tags, complete: true });
+      query = got.value.next;
+    }
+    this.#options.logger?.warn({ upstreamId: target.id, image, pages: options.maxPages }, 'upstream tag list cut off after the page limit');
+    return found({ tags, complete: false });
   }
 
   /** DESIGN §3.1 priority rule over targets in order; attempt is e.g. (t, signal) => client.headManifest(t, image, ref, signal). */

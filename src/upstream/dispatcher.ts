@@ -5,7 +5,7 @@ import { lookup as dnsLookup } from 'node:dns';
 import type { LookupAddress, LookupAllOptions, LookupOneOptions } from 'node:dns';
 import { isIP } from 'node:net';
 import { Agent, buildConnector } from 'undici';
-import { isPublicAddress } from './address-policy.ts';
+import { ALLOW_PRIVATE_HINT, isPublicAddress } from './address-policy.ts';
 
 /** The shape of `dns.lookup` that `net.connect` calls; tests pass one that maps names to 127.0.0.1. */
 export type LookupFunction = (
@@ -33,7 +33,7 @@ export class AddressRefusedError extends Error {
 
 function refusal(host: string, address: string): AddressRefusedError {
   const what = host === address ? address : `${host} resolves to ${address}, which`;
-  return new AddressRefusedError(`${what} is a private, loopback or link-local address and private upstreams are not allowed`);
+  return new AddressRefusedError(`${what} is a private, loopback or link-local address and private upstreams are not allowed; ${ALLOW_PRIVATE_HINT}`);
 }
 
 /** Wraps a lookup so that every address it answers is checked before the socket connects to it. */

@@ -53,6 +53,21 @@ export interface BlobGet {
 export interface ReferrersGet {
   bytes: Buffer;
   mediaType: string;
+  /** The filters the upstream says it applied (`OCI-Filters-Applied`); only `artifactType` is known. */
+  filtersApplied: 'artifactType'[];
+  /** The query of the upstream's next page (its `Link`), when it has one on the same endpoint. */
+  next: URLSearchParams | null;
+}
+
+export interface TagsPage {
+  tags: string[];
+  next: URLSearchParams | null;
+}
+
+export interface TagList {
+  tags: string[];
+  /** False when the upstream was still linking more pages at the page limit. */
+  complete: boolean;
 }
 
 export interface ProbeFailure {

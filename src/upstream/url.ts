@@ -2,7 +2,7 @@
 // is tolerated (the client adds `/v2/` itself); stored normalised so equal URLs compare equal.
 import { err, ok } from '../result.ts';
 import type { Result } from '../result.ts';
-import { checkUpstreamHost } from './address-policy.ts';
+import { ALLOW_PRIVATE_HINT, checkUpstreamHost } from './address-policy.ts';
 
 export const MAX_URL_LENGTH = 2048;
 
@@ -55,7 +55,7 @@ export async function checkUpstreamUrl(raw: string, allowPrivate: boolean): Prom
   const normalized = normalizeUpstreamUrl(raw);
   if (!normalized.ok) return normalized;
   const verdict = await checkUpstreamHost(new URL(normalized.value).hostname, allowPrivate);
-  if (!verdict.allowed) return refuse(`must not point to an internal host: ${verdict.reason}`);
+  if (!verdict.allowed) return refuse(`must not point to an internal host: ${verdict.reason}; ${ALLOW_PRIVATE_HINT}`);
   return normalized;
 }
 

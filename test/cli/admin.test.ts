@@ -4,7 +4,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
@@ -50,10 +50,10 @@ after(async () => {
   rmSync(dataDir, { recursive: true, force: true });
 });
 
-function manifold(args: string[], input = '') {
+function manifold(args: string[], input = '', extraEnv: Record<string, string> = {}) {
   const result = spawnSync(process.execPath, ['--disable-warning=ExperimentalWarning', main, ...args], {
     cwd: dataDir,
-    env: { ...process.env, DATABASE_URL: '', MANIFOLD_CONFIG: '', ...env },
+    env: { ...process.env, DATABASE_URL: '', MANIFOLD_CONFIG: '', ...env, ...extraEnv },
     input,
     encoding: 'utf8',
     timeout: 60_000,
@@ -155,4 +155,20 @@ test('failures say what is wrong, exit non-zero and write nothing', async () => 
   const badOption = manifold(['upstream', 'list', 'acme', '--colour']);
   assert.equal(badOption.code, 2);
   assert.match(badOption.stderr, /--colour/);
+});
+
+test('a private upstream: the refusal names the setting, which the CLI reads from the environment and from the configuration file', async () => {
+  const refused = manifold(['registry', 'create', 'acme/onprem', '--upstream', 'http://127.0.0.1:5999']);
+  assert.equal(refused.code, 1);
+  assert.match(refused.stderr, /must not point to an internal host: 127\.0\.0\.1 is a private, loopback or link-local address/);
+  assert.match(refused.stderr, /upstream\.allowPrivate \(MANIFOLD_UPSTREAM_ALLOW_PRIVATE=true\)/);
+
+  const fromEnv = manifold(['registry', 'create', 'acme/onprem', '--upstream', 'http://127.0.0.1:5999'], '', { MANIFOLD_UPSTREAM_ALLOW_PRIVATE: 'true' });
+  assert.equal(fromEnv.code, 0, fromEnv.stderr);
+  assert.match(fromEnv.stdout, /acme\/onprem \(id \d+\)/);
+
+  const file = path.join(dataDir, 'manifold.yaml');
+  writeFileSync(file, 'upstream:\n  allowPrivate: true\n');
+  const fromFile = manifold(['registry', 'create', 'acme/onprem2', '--upstream', 'http://10.0.0.7:5000'], '', { MANIFOLD_CONFIG: file });
+  assert.equal(fromFile.code, 0, fromFile.stderr);
 });

@@ -1,5 +1,5 @@
 // In-process fake registries on 127.0.0.1 (each server its own port, so "another host" is real): a
-// registry serving manifests, blobs and referrers with no auth, Basic or Bearer auth; a token server; a
+// registry serving manifests, blobs, referrers and tags with no auth, Basic or Bearer auth; a token server; a
 // "CDN" that blob GETs are redirected to; fault injection (statuses, delays, hangs, resets, short bodies)
 // and a log of every request each server received. `startFakeDockerHub` wires the three like Docker Hub.
 import { createServer } from 'node:http';
@@ -324,6 +324,12 @@ export interface FakeRegistryOptions {
   rateLimit?: { limit: number; remaining: number };
   /** Answer referrers requests (OCI 1.1); false answers 404 like older registries. Default true. */
   referrers?: boolean;
+  /** Apply the artifactType filter of referrers requests (and say so); false ignores it. Default true. */
+  referrersFilter?: boolean;
+  /** Referrers descriptors per page, with a `Link` to the next (`?page=<k>`); default all in one. */
+  referrersPageSize?: number;
+  /** Tags per page of tags/list when the client sends no `n`, with a `Link` to the next; default all. */
+  tagsPageSize?: number;
 }
 
 interface Repository {
@@ -333,6 +339,7 @@ interface Repository {
 }
 
 const NAME_PATTERN = /^\/v2\/(.+)\/(manifests|blobs|referrers)\/([^/]+)$/;
+const TAGS_PATTERN = /^\/v2\/(.+)\/tags\/list$/;
 
 /** A registry speaking the pull side of the OCI distribution API. */
 export class FakeRegistry extends FakeServer {
@@ -386,10 +393,11 @@ export class FakeRegistry extends FakeServer {
   }
 
   /** Adds a referrer descriptor (an artifact manifest) to the referrers index of `subject`. */
-  addReferrer(repository: string, subject: string, artifact: Content, artifactType: string): void {
+  addReferrer(repository: string, subject: string, artifact: Content, artifactType: string, annotations?: Record<string, string>): void {
     this.addManifest(repository, artifact);
     const list = this.#repository(repository).referrers;
-    list.set(subject, [...(list.get(subject) ?? []), { mediaType: artifact.mediaType, digest: artifact.digest, size: artifact.size, artifactType }]);
+    const descriptor = { mediaType: artifact.mediaType, digest: artifact.digest, size: artifact.size, artifactType, ...(annotations ? { annotations } : {}) };
+    list.set(subject, [...(list.get(subject) ?? []), descriptor]);
   }
 
   removeTag(repository: string, tag: string): void {
@@ -434,6 +442,8 @@ export class FakeRegistry extends FakeServer {
       if (challenge) return context.send(401, { ...common, ...jsonHeaders(), 'www-authenticate': challenge }, ociErrorBody('UNAUTHORIZED', 'authentication required'));
       return context.send(200, { ...common, ...jsonHeaders() }, Buffer.from('{}'));
     }
+    const tagsMatch = TAGS_PATTERN.exec(path);
+    if (tagsMatch && method === 'GET') return this.#tags(request, context, tagsMatch[1]);
     const match = NAME_PATTERN.exec(path);
     if (!match || (method !== 'GET' && method !== 'HEAD')) return context.send(404, { ...common, ...jsonHeaders() }, ociErrorBody('NAME_UNKNOWN', 'no such route'));
     const [, name, kind, reference] = match;
@@ -456,12 +466,38 @@ export class FakeRegistry extends FakeServer {
       return sendBlob(request, context, bytes, { ...common, 'docker-content-digest': reference });
     }
     if (this.#options.referrers === false) return context.send(404, { ...common, ...jsonHeaders() }, ociErrorBody('NAME_UNKNOWN', 'referrers not supported'));
-    const artifactType = context.url.searchParams.get('artifactType');
+    const artifactType = this.#options.referrersFilter === false ? null : context.url.searchParams.get('artifactType');
     const all = repository?.referrers.get(reference) ?? [];
-    const manifests = artifactType ? all.filter((d) => d.artifactType === artifactType) : all;
-    const index = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests }));
-    const filtered: Record<string, string> = artifactType ? { 'oci-filters-applied': 'artifactType' } : {};
-    return context.send(200, { ...common, ...filtered, 'content-type': OCI_INDEX }, index);
+    const matching = artifactType ? all.filter((d) => d.artifactType === artifactType) : all;
+    const size = this.#options.referrersPageSize ?? Math.max(1, matching.length);
+    const page = Number(context.url.searchParams.get('page') ?? '0');
+    const manifests = matching.slice(page * size, (page + 1) * size);
+    const headers: Record<string, string> = { ...common, 'content-type': OCI_INDEX };
+    if (artifactType) headers['oci-filters-applied'] = 'artifactType';
+    if ((page + 1) * size < matching.length) {
+      const next = new URLSearchParams(context.url.searchParams);
+      next.set('page', String(page + 1));
+      headers.link = `<${path}?${next}>; rel="next"`;
+    }
+    return context.send(200, headers, Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests })));
+  }
+
+  /** tags/list with `n` and `last` as Distribution answers them, or pages of `tagsPageSize` when no `n`. */
+  #tags(request: IncomingMessage, context: RequestContext, name: string): void {
+    const common = { 'docker-distribution-api-version': 'registry/2.0', ...jsonHeaders() };
+    const challenge = this.#authorize(request, name);
+    if (challenge) return context.send(401, { ...common, 'www-authenticate': challenge }, ociErrorBody('UNAUTHORIZED', 'authentication required'));
+    const repository = this.#repositories.get(name);
+    if (!repository) return context.send(404, common, ociErrorBody('NAME_UNKNOWN', `repository name not known to registry: ${name}`));
+    const tags = [...repository.manifests.keys()].filter((key) => !key.includes(':')).sort();
+    const last = context.url.searchParams.get('last');
+    const after = last === null ? tags : tags.filter((tag) => tag > last);
+    const asked = context.url.searchParams.get('n');
+    const n = asked !== null ? Number(asked) : (this.#options.tagsPageSize ?? after.length);
+    const page = after.slice(0, n);
+    const headers: Record<string, string> = { ...common };
+    if (page.length < after.length && page.length > 0) headers.link = `</v2/${name}/tags/list?n=${n}&last=${encodeURIComponent(page[page.length - 1])}>; rel="next"`;
+    return context.send(200, headers, Buffer.from(JSON.stringify({ name, tags: page })));
   }
 
   #rateLimitHeaders(method: string): Record<string, string> {

@@ -95,6 +95,12 @@ export class SkopeoClient {
     return { ...run, layout: run.code === 0 ? readLayout(dest) : null };
   }
 
+  /** `skopeo list-tags docker://<host>/<repository>`: the tags when it succeeded (skopeo follows `Link` pages itself). */
+  async listTags(repository: string): Promise<SkopeoRun & { tags: string[] | null }> {
+    const run = await skopeo(['list-tags', '--authfile', this.authFile, '--tls-verify=false', '--retry-times', '0', `docker://${this.host}/${repository}`]);
+    return { ...run, tags: run.code === 0 ? (JSON.parse(run.stdout) as { Tags: string[] }).Tags : null };
+  }
+
   cleanup(): void {
     rmSync(this.#dir, { recursive: true, force: true });
   }

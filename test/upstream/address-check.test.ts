@@ -51,6 +51,7 @@ describe('private upstream addresses', () => {
       const result = await refusing.headManifest(target(url), 'team/app', 'v1');
       assert.equal(result.kind, 'unavailable', what);
       assert.match((result as { cause: string }).cause, /private, loopback or link-local address/, what);
+      assert.match((result as { cause: string }).cause, /upstream\.allowPrivate \(MANIFOLD_UPSTREAM_ALLOW_PRIVATE=true\)/, 'the refusal names the setting');
     }
     assert.equal(registry.requests.length, 0);
   });

@@ -477,7 +477,7 @@ describe('manifests and referrers', () => {
     const signature = content('application/vnd.oci.image.manifest.v1+json', Buffer.from('{"schemaVersion":2,"artifactType":"application/vnd.dev.sigstore"}'));
     registry.addReferrer('team/multi', subject, signature, 'application/vnd.dev.sigstore');
     const client = newClient();
-    const referrers = value(await client.getReferrers(target(registry.url), 'team/multi', subject, 'application/vnd.dev.sigstore'));
+    const referrers = value(await client.getReferrers(target(registry.url), 'team/multi', subject, { artifactType: 'application/vnd.dev.sigstore' }));
     assert.equal(referrers.mediaType, 'application/vnd.oci.image.index.v1+json');
     assert.equal(JSON.parse(referrers.bytes.toString()).manifests[0].digest, signature.digest);
     assert.equal(registry.received('GET', `/v2/team/multi/referrers/${subject}`).at(-1)!.query.get('artifactType'), 'application/vnd.dev.sigstore');
@@ -487,6 +487,39 @@ describe('manifests and referrers', () => {
       assert.equal((await client.getReferrers(target(old.url), 'team/multi', subject)).kind, 'not_found');
     } finally {
       await old.close();
+    }
+  });
+});
+
+describe('tag lists', () => {
+  let registry: FakeRegistry;
+  const image = buildImage({ layerSizes: [10] });
+
+  before(async () => {
+    registry = await FakeRegistry.start({ tagsPageSize: 2 });
+    registry.addImage('team/app', image, ['a', 'b', 'c', 'd', 'e']);
+  });
+  after(() => registry.close());
+
+  it('follows the upstream\'s Link pages to the end, and stops at the page limit', async () => {
+    const client = newClient();
+    const all = value(await client.listTags(target(registry.url), 'team/app', { maxPages: 10 }));
+    assert.deepEqual(all, { tags: ['a', 'b', 'c', 'd', 'e'], complete: true });
+    assert.deepEqual(registry.received('GET', '/v2/team/app/tags/list').map((r) => r.query.get('last')), [null, 'b', 'd']);
+    const cut = value(await client.listTags(target(registry.url), 'team/app', { maxPages: 2 }));
+    assert.deepEqual(cut, { tags: ['a', 'b', 'c', 'd'], complete: false });
+    assert.equal((await client.listTags(target(registry.url), 'team/none', { maxPages: 2 })).kind, 'not_found');
+  });
+
+  it('does not follow a next link to another repository, and leaves out names that are not tags', async () => {
+    const other = await FakeRegistry.start();
+    try {
+      other.fault({ path: '/v2/team/app/tags/list', fault: { kind: 'status', status: 200, headers: { 'content-type': 'application/json', link: '</v2/team/secret/tags/list?n=1>; rel="next"' }, body: JSON.stringify({ name: 'team/app', tags: ['ok', '../x', 'also ok'.replace(' ', '-'), 7] }) } });
+      const got = value(await newClient().listTags(target(other.url), 'team/app', { maxPages: 10 }));
+      assert.deepEqual(got, { tags: ['ok', 'also-ok'], complete: true });
+      assert.equal(other.received('GET', '/v2/team/secret/tags/list').length, 0);
+    } finally {
+      await other.close();
     }
   });
 });

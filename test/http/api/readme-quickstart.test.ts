@@ -3,6 +3,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
+import { request } from 'node:http';
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
@@ -88,16 +89,50 @@ function bash(script: string, extraEnv: Record<string, string> = {}) {
   return { code: result.status, stdout: result.stdout, stderr: result.stderr };
 }
 
+/**
+ * A GET on a connection of its own: the quick starts run for a minute or more between requests, longer
+ * than the server keeps an idle connection, and a reused one may be closed just as it is used.
+ */
+function get(url: string, headers: Record<string, string>): Promise<{ status: number; json: () => unknown }> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { headers, agent: false }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (chunk: Buffer) => chunks.push(chunk));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, json: () => JSON.parse(Buffer.concat(chunks).toString('utf8')) }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
 const adminAuth = { authorization: `Basic ${Buffer.from(`admin:${ADMIN_PASSWORD}`).toString('base64')}` };
 
-test('the API quick start works with curl as written', async () => {
+// The three quick starts run one after the other on one server, as a newcomer follows the README.
+test('the first-pull quick start works as written', async () => {
+  const run = bash(`${quickstart('first')}\necho "token=$TOKEN"`);
+  assert.equal(run.code, 0, `${run.stdout}\n${run.stderr}`);
+  assert.match(run.stdout, /^token=mfpat_\S+$/m);
+  const registries = (await get(`${baseUrl}/api/v1/groups/acme/registries`, adminAuth)).json() as { name: string }[];
+  assert.deepEqual(registries.map((r) => r.name), ['hub']);
+});
+
+test('the API quick start works with curl as written, beside the first one', async () => {
   const run = bash(quickstart('api'), { MANIFOLD: baseUrl, ADMIN_PASSWORD });
   assert.equal(run.code, 0, `${run.stdout}\n${run.stderr}`);
   assert.match(run.stdout, /"position": 1,\s+"url": "https:\/\/registry-1\.docker\.io"/);
   assert.match(run.stdout, /^admin registry_upstream\.create$/m);
   assert.match(run.stdout, /^admin registry\.create$/m);
-  const registries = await (await fetch(`${baseUrl}/api/v1/groups/acme/registries`, { headers: adminAuth })).json() as { name: string }[];
-  assert.deepEqual(registries.map((r) => r.name), ['hub']);
+  const registries = (await get(`${baseUrl}/api/v1/groups/platform/registries`, adminAuth)).json() as { name: string }[];
+  assert.deepEqual(registries.map((r) => r.name), ['dockerhub']);
+});
+
+test('a failing step of the API quick start stops it and shows Manifold\'s problem+json answer', () => {
+  // Run again, the group exists: curl must fail and print why (curl -f would print only the status).
+  const run = bash(quickstart('api'), { MANIFOLD: baseUrl, ADMIN_PASSWORD });
+  assert.notEqual(run.code, 0);
+  assert.match(run.stdout, /"status":409/);
+  assert.match(run.stdout, /already/i);
 });
 
 test('the CLI quick start works as written, beside the running server', async () => {
@@ -110,10 +145,10 @@ test('the CLI quick start works as written, beside the running server', async ()
   assert.ok(token, 'the token was captured by $(…)');
 
   // The server sees what the CLI wrote.
-  const shown = await (await fetch(`${baseUrl}/api/v1/groups/team/registries`, { headers: adminAuth })).json() as { name: string }[];
+  const shown = (await get(`${baseUrl}/api/v1/groups/team/registries`, adminAuth)).json() as { name: string }[];
   assert.deepEqual(shown.map((r) => r.name), ['hub']);
-  const alice = await fetch(`${baseUrl}/api/v1/user`, { headers: { authorization: `Basic ${Buffer.from('alice:a password for alice, long enough').toString('base64')}` } });
+  const alice = await get(`${baseUrl}/api/v1/user`, { authorization: `Basic ${Buffer.from('alice:a password for alice, long enough').toString('base64')}` });
   assert.equal(alice.status, 200);
   // A pull-only token is a valid credential without API access.
-  assert.equal((await fetch(`${baseUrl}/api/v1/user`, { headers: { 'private-token': token } })).status, 403);
+  assert.equal((await get(`${baseUrl}/api/v1/user`, { 'private-token': token })).status, 403);
 });
