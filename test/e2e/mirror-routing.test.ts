@@ -74,6 +74,10 @@ describe('mirror routing through Manifold', () => {
     const gh = await get('owner/tool/manifests/2.0?ns=ghcr.io');
     assert.equal(gh.status, 200);
     assert.equal(gh.headers.get('docker-content-digest'), tool.manifest.digest);
+    // Tag lists are routed the same way, and answer with the name as the client wrote it.
+    const tags = await get('owner/tool/tags/list?ns=ghcr.io');
+    assert.equal(tags.status, 200);
+    assert.deepEqual(await tags.json(), { name: 'owner/tool', tags: ['2.0'] });
     // The same name through the canonical form and GitLab's alias path: one registry, one cache.
     for (const path of ['mirrors/gh/owner/tool/manifests/2.0', `virtual_registries/containers/${ghId}/owner/tool/manifests/2.0`]) {
       const response = await get(path);
