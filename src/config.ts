@@ -29,8 +29,35 @@ export const configSchema = z.object({
   }).prefault({}),
   storage: z.object({
     driver: z.enum(['filesystem', 's3']).default('filesystem'),
+    /** Filesystem: where objects live (fills spool in <path>/tmp, on the same filesystem). */
     path: z.string().min(1).optional(),
-  }).prefault({}),
+    /** S3: the local directory fills spool into before the verified object is uploaded. */
+    spoolPath: z.string().min(1).optional(),
+    s3: z.object({
+      bucket: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'must be an S3 bucket name').optional(),
+      /** Key prefix inside the bucket, e.g. `manifold/` (objects are `<prefix><algorithm>/<hex>`). */
+      prefix: z.string().regex(/^[^/].*\/$|^$/, 'must be empty or end with / (and not start with /)').default(''),
+      /** Unset: the SDK's chain (AWS_REGION, shared config); us-east-1 when that has none either. */
+      region: z.string().min(1).optional(),
+      /** An S3-compatible endpoint (MinIO, Ceph, R2); unset: AWS. */
+      endpoint: z.url({ protocol: /^https?$/ }).optional(),
+      forcePathStyle: z.boolean().default(false),
+      /** Unset: the SDK's default credential chain (environment, shared files, instance or task role). */
+      accessKeyId: z.string().min(1).optional(),
+      secretAccessKey: z.string().min(1).optional(),
+      sessionToken: z.string().min(1).optional(),
+      /** Answer blob GETs on hits with a 307 to a pre-signed URL: clients then read from the bucket. */
+      redirect: z.boolean().default(false),
+      redirectExpirySeconds: z.number().int().min(60).max(7 * 24 * 3600).default(1200),
+      /** Multipart part size in MiB for uploads of a verified spool (memory per upload: about twice this). */
+      partSizeMb: z.number().int().min(5).max(512).default(8),
+    }).prefault({}),
+  }).prefault({}).superRefine((storage, ctx) => {
+    if (storage.driver === 's3' && !storage.s3.bucket) ctx.addIssue({ code: 'custom', path: ['s3', 'bucket'], message: 'required when storage.driver is s3' });
+    if (!storage.s3.accessKeyId !== !storage.s3.secretAccessKey) {
+      ctx.addIssue({ code: 'custom', path: ['s3', storage.s3.accessKeyId ? 'secretAccessKey' : 'accessKeyId'], message: 'accessKeyId and secretAccessKey go together' });
+    }
+  }),
   auth: z.object({
     /** The `service` of the Bearer challenge and the audience of registry tokens. */
     service: z.string().min(1).default('manifold'),
@@ -158,6 +185,7 @@ export function resolvedPaths(config: Config) {
   return {
     sqlitePath: config.database.sqlitePath ?? path.join(config.dataDir, 'manifold.db'),
     objectsPath: config.storage.path ?? path.join(config.dataDir, 'objects'),
+    spoolPath: config.storage.spoolPath ?? path.join(config.dataDir, 'spool'),
     signingKeyPath: config.auth.signingKeyPath ?? path.join(config.dataDir, 'signing-key.pem'),
     encryptionKeyPath: path.join(config.dataDir, 'encryption.key'),
   };

@@ -49,7 +49,7 @@ export function databaseOptions(config: Config) {
 export async function createServices(config: Config, database: DatabaseHandle, logger: Logger, metrics: Metrics) {
   const { db, dialect } = database;
   const paths = resolvedPaths(config);
-  const store = openObjectStore(config);
+  const store = await openObjectStore(config, logger);
   await store.init();
   const cipher = new CredentialsCipher(loadEncryptionKey(config.secrets.encryptionKey, paths.encryptionKeyPath));
   const registryTokens = new RegistryTokens({ keys: await loadSigningKeys(paths.signingKeyPath), issuer: config.auth.issuer, service: config.auth.service, ttlSeconds: config.auth.tokenTtlSeconds });

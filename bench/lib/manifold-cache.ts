@@ -64,6 +64,8 @@ function inheritedEnvironment(): NodeJS.ProcessEnv {
 export interface ManifoldOptions {
   /** Directory for `node --cpu-prof` profiles of the Manifold process; none when unset. */
   cpuProfileDir?: string;
+  /** Storage settings (environment) of the process started as `generation`; unset: the filesystem in its data directory. */
+  storageEnv?: (generation: number) => Record<string, string>;
 }
 
 export class ManifoldCache implements CacheUnderTest {
@@ -159,6 +161,7 @@ export class ManifoldCache implements CacheUnderTest {
           MANIFOLD_UPSTREAM_ALLOW_PRIVATE: 'true',
           MANIFOLD_ADMIN_PASSWORD: ADMIN_PASSWORD,
           MANIFOLD_LOG_LEVEL: process.env.BENCH_MANIFOLD_LOG_LEVEL ?? 'info',
+          ...this.#options.storageEnv?.(generation),
         },
       },
     );

@@ -137,6 +137,8 @@ function sendObject(request: FastifyRequest, reply: FastifyReply, kind: 'manifes
   } else {
     reply.header('Accept-Ranges', 'bytes');
   }
+  // A pre-signed URL of the bucket (storage.s3.redirect), as Distribution's redirect answers.
+  if (served.redirect) return reply.code(307).header('Location', served.redirect).send();
   if (served.range && served.size !== null) {
     reply.code(206);
     reply.header('Content-Range', `bytes ${served.range.start}-${served.range.end}/${served.size}`);

@@ -61,6 +61,8 @@ export class BlobFill implements JoinedFill {
   #store: ObjectStore;
   #attached = 0;
   #committed = false;
+  /** The backend holds the object (its entry may not be recorded yet). */
+  #objectStored = false;
   #failed: string | null = null;
   #graceTimer: NodeJS.Timeout | null = null;
   #graceMs: number;
@@ -94,6 +96,7 @@ export class BlobFill implements JoinedFill {
       // Clients got their last bytes at the verification; storing the object no longer concerns them.
       const committed = await this.#writer.commit();
       if (!committed.ok) throw new Error(committed.message);
+      this.#objectStored = true;
       await onCommit(committed.value);
       this.#committed = true;
       this.#metrics.fills.inc({ kind: 'blob', outcome: 'committed' });
@@ -113,7 +116,8 @@ export class BlobFill implements JoinedFill {
 
   async attach(range?: ByteRange): Promise<Result<Readable>> {
     if (this.#failed !== null) return err('upstream_unavailable', `fill of ${this.digest} failed: ${this.#failed}`);
-    if (this.#committed) {
+    // Once committed, the spool may be gone (a backend that copied it): clients read the store.
+    if (this.#objectStored) {
       const stream = await this.#store.read(this.digest, range);
       if (stream) return ok(stream);
     }

@@ -66,6 +66,8 @@ export interface PullResponse {
   /** Set when a stale entry is served because its upstream could not be asked. */
   warning: string | null;
   cache: CacheResult;
+  /** A blob hit the client should fetch from this pre-signed URL instead (storage.s3.redirect); body is null then. */
+  redirect?: string;
 }
 
 type Registry = NonNullable<Awaited<ReturnType<RegistryService['findForPull']>>>;
@@ -398,6 +400,15 @@ class Pull {
     }
     const info = await this.#deps.store.stat(entry.digest);
     if (!info) return null;
+    if (kind === 'blob' && this.#isGet) {
+      // The bucket answers the client itself, ranges included (DESIGN §3.3).
+      const redirect = await this.#deps.store.redirectUrl(entry.digest);
+      if (redirect) {
+        this.#deps.counter.record(entry.id, this.#now);
+        this.#deps.metrics.cacheRequests.inc({ kind, result: cache });
+        return ok({ digest: entry.digest, mediaType, size: info.size, range: null, body: null, warning, cache, redirect });
+      }
+    }
     let range: ByteRange | null = null;
     if (kind === 'blob') {
       const resolved = this.#resolveRange(info.size);

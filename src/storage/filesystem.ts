@@ -1,50 +1,19 @@
-// The default object store: one file per digest under <root>/<algorithm>/<first two hex>/<hex>.
-// A write goes to <root>/tmp/, is hashed as it is written, fsynced, verified and only then renamed
-// into place (atomic on one filesystem), so a file under its digest always holds exactly those bytes.
-import { createHash, randomBytes } from 'node:crypto';
-import type { Hash } from 'node:crypto';
+// The default backend: one file per digest under <root>/<algorithm>/<first two hex>/<hex>. Its spool is
+// <root>/tmp/, on the same filesystem, so a commit is fsync + rename (atomic) + directory fsync: a file
+// under its digest always holds exactly those bytes.
 import { constants } from 'node:fs';
 import { access, mkdir, open, readdir, rename, stat, unlink } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
-import { hostname } from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
-import { err, ok } from '../result.ts';
-import type { Result } from '../result.ts';
-import { DIGEST_ALGORITHMS } from '../oci/reference.ts';
-import type { Digest, DigestAlgorithm } from '../oci/reference.ts';
+import { DIGEST_ALGORITHMS, parseDigest } from '../oci/reference.ts';
+import type { StorageBackend, VerifiedSpool } from './backend.ts';
 import { FileObjectStream } from './file-stream.ts';
-import { GrowingFile } from './follow.ts';
 import { clampRange, requireDigest } from './object-store.ts';
-import type { ByteRange, ObjectInfo, ObjectStore, ObjectWriter } from './object-store.ts';
-
-/**
- * Bytes a writer takes ahead of its file before write() makes the caller wait: room for the chunks
- * that arrive while one write is in flight (they are written together). 4 MiB was no faster in the
- * bench and raised the peak of 16 concurrent 512 MiB pulls by ~13 MB (bench/README.md).
- */
-const WRITE_AHEAD_BYTES = 1024 * 1024;
-
-/** A temporary file of another host sharing the directory is only a leftover once it is this old. */
-const FOREIGN_TEMP_MAX_AGE_MS = 24 * 60 * 60 * 1000;
-
-const HOST = hostname().replace(/[^A-Za-z0-9.-]/g, '_') || 'host';
-/** `<pid>@<host>.<random>.tmp`: who wrote it, so a start removes only what a dead process left. */
-const TEMP_NAME = /^(\d+)@(.+)\.([0-9a-f]{16})\.tmp$/;
-
-/** Temporary files being written by this process (whichever store instance opened them). */
-const activeTempFiles = new Set<string>();
+import type { ByteRange, ObjectInfo } from './object-store.ts';
+import { SpooledObjectStore } from './spooled-store.ts';
 
 const isMissing = (error: unknown) => (error as NodeJS.ErrnoException).code === 'ENOENT';
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 async function fsyncDirectory(directory: string): Promise<void> {
   const handle = await open(directory, 'r');
@@ -55,49 +24,21 @@ async function fsyncDirectory(directory: string): Promise<void> {
   }
 }
 
-/** The buffers left after the first `count` bytes of `buffers` were written (a short write). */
-function dropBytes(buffers: Buffer[], count: number): Buffer[] {
-  let index = 0;
-  while (index < buffers.length && count >= buffers[index].length) count -= buffers[index++].length;
-  const rest = buffers.slice(index);
-  if (count > 0) rest[0] = rest[0].subarray(count);
-  return rest;
-}
-
-async function removeFile(file: string): Promise<void> {
-  try {
-    await unlink(file);
-  } catch (error) {
-    if (!isMissing(error)) throw error;
-  }
-}
-
-export interface FilesystemObjectStoreOptions {
-  root: string;
-}
-
-export class FilesystemObjectStore implements ObjectStore {
+export class FilesystemBackend implements StorageBackend {
+  readonly kind = 'filesystem';
   readonly root: string;
-  readonly #tmp: string;
   /** Fan-out directories known to exist. */
   readonly #directories = new Set<string>();
 
-  constructor(options: FilesystemObjectStoreOptions) {
-    this.root = path.resolve(options.root);
-    this.#tmp = path.join(this.root, 'tmp');
+  constructor(root: string) {
+    this.root = path.resolve(root);
   }
 
   async init(): Promise<void> {
-    await mkdir(this.#tmp, { recursive: true });
     for (const algorithm of Object.keys(DIGEST_ALGORITHMS)) await mkdir(path.join(this.root, algorithm), { recursive: true });
-    for (const name of await readdir(this.#tmp)) {
-      const file = path.join(this.#tmp, name);
-      if (activeTempFiles.has(file)) continue;
-      if (await this.#isLeftover(name, file)) await removeFile(file);
-    }
   }
 
-  /** The file of a committed object (for diagnostics and tests; callers go through read()). */
+  /** The file of a committed object. */
   objectPath(digest: string): string {
     const { algorithm, hex } = requireDigest(digest);
     return path.join(this.root, algorithm, hex.slice(0, 2), hex);
@@ -114,7 +55,7 @@ export class FilesystemObjectStore implements ObjectStore {
   }
 
   async read(digest: string, range?: ByteRange): Promise<Readable | null> {
-    const handle = await this.#openCommitted(digest);
+    const handle = await this.openLocal(digest);
     if (!handle) return null;
     try {
       const { size } = await handle.stat();
@@ -131,41 +72,53 @@ export class FilesystemObjectStore implements ObjectStore {
     }
   }
 
-  async createWriter(expectedDigest: string | null): Promise<ObjectWriter> {
-    const expected = expectedDigest === null ? null : requireDigest(expectedDigest);
-    const tempPath = path.join(this.#tmp, `${process.pid}@${HOST}.${randomBytes(8).toString('hex')}.tmp`);
-    activeTempFiles.add(tempPath);
-    let handle: FileHandle;
-    try {
-      handle = await open(tempPath, 'wx+');
-    } catch (error) {
-      activeTempFiles.delete(tempPath);
-      throw error;
+  /** Makes the spool durable, renames it into place and makes the new name durable. */
+  async commit(spool: VerifiedSpool): Promise<void> {
+    await spool.handle.sync();
+    const target = this.objectPath(spool.digest);
+    const directory = path.dirname(target);
+    if (!this.#directories.has(directory)) {
+      const created = await mkdir(directory, { recursive: true });
+      if (created) await fsyncDirectory(path.dirname(directory));
+      this.#directories.add(directory);
     }
-    return new FilesystemObjectWriter({
-      handle,
-      tempPath,
-      expected,
-      algorithm: expected?.algorithm ?? 'sha256',
-      place: (from, digest) => this.#place(from, digest),
-      openCommitted: (digest) => this.#openCommitted(digest),
-    });
+    await rename(spool.path, target);
+    await fsyncDirectory(directory);
   }
 
   async delete(digest: string): Promise<void> {
-    await removeFile(this.objectPath(digest));
+    try {
+      await unlink(this.objectPath(digest));
+    } catch (error) {
+      if (!isMissing(error)) throw error;
+    }
+  }
+
+  async *list(): AsyncIterable<ObjectInfo> {
+    for (const algorithm of Object.keys(DIGEST_ALGORITHMS)) {
+      const top = path.join(this.root, algorithm);
+      for (const fanOut of await readdirIfPresent(top)) {
+        for (const hex of await readdirIfPresent(path.join(top, fanOut))) {
+          const digest = `${algorithm}:${hex}`;
+          // Only names a commit could have made; anything else in the tree is not an object.
+          if (!parseDigest(digest) || hex.slice(0, 2) !== fanOut) continue;
+          const info = await this.stat(digest);
+          if (info) yield info;
+        }
+      }
+    }
   }
 
   async ping(): Promise<boolean> {
     try {
-      await access(this.#tmp, constants.R_OK | constants.W_OK);
+      await access(this.root, constants.R_OK | constants.W_OK);
       return true;
     } catch {
       return false;
     }
   }
 
-  async #openCommitted(digest: string): Promise<FileHandle | null> {
+  async openLocal(digest: string): Promise<FileHandle | null> {
     try {
       return await open(this.objectPath(digest), 'r');
     } catch (error) {
@@ -173,200 +126,34 @@ export class FilesystemObjectStore implements ObjectStore {
       throw error;
     }
   }
+}
 
-  /** Renames a verified temporary file into place and makes the new name durable. */
-  async #place(tempPath: string, digest: string): Promise<void> {
-    const target = this.objectPath(digest);
-    const directory = path.dirname(target);
-    if (!this.#directories.has(directory)) {
-      const created = await mkdir(directory, { recursive: true });
-      if (created) await fsyncDirectory(path.dirname(directory));
-      this.#directories.add(directory);
-    }
-    await rename(tempPath, target);
-    await fsyncDirectory(directory);
-  }
-
-  async #isLeftover(name: string, file: string): Promise<boolean> {
-    const match = TEMP_NAME.exec(name);
-    if (!match) return true;
-    if (match[2] === HOST) {
-      const pid = Number(match[1]);
-      // Our own pid before our first write can only be a previous process's (containers reuse pids).
-      return pid === process.pid || !processAlive(pid);
-    }
-    // Another host's file (a shared volume): a leftover once nobody touched it for long.
-    try {
-      return Date.now() - (await stat(file)).mtimeMs > FOREIGN_TEMP_MAX_AGE_MS;
-    } catch {
-      return false;
-    }
+async function readdirIfPresent(directory: string): Promise<string[]> {
+  try {
+    return await readdir(directory);
+  } catch (error) {
+    if (isMissing(error)) return [];
+    throw error;
   }
 }
 
-/** finishing: verify() or commit() has begun, no more writes. */
-type WriterState = 'writing' | 'finishing' | 'committed' | 'failed';
-
-interface WriterParts {
-  handle: FileHandle;
-  tempPath: string;
-  expected: Digest | null;
-  algorithm: DigestAlgorithm;
-  place(tempPath: string, digest: string): Promise<void>;
-  openCommitted(digest: string): Promise<FileHandle | null>;
+export interface FilesystemObjectStoreOptions {
+  root: string;
 }
 
-class FilesystemObjectWriter implements ObjectWriter {
-  readonly #parts: WriterParts;
-  readonly #hash: Hash;
-  readonly #file: GrowingFile;
-  #state: WriterState = 'writing';
-  #failure: Error | null = null;
-  /** Bytes taken by write() (hashed), whether or not they have reached the file yet. */
-  #taken = 0;
-  /** Chunks taken but not yet handed to the file, and the batch write that will carry them. */
-  #pending: Buffer[] = [];
-  #pendingBatch: Promise<void> | null = null;
-  /** Bytes taken that are not in the file yet (pending or being written). */
-  #unwritten = 0;
-  /** Batches run one after another; this settles when the last one has. */
-  #queue: Promise<void> = Promise.resolve();
-  #verify: Promise<Result<ObjectInfo>> | null = null;
-  #commit: Promise<Result<ObjectInfo>> | null = null;
-  #digest: string | null = null;
+/** The object store on the filesystem backend, spooling into <root>/tmp. */
+export class FilesystemObjectStore extends SpooledObjectStore {
+  readonly root: string;
+  declare readonly backend: FilesystemBackend;
 
-  constructor(parts: WriterParts) {
-    this.#parts = parts;
-    this.#hash = createHash(parts.algorithm);
-    this.#file = new GrowingFile(parts.handle, async () => (this.#digest ? parts.openCommitted(this.#digest) : null));
+  constructor(options: FilesystemObjectStoreOptions) {
+    const backend = new FilesystemBackend(options.root);
+    super({ backend, spoolDirectory: path.join(backend.root, 'tmp') });
+    this.root = backend.root;
   }
 
-  get bytesWritten(): number {
-    return this.#taken;
-  }
-
-  write(chunk: Buffer): Promise<void> {
-    if (this.#state !== 'writing') return Promise.reject(this.#failure ?? new Error('the object writer is already finished'));
-    if (chunk.length === 0) return Promise.resolve();
-    this.#hash.update(chunk);
-    this.#taken += chunk.length;
-    this.#unwritten += chunk.length;
-    this.#pending.push(chunk);
-    this.#pendingBatch ??= this.#scheduleBatch();
-    // The caller waits for the disk only once too much is on its way there.
-    return this.#unwritten > WRITE_AHEAD_BYTES ? this.#pendingBatch : Promise.resolve();
-  }
-
-  /**
-   * The next batch: it starts once the one in flight has landed and takes every chunk that arrived
-   * meanwhile, so a writer fed faster than one write per event loop turn makes few, large writes.
-   */
-  #scheduleBatch(): Promise<void> {
-    const run = this.#queue.then(() => this.#writePending());
-    // Registered first: a failure is recorded before anything waiting on the queue looks at it.
-    const settled = run.catch(async (error: Error) => {
-      await this.#fail(error);
-      throw error;
-    });
-    settled.catch(() => {});
-    this.#queue = run.then(
-      () => {},
-      () => {},
-    );
-    return settled;
-  }
-
-  async #writePending(): Promise<void> {
-    const chunks = this.#pending;
-    this.#pending = [];
-    this.#pendingBatch = null;
-    if (this.#failure) throw this.#failure;
-    let position = this.#file.length;
-    let rest = chunks;
-    while (rest.length > 0) {
-      const { bytesWritten } = await this.#parts.handle.writev(rest, position);
-      if (bytesWritten === 0) throw new Error('the temporary file took no bytes');
-      position += bytesWritten;
-      rest = dropBytes(rest, bytesWritten);
-    }
-    this.#unwritten -= position - this.#file.length;
-    this.#file.appended(chunks);
-  }
-
-  verify(expectedSize?: number): Promise<Result<ObjectInfo>> {
-    if (this.#verify) return this.#verify;
-    if (this.#state !== 'writing') return Promise.reject(this.#failure ?? new Error('the object writer is already finished'));
-    this.#state = 'finishing';
-    this.#verify = this.#runVerify(expectedSize);
-    return this.#verify;
-  }
-
-  commit(expectedSize?: number): Promise<Result<ObjectInfo>> {
-    if (this.#commit || (this.#state !== 'writing' && !this.#verify)) {
-      return Promise.reject(this.#failure ?? new Error('the object writer is already finished'));
-    }
-    this.#commit = this.#runCommit(expectedSize);
-    return this.#commit;
-  }
-
-  async abort(reason: Error): Promise<void> {
-    if (this.#state === 'finishing') await (this.#commit ?? this.#verify)?.catch(() => {});
-    await this.#fail(reason);
-  }
-
-  follow(range?: ByteRange, failure?: (reason: Error) => Error): Readable {
-    return this.#file.follow(range, failure);
-  }
-
-  async #runVerify(expectedSize: number | undefined): Promise<Result<ObjectInfo>> {
-    await this.#queue;
-    if (this.#failure) throw this.#failure;
-    const digest = `${this.#parts.algorithm}:${this.#hash.digest('hex')}`;
-    const size = this.#file.length;
-    const expected = this.#parts.expected;
-    let mismatch: string | null = null;
-    if (expected && expected.value !== digest) mismatch = `the bytes hash to ${digest}, not ${expected.value}`;
-    else if (expectedSize !== undefined && expectedSize !== size) mismatch = `${size} bytes written, ${expectedSize} expected`;
-    if (mismatch) {
-      await this.#fail(new Error(`object rejected: ${mismatch}`));
-      return err('invalid', `object rejected: ${mismatch}`);
-    }
-    this.#file.completed();
-    return ok({ digest, size });
-  }
-
-  async #runCommit(expectedSize: number | undefined): Promise<Result<ObjectInfo>> {
-    const verified = await this.verify(expectedSize);
-    if (!verified.ok) return verified;
-    try {
-      await this.#parts.handle.sync();
-      await this.#parts.place(this.#parts.tempPath, verified.value.digest);
-      this.#digest = verified.value.digest;
-      this.#state = 'committed';
-      this.#letGo();
-      return verified;
-    } catch (error) {
-      await this.#fail(error as Error);
-      throw error;
-    }
-  }
-
-  /**
-   * Ends the write without an object: the temporary file goes, and followers get the error unless the
-   * bytes were already verified (then they read on through their open handle: the bytes are right).
-   */
-  async #fail(error: Error): Promise<void> {
-    if (this.#state === 'committed' || this.#state === 'failed') return;
-    this.#state = 'failed';
-    this.#failure = error;
-    this.#file.failed(error);
-    await this.#queue;
-    await removeFile(this.#parts.tempPath).catch(() => {});
-    this.#letGo();
-  }
-
-  #letGo(): void {
-    activeTempFiles.delete(this.#parts.tempPath);
-    this.#file.release();
+  /** The file of a committed object (for diagnostics and tests; callers go through read()). */
+  objectPath(digest: string): string {
+    return this.backend.objectPath(digest);
   }
 }

@@ -1,6 +1,6 @@
 // The content-addressed object store (DESIGN §1 stored object, §3.2): the bytes of every cached
-// manifest and blob, one copy per digest. The filesystem implementation is the default; an S3
-// implementation satisfies the same interface.
+// manifest and blob, one copy per digest. What the services see: one implementation
+// (spooled-store.ts), a fill spool in front of a backend (filesystem by default, or S3; backend.ts).
 import type { Readable } from 'node:stream';
 import type { Result } from '../result.ts';
 import { parseDigest } from '../oci/reference.ts';
@@ -34,6 +34,10 @@ export interface ObjectStore {
   createWriter(expectedDigest: string | null): Promise<ObjectWriter>;
   /** Removes the object; removing one that is not stored is not an error. */
   delete(digest: string): Promise<void>;
+  /** Every committed object (repair, audits). */
+  list(): AsyncIterable<ObjectInfo>;
+  /** A pre-signed URL clients may fetch the committed object from directly; null when the backend does not redirect. */
+  redirectUrl(digest: string): Promise<string | null>;
   /** True when the store can be read and written. */
   ping(): Promise<boolean>;
 }

@@ -1,481 +1,78 @@
-import { after, before, describe, test } from 'node:test';
+// The filesystem backend: the shared backend suite, and what only a backend of local files does.
+import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import type { Readable } from 'node:stream';
 import { FilesystemObjectStore } from '../../src/storage/filesystem.ts';
-import { InvalidDigestError } from '../../src/storage/object-store.ts';
 import { openObjectStore } from '../../src/storage/open.ts';
 import { loadConfig } from '../../src/config.ts';
-import { lateReadingDestination } from '../helpers/late-reader.ts';
-import { fillDiskFrom } from '../helpers/full-disk.ts';
+import { backendSuite, collect, settle, sha256 } from './backend-suite.ts';
 
-const sha256 = (bytes: Buffer) => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
-const sha512 = (bytes: Buffer) => `sha512:${createHash('sha512').update(bytes).digest('hex')}`;
+const directories: string[] = [];
+after(() => directories.forEach((directory) => rmSync(directory, { recursive: true, force: true })));
+const temporaryDirectory = (prefix: string) => {
+  const directory = mkdtempSync(path.join(tmpdir(), prefix));
+  directories.push(directory);
+  return directory;
+};
 
-async function collect(stream: Readable): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of stream) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks);
-}
-
-/** The bytes, or the stream's error (caught at once, so that a stream failing early is no unhandled rejection). */
-function settle(stream: Readable): Promise<Buffer | Error> {
-  return collect(stream).catch((error: Error) => error);
-}
-
-function assertFailed(outcome: Buffer | Error, pattern: RegExp): void {
-  assert.ok(outcome instanceof Error, 'the follower must fail');
-  assert.match(outcome.message, pattern);
-}
-
-let root: string;
-let store: FilesystemObjectStore;
-
-before(async () => {
-  root = mkdtempSync(path.join(tmpdir(), 'manifold-objects-'));
-  store = new FilesystemObjectStore({ root });
-  await store.init();
+backendSuite('filesystem', {
+  config: async () => ({ dataDir: temporaryDirectory('manifold-objects-') }),
+  unreachableConfig: () => ({ storage: { path: path.join(temporaryDirectory('manifold-missing-'), 'missing', 'objects') } }),
+  open: (config) => openObjectStore(loadConfig({}, config)),
 });
 
-after(() => rmSync(root, { recursive: true, force: true }));
-
-const tempFiles = () => readdirSync(path.join(root, 'tmp'));
-
-async function put(bytes: Buffer): Promise<string> {
-  const writer = await store.createWriter(sha256(bytes));
-  await writer.write(bytes);
-  const result = await writer.commit(bytes.length);
-  assert.equal(result.ok, true);
-  return sha256(bytes);
-}
-
-describe('writing and reading objects', () => {
-  test('a committed object is stored under its digest with its size', async () => {
-    const bytes = randomBytes(100_000);
-    const writer = await store.createWriter(sha256(bytes));
-    await writer.write(bytes.subarray(0, 40_000));
-    await writer.write(bytes.subarray(40_000));
-    assert.equal(writer.bytesWritten, bytes.length);
-    assert.equal(await store.stat(sha256(bytes)), null, 'not readable before the commit');
-    assert.equal(await store.read(sha256(bytes)), null);
-    const result = await writer.commit(bytes.length);
-    assert.deepEqual(result, { ok: true, value: { digest: sha256(bytes), size: bytes.length } });
-    assert.deepEqual(await store.stat(sha256(bytes)), { digest: sha256(bytes), size: bytes.length });
-    assert.deepEqual(await collect((await store.read(sha256(bytes)))!), bytes);
-    assert.deepEqual(tempFiles(), []);
-  });
-
-  test('a write without a known digest is hashed and stored under the computed sha256', async () => {
-    const bytes = Buffer.from('{"schemaVersion":2}');
-    const writer = await store.createWriter(null);
-    await writer.write(bytes);
-    const result = await writer.commit();
-    assert.deepEqual(result, { ok: true, value: { digest: sha256(bytes), size: bytes.length } });
-    assert.deepEqual(await collect((await store.read(sha256(bytes)))!), bytes);
-  });
-
-  test('sha512 digests are supported', async () => {
+describe('filesystem layout', () => {
+  test('a committed object is one file under <root>/<algorithm>/<two hex>/<hex>; writes spool in <root>/tmp', async () => {
+    const root = temporaryDirectory('manifold-layout-');
+    const store = new FilesystemObjectStore({ root });
+    await store.init();
     const bytes = randomBytes(1000);
-    const writer = await store.createWriter(sha512(bytes));
+    const writer = await store.createWriter(sha256(bytes));
     await writer.write(bytes);
+    assert.equal(readdirSync(path.join(root, 'tmp')).length, 1);
     assert.equal((await writer.commit()).ok, true);
-    assert.deepEqual(await collect((await store.read(sha512(bytes)))!), bytes);
+    const hex = sha256(bytes).slice('sha256:'.length);
+    assert.equal(store.objectPath(sha256(bytes)), path.join(root, 'sha256', hex.slice(0, 2), hex));
+    assert.equal(existsSync(store.objectPath(sha256(bytes))), true);
+    assert.deepEqual(readdirSync(path.join(root, 'tmp')), []);
   });
 
-  test('unknown algorithms and malformed digests are refused', async () => {
-    await assert.rejects(store.createWriter(`md5:${'a'.repeat(32)}`), InvalidDigestError);
-    await assert.rejects(store.createWriter('sha256:abc'), InvalidDigestError);
-    await assert.rejects(store.stat(`sha1:${'a'.repeat(40)}`), InvalidDigestError);
-    await assert.rejects(store.read('../../etc/passwd'), InvalidDigestError);
-    await assert.rejects(store.delete(`sha256:${'A'.repeat(64)}`), InvalidDigestError);
-    assert.deepEqual(tempFiles(), []);
-  });
-
-  test('bytes that do not hash to the expected digest are refused and leave nothing', async () => {
+  test('bytes that fail verification leave no file under the digest', async () => {
+    const root = temporaryDirectory('manifold-layout-');
+    const store = new FilesystemObjectStore({ root });
+    await store.init();
     const expected = randomBytes(5000);
     const writer = await store.createWriter(sha256(expected));
     await writer.write(randomBytes(5000));
-    const result = await writer.commit();
-    assert.equal(result.ok, false);
-    assert.equal(!result.ok && result.reason, 'invalid');
-    assert.equal(await store.stat(sha256(expected)), null);
+    assert.equal((await writer.commit()).ok, false);
     assert.equal(existsSync(store.objectPath(sha256(expected))), false);
-    assert.deepEqual(tempFiles(), []);
   });
 
-  test('a size that is not the expected size is refused', async () => {
-    const bytes = randomBytes(300);
-    const writer = await store.createWriter(sha256(bytes));
-    await writer.write(bytes);
-    const result = await writer.commit(301);
-    assert.equal(!result.ok && result.reason, 'invalid');
-    assert.equal(await store.stat(sha256(bytes)), null);
-    assert.deepEqual(tempFiles(), []);
-  });
-
-  test('committing an object that is already stored keeps it', async () => {
-    const bytes = randomBytes(2048);
-    await put(bytes);
-    await put(bytes);
-    assert.deepEqual(await collect((await store.read(sha256(bytes)))!), bytes);
-  });
-
-  test('an aborted write leaves nothing', async () => {
-    const bytes = randomBytes(2048);
-    const writer = await store.createWriter(sha256(bytes));
-    await writer.write(bytes);
-    await writer.abort(new Error('upstream went away'));
-    assert.equal(await store.stat(sha256(bytes)), null);
-    assert.deepEqual(tempFiles(), []);
-    await assert.rejects(writer.write(bytes));
-  });
-
-  test('an empty object can be stored and read', async () => {
-    const empty = Buffer.alloc(0);
-    await put(empty);
-    assert.deepEqual(await store.stat(sha256(empty)), { digest: sha256(empty), size: 0 });
-    assert.deepEqual(await collect((await store.read(sha256(empty)))!), empty);
-  });
-
-  test('delete removes an object; deleting a missing one is fine', async () => {
-    const digest = await put(randomBytes(10));
-    await store.delete(digest);
-    assert.equal(await store.stat(digest), null);
-    assert.equal(await store.read(digest), null);
-    await store.delete(digest);
-  });
-
-  test('ping answers while the store is usable', async () => {
-    assert.equal(await store.ping(), true);
-    assert.equal(await new FilesystemObjectStore({ root: path.join(root, 'missing') }).ping(), false);
-  });
-});
-
-describe('range reads', () => {
-  const bytes = randomBytes(200_001);
-  let digest: string;
-  before(async () => {
-    digest = await put(bytes);
-  });
-
-  test('return exactly the requested bytes', async () => {
-    for (const [start, end] of [[0, 0], [0, 99], [1, 1], [65_535, 65_536], [100_000, 200_000], [199_999, 200_000], [12_345, 150_000]]) {
-      const body = await collect((await store.read(digest, { start, end }))!);
-      assert.deepEqual(body, bytes.subarray(start, end + 1), `bytes ${start}-${end}`);
-    }
-  });
-
-  test('an end beyond the object is clamped to its last byte', async () => {
-    assert.deepEqual(await collect((await store.read(digest, { start: 200_000, end: 999_999_999 }))!), bytes.subarray(200_000));
-    assert.deepEqual(await collect((await store.read(digest, { start: 5, end: Infinity }))!), bytes.subarray(5));
-  });
-
-  test('a start beyond the object or an inverted range is refused', async () => {
-    await assert.rejects(store.read(digest, { start: 200_001, end: 200_005 }), RangeError);
-    await assert.rejects(store.read(digest, { start: 10, end: 9 }), RangeError);
-    await assert.rejects(store.read(digest, { start: -1, end: 9 }), RangeError);
-  });
-});
-
-describe('following an object while it is written', () => {
-  test('every follower sees every byte once the writer commits, whenever it joined', async () => {
+  test('a follower that joins after the commit reads the committed file', async () => {
+    const root = temporaryDirectory('manifold-layout-');
+    const store = new FilesystemObjectStore({ root });
+    await store.init();
     const bytes = randomBytes(1_000_000);
     const writer = await store.createWriter(sha256(bytes));
-    const early = settle(writer.follow());
-    const chunks = [bytes.subarray(0, 300_000), bytes.subarray(300_000, 700_000), bytes.subarray(700_000)];
-    await writer.write(chunks[0]);
-    const middle = settle(writer.follow());
-    const ranged = settle(writer.follow({ start: 250_000, end: 750_000 }));
-    await writer.write(chunks[1]);
-    await writer.write(chunks[2]);
-    const beforeCommit = settle(writer.follow({ start: 999_000, end: Infinity }));
-    assert.equal((await writer.commit(bytes.length)).ok, true);
-    const afterCommit = settle(writer.follow({ start: 10, end: 19 }));
-    assert.deepEqual(await early, bytes);
-    assert.deepEqual(await middle, bytes);
-    assert.deepEqual(await ranged, bytes.subarray(250_000, 750_001));
-    assert.deepEqual(await beforeCommit, bytes.subarray(999_000));
-    assert.deepEqual(await afterCommit, bytes.subarray(10, 20));
-  });
-
-  test('a follower passes on every byte but the latest chunk before the bytes are verified', async () => {
-    const bytes = randomBytes(10_000);
-    const writer = await store.createWriter(sha256(bytes));
-    const follower = writer.follow();
-    await writer.write(bytes.subarray(0, 4000));
-    await writer.write(bytes.subarray(4000, 7000));
-    const first = await new Promise<Buffer>((resolve) => follower.once('data', resolve));
-    follower.pause();
-    assert.deepEqual(first, bytes.subarray(0, 4000));
-    await new Promise((resolve) => setTimeout(resolve, 20));
-    assert.equal(follower.readableLength, 0, 'the latest chunk (it may be the last) is held back');
-    await writer.write(bytes.subarray(7000));
-    await new Promise((resolve) => setTimeout(resolve, 20));
-    assert.equal(follower.readableLength, 3000, 'a new chunk releases the one before');
-    assert.equal((await writer.verify(bytes.length)).ok, true);
-    const rest = await collect(follower);
-    assert.deepEqual(Buffer.concat([first, rest]), bytes, 'the verification releases the last chunk and ends the stream');
-    assert.equal((await writer.commit()).ok, true);
-  });
-
-  test("a range follower passes on its range's last byte only once the bytes are verified", async () => {
-    const bytes = randomBytes(10_000);
-    const writer = await store.createWriter(sha256(bytes));
-    const follower = writer.follow({ start: 100, end: 4999 });
-    await writer.write(bytes.subarray(0, 6000));
-    await writer.write(bytes.subarray(6000));
-    const received: Buffer[] = [];
-    follower.on('data', (chunk: Buffer) => received.push(chunk));
-    await new Promise((resolve) => setTimeout(resolve, 20));
-    assert.deepEqual(Buffer.concat(received), bytes.subarray(100, 4999), 'all but the last byte of the range');
-    assert.equal(follower.readableEnded, false);
-    assert.equal((await writer.verify(bytes.length)).ok, true);
-    await new Promise((resolve) => follower.once('end', resolve));
-    assert.deepEqual(Buffer.concat(received), bytes.subarray(100, 5000));
-    assert.equal((await writer.commit()).ok, true);
-  });
-
-  test('followers end once the bytes are verified, before the object is committed', async () => {
-    const bytes = randomBytes(300_000);
-    const digest = sha256(bytes);
-    const writer = await store.createWriter(digest);
-    const follower = settle(writer.follow());
     await writer.write(bytes);
-    assert.deepEqual(await writer.verify(bytes.length), { ok: true, value: { digest, size: bytes.length } });
-    assert.deepEqual(await follower, bytes);
-    assert.equal(await store.stat(digest), null, 'not stored before the commit');
-    assert.equal((await writer.commit()).ok, true);
-    assert.deepEqual(await store.stat(digest), { digest, size: bytes.length });
-  });
-
-  test('followers get an error when the writer aborts', async () => {
-    const bytes = randomBytes(50_000);
-    const writer = await store.createWriter(sha256(bytes));
-    const follower = settle(writer.follow());
-    await writer.write(bytes.subarray(0, 20_000));
-    const late = settle(writer.follow());
-    await writer.abort(new Error('upstream reset'));
-    assertFailed(await follower, /upstream reset/);
-    assertFailed(await late, /upstream reset/);
-    assertFailed(await settle(writer.follow()), /upstream reset/);
-    assert.deepEqual(tempFiles(), []);
-  });
-
-  test('followers get an error when the commit finds the wrong bytes', async () => {
-    const expected = randomBytes(50_000);
-    const writer = await store.createWriter(sha256(expected));
-    const follower = settle(writer.follow());
-    await writer.write(randomBytes(50_000));
-    const result = await writer.commit();
-    assert.equal(result.ok, false);
-    assertFailed(await follower, /hash/);
-  });
-
-  test('followers reading at different speeds while small chunks arrive all get exactly their bytes', async () => {
-    const bytes = randomBytes(600_000);
-    const writer = await store.createWriter(sha256(bytes));
-    const ranges = [undefined, undefined, { start: 0, end: 0 }, { start: 12_345, end: 400_000 }, { start: 599_999, end: Infinity }, { start: 250_000, end: Infinity }];
-    // Fast followers take the writer's chunks as they come; slow ones fall behind and read the file.
-    const readers = ranges.map((range, index) => {
-      const follower = writer.follow(range);
-      const slow = index % 2 === 1;
-      return (async () => {
-        const chunks: Buffer[] = [];
-        for await (const chunk of follower) {
-          chunks.push(chunk as Buffer);
-          if (slow) await new Promise((resolve) => setTimeout(resolve, 1));
-        }
-        return Buffer.concat(chunks);
-      })();
-    });
-    for (let offset = 0; offset < bytes.length; offset += 7_000) {
-      await writer.write(bytes.subarray(offset, offset + 7_000));
-      if (offset % 70_000 === 0) await new Promise((resolve) => setImmediate(resolve));
-    }
     assert.equal((await writer.commit(bytes.length)).ok, true);
-    const results = await Promise.all(readers);
-    ranges.forEach((range, index) => {
-      const expected = range ? bytes.subarray(range.start, range.end === Infinity ? undefined : range.end + 1) : bytes;
-      assert.deepEqual(results[index], expected, `follower ${index} (${range ? `${range.start}-${range.end}` : 'whole'})`);
-    });
-  });
-
-  test('piped (as responses take them), followers at the head and behind get exactly their bytes through reused buffers', async () => {
-    const bytes = randomBytes(3 * 1024 * 1024 + 4321);
-    const writer = await store.createWriter(sha256(bytes));
-    const ranges = [undefined, { start: 100_000, end: 2_500_000 }, undefined];
-    const piped = ranges.map((range) => {
-      const follower = writer.follow(range);
-      const target = lateReadingDestination();
-      follower.pipe(target.destination);
-      return { follower, target };
-    });
-    for (let offset = 0; offset < bytes.length; offset += 300_000) {
-      await writer.write(bytes.subarray(offset, offset + 300_000));
-      if (offset === 900_000) await new Promise((resolve) => setTimeout(resolve, 20));
-    }
-    // One more follower joins once every byte is written: it reads them all from the file.
-    const late = writer.follow();
-    const lateTarget = lateReadingDestination();
-    late.pipe(lateTarget.destination);
-    assert.equal((await writer.commit(bytes.length)).ok, true);
-    await Promise.all([...piped.map((p) => p.target.ended), lateTarget.ended]);
-    piped.forEach(({ follower, target }, index) => {
-      const range = ranges[index];
-      const expected = range ? bytes.subarray(range.start, range.end + 1) : bytes;
-      assert.ok(target.received().equals(expected), `follower ${index} got other bytes`);
-      assert.equal((follower as Readable & { bytesPassed: number }).bytesPassed, expected.length, `follower ${index} counted other bytes`);
-    });
-    assert.ok(lateTarget.received().equals(bytes));
-  });
-
-  test('piped, a follower holds back the latest chunk until the verification and breaks on a failed fill', async () => {
-    const bytes = randomBytes(100_000);
-    const writer = await store.createWriter(sha256(bytes));
-    const follower = writer.follow();
-    const target = lateReadingDestination();
-    follower.pipe(target.destination);
-    await writer.write(bytes.subarray(0, 40_000));
-    await writer.write(bytes.subarray(40_000, 70_000));
-    await new Promise((resolve) => setTimeout(resolve, 30));
-    assert.ok(target.received().equals(bytes.subarray(0, 40_000)), 'all but the latest chunk');
-    const failed = new Promise<Error>((resolve) => follower.once('error', resolve));
-    await writer.abort(new Error('upstream reset'));
-    assert.match((await failed).message, /upstream reset/);
-    await new Promise((resolve) => setTimeout(resolve, 30));
-    assert.equal(target.received().length, 40_000, 'nothing of the failed fill after the error');
-    assert.equal(target.destination.writableEnded, false, 'the response is not ended as if complete');
-  });
-
-  test('chunks given while a write is in flight reach the file together; followers still hold back only the latest', async () => {
-    const bytes = randomBytes(64 * 7_000);
-    const writer = await store.createWriter(sha256(bytes));
-    const follower = writer.follow();
-    const received: Buffer[] = [];
-    follower.on('data', (chunk: Buffer) => received.push(chunk));
-    // Given in one go, as an upstream socket hands over what it has buffered.
-    const writes = [];
-    for (let offset = 0; offset < bytes.length; offset += 7_000) writes.push(writer.write(bytes.subarray(offset, offset + 7_000)));
-    await Promise.all(writes);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-    assert.deepEqual(Buffer.concat(received), bytes.subarray(0, bytes.length - 7_000), 'everything but the last chunk given');
-    assert.equal((await writer.verify(bytes.length)).ok, true);
-    await new Promise((resolve) => follower.once('end', resolve));
-    assert.deepEqual(Buffer.concat(received), bytes);
-    assert.equal((await writer.commit()).ok, true);
-    assert.deepEqual(await collect((await store.read(sha256(bytes)))!), bytes);
-  });
-
-  test('write() lets the caller run ahead of the disk by a bounded amount, then makes it wait', async () => {
-    const bytes = randomBytes(8 * 1024 * 1024);
-    const writer = await store.createWriter(sha256(bytes));
-    const settled: boolean[] = [];
-    const writes = [];
-    for (let offset = 0; offset < bytes.length; offset += 64 * 1024) {
-      const index = settled.push(false) - 1;
-      writes.push(writer.write(bytes.subarray(offset, offset + 64 * 1024)).then(() => (settled[index] = true)));
-    }
-    await Promise.resolve();
-    await Promise.resolve();
-    assert.equal(settled[0], true, 'the first chunk is taken at once');
-    assert.equal(settled.at(-1), false, 'with 8 MiB on its way to the file, the caller waits');
-    await Promise.all(writes);
-    assert.equal((await writer.commit(bytes.length)).ok, true);
-    assert.deepEqual(await collect((await store.read(sha256(bytes)))!), bytes);
-  });
-
-  test('a write the disk refuses fails the object: later writes and verify() reject, followers break, nothing is left', async () => {
-    const bytes = randomBytes(300_000);
-    const writer = await store.createWriter(sha256(bytes));
-    const follower = settle(writer.follow());
-    const freeDisk = await fillDiskFrom(0);
-    try {
-      await writer.write(bytes.subarray(0, 100_000));
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    } finally {
-      freeDisk();
-    }
-    await assert.rejects(writer.write(bytes.subarray(100_000)), /ENOSPC/);
-    await assert.rejects(writer.verify(bytes.length), /ENOSPC|finished/);
-    assertFailed(await follower, /ENOSPC/);
-    assert.deepEqual(tempFiles(), []);
-    assert.equal(await store.stat(sha256(bytes)), null);
-  });
-
-  test('a follower that does not read holds back neither the writer nor memory', async () => {
-    const bytes = randomBytes(8 * 1024 * 1024);
-    const writer = await store.createWriter(sha256(bytes));
-    const idle = writer.follow();
-    idle.pause();
-    // Let it start reading: it reads ahead at most its high-water mark.
-    await writer.write(bytes.subarray(0, 1024 * 1024));
-    await new Promise((resolve) => setImmediate(resolve));
-    for (let offset = 1024 * 1024; offset < bytes.length; offset += 1024 * 1024) {
-      await writer.write(bytes.subarray(offset, offset + 1024 * 1024));
-    }
-    assert.equal((await writer.commit()).ok, true, 'the writer finished while the follower read nothing');
-    assert.ok(idle.readableLength <= 1024 * 1024, `the follower buffered ${idle.readableLength} bytes`);
-    assert.deepEqual(await collect(idle), bytes);
-  });
-});
-
-describe('a write interrupted by a killed process', () => {
-  test('leaves only a temporary file, which the next start removes', async () => {
-    const killedRoot = mkdtempSync(path.join(tmpdir(), 'manifold-killed-'));
-    try {
-      const bytes = Buffer.alloc(512 * 1024, 7);
-      const digest = sha256(bytes);
-      const child = spawn(process.execPath, ['--disable-warning=ExperimentalWarning', path.join(import.meta.dirname, 'fixtures', 'interrupted-write.ts'), killedRoot, digest], { stdio: ['ignore', 'pipe', 'inherit'] });
-      const exited = new Promise<NodeJS.Signals | null>((resolve) => child.once('exit', (_code, signal) => resolve(signal)));
-      await new Promise<void>((resolve, reject) => {
-        child.stdout.on('data', (data: Buffer) => { if (data.toString().includes('written')) resolve(); });
-        child.once('exit', () => reject(new Error('the writer exited before writing')));
-      });
-      child.kill('SIGKILL');
-      assert.equal(await exited, 'SIGKILL');
-
-      const leftovers = readdirSync(path.join(killedRoot, 'tmp'));
-      assert.equal(leftovers.length, 1, 'one temporary file');
-      const restarted = new FilesystemObjectStore({ root: killedRoot });
-      assert.equal(await restarted.stat(digest), null, 'nothing readable under the digest');
-      assert.equal(existsSync(restarted.objectPath(digest)), false);
-
-      await restarted.init();
-      assert.deepEqual(readdirSync(path.join(killedRoot, 'tmp')), []);
-      assert.equal(await restarted.stat(digest), null);
-    } finally {
-      rmSync(killedRoot, { recursive: true, force: true });
-    }
-  });
-
-  test('a start keeps the temporary files of writes in progress', async () => {
-    const bytes = randomBytes(100);
-    const writer = await store.createWriter(sha256(bytes));
-    await writer.write(bytes);
-    await new FilesystemObjectStore({ root }).init();
-    assert.equal(tempFiles().length, 1);
-    assert.equal((await writer.commit()).ok, true);
-    assert.deepEqual(tempFiles(), []);
+    assert.deepEqual(await settle(writer.follow({ start: 10, end: 19 })), bytes.subarray(10, 20));
+    assert.ok((await collect(writer.follow())).equals(bytes));
   });
 });
 
 describe('opening the configured store', () => {
   test('the filesystem store lives under dataDir/objects unless storage.path says otherwise', async () => {
-    const dataDir = mkdtempSync(path.join(tmpdir(), 'manifold-data-'));
-    try {
-      const configured = openObjectStore(loadConfig({}, { dataDir }));
-      assert.ok(configured instanceof FilesystemObjectStore);
-      assert.equal(configured.root, path.join(dataDir, 'objects'));
-      await configured.init();
-      assert.equal(await configured.ping(), true);
-      const elsewhere = openObjectStore(loadConfig({}, { dataDir, storage: { path: path.join(dataDir, 'blobs') } }));
-      assert.equal((elsewhere as FilesystemObjectStore).root, path.join(dataDir, 'blobs'));
-    } finally {
-      rmSync(dataDir, { recursive: true, force: true });
-    }
+    const dataDir = temporaryDirectory('manifold-data-');
+    const configured = await openObjectStore(loadConfig({}, { dataDir }));
+    assert.ok(configured instanceof FilesystemObjectStore);
+    assert.equal(configured.root, path.join(dataDir, 'objects'));
+    await configured.init();
+    assert.equal(await configured.ping(), true);
+    const elsewhere = await openObjectStore(loadConfig({}, { dataDir, storage: { path: path.join(dataDir, 'blobs') } }));
+    assert.equal((elsewhere as FilesystemObjectStore).root, path.join(dataDir, 'blobs'));
   });
 });
