@@ -65,6 +65,10 @@ export const configSchema = z.object({
     tokenTtlSeconds: z.number().int().min(60).max(3600).default(300),
     /** PEM file with the registry token signing key; created in dataDir on first start when unset. */
     signingKeyPath: z.string().min(1).optional(),
+    /** Console sessions end this long after sign-in, whatever their use. */
+    sessionTtlHours: z.number().int().min(1).max(24 * 30).default(12),
+    /** …or when unused this long. */
+    sessionIdleMinutes: z.number().int().min(1).max(24 * 60).default(60),
   }).prefault({}),
   secrets: z.object({
     /** base64 of 32 random bytes; encrypts upstream credentials. Created in dataDir on first start when unset. */
@@ -84,6 +88,15 @@ export const configSchema = z.object({
     bodyTimeoutMs: positive(60_000),
     probeTimeoutMs: positive(5_000),
     probeConcurrency: z.number().int().min(1).max(16).default(3),
+    /** The limit of one revalidation HEAD of a stale tag; past it the cached copy is served (DESIGN §3.5). */
+    revalidateTimeoutMs: positive(2_000),
+    /** Consecutive failures of an upstream that open its circuit (a timeout opens it at once). */
+    circuitFailureThreshold: positive(3),
+    /** The first backoff window of an open circuit; each failed probe doubles it, up to circuitMaxOpenSeconds. */
+    circuitOpenSeconds: positive(10),
+    circuitMaxOpenSeconds: positive(300),
+    /** How long a 429 without Retry-After (or ratelimit-remaining 0 without a reset) limits an upstream. */
+    rateLimitDefaultSeconds: positive(60),
   }).prefault({}),
   cache: z.object({
     /** How long a fill goes on after its last client disconnected. */

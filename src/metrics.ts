@@ -9,7 +9,11 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
   if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: registry, prefix: 'manifold_' });
   const registers = [registry];
   /** Filled in by the composition root once the upstream client exists. */
-  const sources: { rateLimits?: () => ReadonlyMap<number, { remaining: number | null }> } = {};
+  const sources: {
+    rateLimits?: () => ReadonlyMap<number, { remaining: number | null }>;
+    /** Upstream health (services/upstream-health.ts): state per upstream id. */
+    health?: () => { id: number; state: 'healthy' | 'circuit_open' | 'rate_limited'; consecutiveFailures: number }[];
+  } = {};
   return {
     sources,
     registry,
@@ -32,6 +36,34 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
         for (const [upstream, reading] of sources.rateLimits?.() ?? []) {
           if (reading.remaining !== null) this.set({ upstream: String(upstream) }, reading.remaining);
         }
+      },
+    }),
+    revalidationsSkipped: new Counter({
+      name: 'manifold_upstream_revalidations_skipped_total',
+      help: 'Revalidations of stale tags not sent (served from the cache at once) because the upstream\'s circuit was open or it was rate limited: the requests saved',
+      labelNames: ['upstream', 'state'],
+      registers,
+    }),
+    upstreamState: new Gauge({
+      name: 'manifold_upstream_state',
+      help: 'Upstream health as this process sees it: 1 for the current state (healthy, circuit_open, rate_limited)',
+      labelNames: ['upstream', 'state'],
+      registers,
+      collect() {
+        this.reset();
+        for (const upstream of sources.health?.() ?? []) {
+          for (const state of ['healthy', 'circuit_open', 'rate_limited'] as const) this.set({ upstream: String(upstream.id), state }, upstream.state === state ? 1 : 0);
+        }
+      },
+    }),
+    upstreamConsecutiveFailures: new Gauge({
+      name: 'manifold_upstream_consecutive_failures',
+      help: 'Failed upstream requests in a row (timeouts, refused connections, 5xx)',
+      labelNames: ['upstream'],
+      registers,
+      collect() {
+        this.reset();
+        for (const upstream of sources.health?.() ?? []) this.set({ upstream: String(upstream.id) }, upstream.consecutiveFailures);
       },
     }),
   };

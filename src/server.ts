@@ -10,6 +10,7 @@ import { loadEncryptionKey, loadSigningKeys } from './auth/keys.ts';
 import { RegistryTokens } from './auth/registry-tokens.ts';
 import { apiRoutes } from './http/api/index.ts';
 import { buildApp } from './http/app.ts';
+import { consoleRoutes } from './http/console.ts';
 import { registryRoutes } from './http/registry-routes.ts';
 import { actorFor, tokenRealm } from './http/request-auth.ts';
 import { tokenRoutes } from './http/token-endpoint.ts';
@@ -29,8 +30,11 @@ import { MirrorRouting } from './services/mirror-routing.ts';
 import { CatalogService } from './services/catalog.ts';
 import { PullService } from './services/pull.ts';
 import { ReferrersService } from './services/referrers.ts';
+import { UpstreamHealth } from './services/upstream-health.ts';
 import { RegistryService } from './services/registries.ts';
+import { RegistryTraffic } from './services/registry-traffic.ts';
 import { RegistryUpstreamService } from './services/registry-upstreams.ts';
+import { SessionService } from './services/sessions.ts';
 import { TagService } from './services/tags.ts';
 import { TokenService } from './services/tokens.ts';
 import { UpstreamService } from './services/upstreams.ts';
@@ -54,15 +58,25 @@ export async function createServices(config: Config, database: DatabaseHandle, l
   const cipher = new CredentialsCipher(loadEncryptionKey(config.secrets.encryptionKey, paths.encryptionKeyPath));
   const registryTokens = new RegistryTokens({ keys: await loadSigningKeys(paths.signingKeyPath), issuer: config.auth.issuer, service: config.auth.service, ttlSeconds: config.auth.tokenTtlSeconds });
   const registries = new RegistryService({ db, cipher, limits: config.limits });
-  const upstreams = new UpstreamService({ db, cipher, allowPrivate: config.upstream.allowPrivate, pullCache: registries.pullCache });
+  const health = new UpstreamHealth({
+    failureThreshold: config.upstream.circuitFailureThreshold,
+    openMs: config.upstream.circuitOpenSeconds * 1000,
+    maxOpenMs: config.upstream.circuitMaxOpenSeconds * 1000,
+    defaultRateLimitMs: config.upstream.rateLimitDefaultSeconds * 1000,
+  });
+  const upstreams = new UpstreamService({ db, cipher, allowPrivate: config.upstream.allowPrivate, pullCache: registries.pullCache, health });
   const entries = new CacheEntryService({ db, dialect, store });
   const counter = new DownloadCounter({ db, flushIntervalMs: config.cache.counterFlushSeconds * 1000, logger });
+  const traffic = new RegistryTraffic({ db, flushIntervalMs: config.cache.counterFlushSeconds * 1000, logger });
+  const sessionTimes = { ttlMs: config.auth.sessionTtlHours * 60 * 60 * 1000, idleMs: config.auth.sessionIdleMinutes * 60 * 1000 };
   const client = new UpstreamClient({ ...config.upstream, maxManifestBytes: config.limits.maxManifestBytes, logger });
   return {
     store,
     cipher,
     registryTokens,
-    authenticator: new Authenticator({ db, registryTokens }),
+    authenticator: new Authenticator({ db, registryTokens, sessionIdleMs: sessionTimes.idleMs }),
+    sessions: new SessionService({ db, times: sessionTimes }),
+    traffic,
     users: new UserService({ db }),
     groups: new GroupService({ db }),
     memberships: new MembershipService({ db }),
@@ -83,9 +97,12 @@ export async function createServices(config: Config, database: DatabaseHandle, l
       store,
       client,
       counter,
+      traffic,
       metrics,
       logger,
       fillGraceMs: config.cache.fillGraceSeconds * 1000,
+      health,
+      revalidateTimeoutMs: config.upstream.revalidateTimeoutMs,
     }),
     referrers: new ReferrersService({ registries, client, logger, ttlMs: config.cache.referrersTtlSeconds * 1000 }),
     tags: new TagService({ registries, client, logger, ttlMs: config.cache.tagsTtlSeconds * 1000 }),
@@ -121,7 +138,12 @@ export async function createManifold(config: Config, logger: Logger = createLogg
   const metrics = createMetrics();
   const services = await createServices(config, database, logger, metrics);
   metrics.sources.rateLimits = () => services.client.rateLimits();
+  metrics.sources.health = () => services.pull.health.ids().map((id) => {
+    const view = services.pull.health.view(id);
+    return { id, state: view.state, consecutiveFailures: view.consecutive_failures };
+  });
   services.counter.start();
+  services.traffic.start();
   services.destroyer.start();
 
   const app = buildApp({
@@ -148,6 +170,7 @@ export async function createManifold(config: Config, logger: Logger = createLogg
     route: (request) => services.routing.resolve(request),
     metrics,
   });
+  consoleRoutes(app);
   apiRoutes(app, {
     db: database.db,
     authenticator: services.authenticator,
@@ -163,6 +186,10 @@ export async function createManifold(config: Config, logger: Logger = createLogg
     auditService: services.audit,
     upstreamClient: services.client,
     allowPrivateUpstreams: config.upstream.allowPrivate,
+    sessionService: services.sessions,
+    registryTraffic: services.traffic,
+    publicUrl: config.server.publicUrl,
+    service: config.auth.service,
   });
 
   return {
@@ -177,6 +204,7 @@ export async function createManifold(config: Config, logger: Logger = createLogg
       await app.close();
       await services.pull.settle();
       await services.counter.stop();
+      await services.traffic.stop();
       await services.destroyer.stop();
       await services.client.close();
       await database.close();

@@ -19,7 +19,10 @@ export interface Credentials {
   /** A username and password (or token) given outside a header, e.g. the OAuth2 password grant. */
   username?: string;
   password?: string;
+  /** The secret of a console session cookie; used only when no other credentials are given. */
+  session?: string;
 }
+
 
 /** A token's last_used_at is written at most this often (not once per request). */
 export const LAST_USED_INTERVAL_MS = 60_000;
@@ -28,6 +31,9 @@ export const PASSWORD_CACHE_MS = 10_000;
 const PASSWORD_CACHE_SIZE = 1000;
 
 const REFUSED = 'invalid credentials';
+const DEFAULT_SESSION_IDLE_MS = 60 * 60 * 1000;
+/** A session's last_seen_at is written at most this often. */
+const SESSION_TOUCH_INTERVAL_MS = 60_000;
 const refused = () => err('unauthorized', REFUSED);
 
 const TOKEN_PREFIXES = Object.values(TOKEN_PREFIX);
@@ -44,8 +50,11 @@ export class Authenticator {
   readonly #cacheKey = randomBytes(32);
   #dummyHash: Promise<string> | null = null;
 
-  constructor(deps: { db: Db; registryTokens: RegistryTokens; now?: () => number; verifyPassword?: typeof verifyPassword }) {
+  readonly #sessionIdleMs: number;
+
+  constructor(deps: { db: Db; registryTokens: RegistryTokens; now?: () => number; verifyPassword?: typeof verifyPassword; sessionIdleMs?: number }) {
     this.#db = deps.db;
+    this.#sessionIdleMs = deps.sessionIdleMs ?? DEFAULT_SESSION_IDLE_MS;
     this.#registryTokens = deps.registryTokens;
     this.#now = deps.now ?? Date.now;
     this.#verifyPassword = deps.verifyPassword ?? verifyPassword;
@@ -56,7 +65,9 @@ export class Authenticator {
     if (credentials.username !== undefined || credentials.password !== undefined) {
       return this.#basic(credentials.username ?? '', credentials.password ?? '', channel);
     }
-    if (credentials.authorization === undefined) return ok(ANONYMOUS);
+    if (credentials.authorization === undefined) {
+      return credentials.session !== undefined && channel === 'api' ? this.#session(credentials.session) : ok(ANONYMOUS);
+    }
     const match = /^(\S+)\s+(\S+)\s*$/.exec(credentials.authorization);
     if (!match) return refused();
     const [, scheme, value] = match;
@@ -94,6 +105,29 @@ export class Authenticator {
     if (!user || !matches) return refused();
     this.#remember(cacheKey, { userId: user.id, passwordHash: user.password_hash, until: this.#now() + PASSWORD_CACHE_MS });
     return this.#userActor(user, null, channel);
+  }
+
+  /**
+   * A console session: alive (neither past its end nor idle too long), its user not blocked, and the
+   * personal token it was started with (if any) still usable; the actor keeps that token's scopes.
+   */
+  async #session(secret: string): Promise<Result<Actor>> {
+    const row = await this.#db.selectFrom('sessions').selectAll().where('secret_digest', '=', tokenDigest(secret)).executeTakeFirst();
+    const now = this.#now();
+    if (!row || row.expires_at <= now || row.last_seen_at <= now - this.#sessionIdleMs) return refused();
+    const user = await this.#db.selectFrom('users').selectAll().where('id', '=', row.user_id).executeTakeFirst();
+    if (!user) return refused();
+    let token: AccessToken | null = null;
+    if (row.token_id !== null) {
+      token = (await this.#tokenRow(row.token_id)) ?? null;
+      if (!token || !this.#usable(token)) return refused();
+    }
+    const actor = await this.#userActor(user, token, 'api');
+    if (!actor.ok || actor.value.kind !== 'user') return actor;
+    if (row.last_seen_at <= now - SESSION_TOUCH_INTERVAL_MS) {
+      await this.#db.updateTable('sessions').set({ last_seen_at: now }).where('id', '=', row.id).where('last_seen_at', '<=', now - SESSION_TOUCH_INTERVAL_MS).execute();
+    }
+    return ok({ ...actor.value, sessionId: row.id });
   }
 
   async #accessToken(plaintext: string, channel: Channel): Promise<Result<Actor>> {

@@ -62,6 +62,8 @@ export type Actor =
       /** Set when the user authenticated with a personal access token (or a registry JWT minted from one). */
       token: TokenGrant | null;
       channel: Channel;
+      /** Set when the request came with a console session cookie (state changes then need its CSRF token). */
+      sessionId?: number;
     } & FromRegistryToken)
   | ({ kind: 'group_token'; groupId: number; accessLevel: AccessLevel; token: TokenGrant; channel: Channel } & FromRegistryToken)
   | ({ kind: 'deploy_token'; groupId: number; token: TokenGrant; channel: Channel } & FromRegistryToken);

@@ -15,6 +15,7 @@ import type { GroupView } from '../services/groups.ts';
 import type { MirrorRouteView } from '../services/mirror-routes.ts';
 import type { RegistryUpstreamView } from '../services/registry-upstreams.ts';
 import type { UpstreamInput, UpstreamView } from '../services/upstreams.ts';
+import type { FreshnessInput, FreshnessRule } from '../services/freshness.ts';
 import { createLogger } from '../log.ts';
 import { createMetrics } from '../metrics.ts';
 import { createServices, databaseOptions } from '../server.ts';
@@ -36,6 +37,11 @@ export const ADMIN_USAGE = `admin commands (they work on the local database, wit
   mirror list
   mirror remove <host>
   upstream list <group> [--search <text>]
+  upstream policy <id> [--max-age <s>] [--stale-while-revalidate <s>] [--stale-if-error <s>|none] [--pin|--no-pin]
+                       [--negative-cache <s>] [--rule <pattern>=<setting>[,<setting>]...]... [--clear-rules]
+      shows or changes the freshness policy; --rule replaces the rules (first match wins), e.g.
+      --rule 'library/*:latest=max_age:300' --rule '*:v*.*.*=pin'; settings: max_age:<s>,
+      stale_while_revalidate:<s>, stale_if_error:<s>|none, pin, no_pin
   cache purge <group>/<registry> | cache purge --upstream <id>
       marks the cache entries for deletion (the server's destroy worker removes them)`;
 
@@ -143,6 +149,40 @@ async function allUpstreams(context: Context, groupId: number, search?: string):
 function upstreamName(url: string): string {
   const parsed = new URL(url);
   return `${parsed.host}${parsed.pathname.replace(/\/+$/, '')}`.slice(0, 255);
+}
+
+function seconds(text: string, flag: string): number {
+  const parsed = Number(text);
+  if (!Number.isInteger(parsed) || parsed < 0) throw new UsageError(`${flag} must be a whole number of seconds`);
+  return parsed;
+}
+
+/** `library/*:latest=max_age:300,pin` → a rule (the service validates the values). */
+function parseRule(text: string): FreshnessRule {
+  const at = text.lastIndexOf('=');
+  if (at <= 0) throw new UsageError(`--rule ${text}: expected <pattern>=<setting>[,<setting>]...`);
+  const rule: FreshnessRule = { match: text.slice(0, at) };
+  for (const setting of text.slice(at + 1).split(',').map((part) => part.trim()).filter(Boolean)) {
+    const [key, raw] = setting.split(':');
+    if (key === 'pin' && raw === undefined) rule.pin = true;
+    else if (key === 'no_pin' && raw === undefined) rule.pin = false;
+    else if (key === 'stale_if_error' && raw === 'none') rule.stale_if_error = null;
+    else if ((key === 'max_age' || key === 'stale_while_revalidate' || key === 'stale_if_error') && raw !== undefined) rule[key] = seconds(raw, `--rule ${key}`);
+    else throw new UsageError(`--rule ${text}: unknown setting ${setting}`);
+  }
+  return rule;
+}
+
+function describePolicy(upstream: UpstreamView): string {
+  const p = upstream.freshness;
+  const settings = (r: { max_age?: number; stale_while_revalidate?: number; stale_if_error?: number | null; pin?: boolean }) => [
+    r.max_age !== undefined ? `max_age ${r.max_age} s` : null,
+    r.stale_while_revalidate !== undefined ? `stale_while_revalidate ${r.stale_while_revalidate} s` : null,
+    r.stale_if_error !== undefined ? `stale_if_error ${r.stale_if_error === null ? 'unlimited' : `${r.stale_if_error} s`}` : null,
+    r.pin !== undefined ? (r.pin ? 'pinned' : 'not pinned') : null,
+  ].filter(Boolean).join(', ');
+  const rules = p.rules.map((r, i) => `  ${i + 1}. ${r.match}: ${settings(r)}`);
+  return [`upstream ${upstream.id} (${upstream.name}): ${settings(p)}, negative cache ${p.negative_cache} s`, ...(rules.length ? ['rules (first match wins):', ...rules] : [])].join('\n');
 }
 
 function describeLinks(links: RegistryUpstreamView[]): string {
@@ -308,6 +348,29 @@ const commands: Record<string, Record<string, Command>> = {
         ? `group ${group.path} has no upstreams${values.search ? ` matching ${values.search}` : ''}`
         : upstreams.map((u) => `${u.id}\t${u.name}\t${u.url}\t${u.has_credentials ? `as ${u.username}` : 'anonymous'}\tcache ${u.cache_validity_hours} h`).join('\n');
       return { json: upstreams, text };
+    },
+    async policy(context, args) {
+      const { values, positionals } = parse(args, {
+        'max-age': { type: 'string' }, 'stale-while-revalidate': { type: 'string' }, 'stale-if-error': { type: 'string' },
+        pin: { type: 'boolean' }, 'no-pin': { type: 'boolean' }, 'negative-cache': { type: 'string' },
+        rule: { type: 'string', multiple: true }, 'clear-rules': { type: 'boolean' },
+      });
+      const id = Number(positional(positionals, 0, '<id>'));
+      if (!Number.isSafeInteger(id) || id < 1) throw new UsageError('<id> must be an upstream id');
+      if (values.pin && values['no-pin']) throw new UsageError('--pin and --no-pin contradict each other');
+      if (values.rule && values['clear-rules']) throw new UsageError('--rule and --clear-rules contradict each other');
+      const changes: FreshnessInput = {};
+      if (values['max-age'] !== undefined) changes.max_age = seconds(values['max-age'], '--max-age');
+      if (values['stale-while-revalidate'] !== undefined) changes.stale_while_revalidate = seconds(values['stale-while-revalidate'], '--stale-while-revalidate');
+      if (values['stale-if-error'] !== undefined) changes.stale_if_error = values['stale-if-error'] === 'none' ? null : seconds(values['stale-if-error'], '--stale-if-error');
+      if (values.pin || values['no-pin']) changes.pin = values.pin === true;
+      if (values['negative-cache'] !== undefined) changes.negative_cache = seconds(values['negative-cache'], '--negative-cache');
+      if (values.rule) changes.rules = values.rule.map(parseRule);
+      if (values['clear-rules']) changes.rules = [];
+      const upstream = Object.keys(changes).length === 0
+        ? value(await context.services.upstreams.get(SYSTEM, id))
+        : value(await context.services.upstreams.update(SYSTEM, id, { freshness: changes }));
+      return { json: upstream.freshness, text: describePolicy(upstream) };
     },
   },
   cache: {

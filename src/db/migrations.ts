@@ -214,10 +214,63 @@ function mirrorRouting(dialect: Dialect): Migration {
   };
 }
 
+/**
+ * The console (issue 20): browser sessions, stored as the SHA-256 of their secret like tokens so that
+ * any replica can check them; and the hourly pull counts of each registry that the console charts.
+ */
+function consoleSessionsAndTraffic(dialect: Dialect): Migration {
+  const t = types(dialect);
+  return {
+    async up(db: AnyDb) {
+      await db.schema.createTable('sessions')
+        .addColumn('id', t.id, t.idColumn)
+        .addColumn('user_id', t.id, (c) => c.notNull().references('users.id').onDelete('cascade'))
+        /** Set when the user signed in with a personal token: the session keeps the token's limits. */
+        .addColumn('token_id', t.id, (c) => c.references('access_tokens.id').onDelete('cascade'))
+        .addColumn('secret_digest', 'varchar(64)', (c) => c.notNull())
+        .addColumn('created_at', t.bigint, (c) => c.notNull())
+        .addColumn('last_seen_at', t.bigint, (c) => c.notNull())
+        .addColumn('expires_at', t.bigint, (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('sessions_secret_digest_key').unique().on('sessions').column('secret_digest').execute();
+      await db.schema.createIndex('sessions_expires_idx').on('sessions').column('expires_at').execute();
+
+      await db.schema.createTable('registry_traffic')
+        .addColumn('registry_id', t.id, (c) => c.notNull().references('registries.id').onDelete('cascade'))
+        /** Start of the hour, epoch milliseconds. */
+        .addColumn('hour', t.bigint, (c) => c.notNull())
+        .addColumn('hits', t.bigint, (c) => c.notNull().defaultTo(0))
+        .addColumn('misses', t.bigint, (c) => c.notNull().defaultTo(0))
+        .addColumn('bytes_from_cache', t.bigint, (c) => c.notNull().defaultTo(0))
+        .addColumn('bytes_from_upstream', t.bigint, (c) => c.notNull().defaultTo(0))
+        .addPrimaryKeyConstraint('registry_traffic_pkey', ['registry_id', 'hour'])
+        .execute();
+    },
+  };
+}
+
+/**
+ * The freshness policy of an upstream (DESIGN §3.5) as JSON: max_age, stale_while_revalidate,
+ * stale_if_error, pin, negative_cache and rules by pattern. Null for rows written before it: their
+ * policy is the one `cache_validity_hours` implies, which stays as the simple form (and its alias).
+ */
+function freshnessPolicy(): Migration {
+  return {
+    async up(db: AnyDb) {
+      await db.schema.alterTable('upstreams').addColumn('freshness', 'text').execute();
+    },
+  };
+}
+
 export function migrationProvider(dialect: Dialect): MigrationProvider {
   return {
     async getMigrations() {
-      return { '0001_initial': initial(dialect), '0002c_mirror_routing': mirrorRouting(dialect) };
+      return {
+        '0001_initial': initial(dialect),
+        '0002c_mirror_routing': mirrorRouting(dialect),
+        '0002e_freshness_policy': freshnessPolicy(),
+        '0002f_console_sessions_traffic': consoleSessionsAndTraffic(dialect),
+      };
     },
   };
 }

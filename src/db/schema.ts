@@ -90,7 +90,10 @@ export interface UpstreamsTable {
   password_encrypted: string | null;
   /** Token endpoint to use instead of the challenge's realm; credentials may be sent there. */
   token_url: string | null;
+  /** Whole hours a tag is fresh, 0 = never revalidate: the simple form of `freshness`, kept in step with it. */
   cache_validity_hours: number;
+  /** The freshness policy as JSON (services/freshness.ts); null = the one cache_validity_hours implies. */
+  freshness: string | null;
   created_at: CreatedAt;
   updated_at: number;
 }
@@ -175,6 +178,31 @@ export interface AuditEventsTable {
   created_at: CreatedAt;
 }
 
+/** A console sign-in (issue 20). The cookie holds the secret; only its SHA-256 is stored. */
+export interface SessionsTable {
+  id: Id;
+  user_id: number;
+  /** Set when the user signed in with a personal token: the session keeps its scopes, expiry and revocation. */
+  token_id: number | null;
+  secret_digest: string;
+  created_at: CreatedAt;
+  /** Written at most once a minute; a session unused for the idle timeout has ended. */
+  last_seen_at: number;
+  /** The absolute end of the session, whatever its use. */
+  expires_at: number;
+}
+
+/** Pull counts of a registry per hour, merged in memory and written in batches (issue 20). */
+export interface RegistryTrafficTable {
+  registry_id: number;
+  /** Start of the hour, epoch milliseconds. */
+  hour: number;
+  hits: number;
+  misses: number;
+  bytes_from_cache: number;
+  bytes_from_upstream: number;
+}
+
 export interface Database {
   users: UsersTable;
   groups: GroupsTable;
@@ -188,6 +216,8 @@ export interface Database {
   cache_entries: CacheEntriesTable;
   cleanup_policies: CleanupPoliciesTable;
   audit_events: AuditEventsTable;
+  sessions: SessionsTable;
+  registry_traffic: RegistryTrafficTable;
 }
 
 export type User = Selectable<UsersTable>;
@@ -203,3 +233,4 @@ export type NewCacheEntry = Insertable<CacheEntriesTable>;
 export type CacheEntryUpdate = Updateable<CacheEntriesTable>;
 export type CleanupPolicy = Selectable<CleanupPoliciesTable>;
 export type AuditEvent = Selectable<AuditEventsTable>;
+export type Session = Selectable<SessionsTable>;

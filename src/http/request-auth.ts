@@ -9,11 +9,15 @@ function single(value: string | string[] | undefined): string | undefined {
   return Array.isArray(value) ? value[0] : value;
 }
 
-/** Authenticates the request's Authorization or PRIVATE-TOKEN header; none at all is the anonymous actor. */
-export async function actorFor(request: FastifyRequest, authenticator: Authenticator, channel: Channel): Promise<Result<Actor>> {
+/**
+ * Authenticates the request's Authorization or PRIVATE-TOKEN header, or else (on the API) the console
+ * session whose secret is `session`; none at all is the anonymous actor.
+ */
+export async function actorFor(request: FastifyRequest, authenticator: Authenticator, channel: Channel, session?: string): Promise<Result<Actor>> {
   return authenticator.authenticate({
     authorization: single(request.headers.authorization),
     privateToken: single(request.headers['private-token']),
+    session,
   }, channel);
 }
 

@@ -24,7 +24,7 @@ export interface CacheEntryInput {
   checkedAt?: number;
 }
 
-export type CacheEntryForPath = CacheEntry & { position: number; cache_validity_hours: number };
+export type CacheEntryForPath = CacheEntry & { position: number };
 
 /** How long an upstream's group is remembered (upstreams never change group). */
 const GROUP_CACHE_MS = 30_000;
@@ -150,8 +150,7 @@ export class CacheEntryService {
   async findLiveForPath(registryId: number, relativePath: string): Promise<CacheEntryForPath[]> {
     return this.#db.selectFrom('cache_entries as e')
       .innerJoin('registry_upstreams as ru', 'ru.upstream_id', 'e.upstream_id')
-      .innerJoin('upstreams as u', 'u.id', 'e.upstream_id')
-      .selectAll('e').select(['ru.position', 'u.cache_validity_hours'])
+      .selectAll('e').select(['ru.position'])
       .where('ru.registry_id', '=', registryId).where('e.relative_path', '=', relativePath).where('e.status', '=', LIVE)
       .orderBy('ru.position')
       .execute();

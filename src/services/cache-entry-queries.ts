@@ -33,9 +33,13 @@ export interface CacheEntryView {
   updated_at: number;
 }
 
+export const CACHE_ENTRY_ORDERS = ['created_at', 'size', 'downloaded_at', 'downloads_count'] as const;
+
 export const cacheEntryListSchema = paginationSchema.extend({
   /** A substring of the relative path (`/<image>/manifests/<ref>`, `/<image>/blobs/<digest>`), case-insensitive. */
   search: z.string('must be a string').max(1024, 'must be at most 1024 characters').optional(),
+  order_by: z.enum(CACHE_ENTRY_ORDERS, `must be one of ${CACHE_ENTRY_ORDERS.join(', ')}`).default('created_at'),
+  sort: z.enum(['asc', 'desc'], 'must be asc or desc').default('desc'),
 });
 export type CacheEntryListQuery = z.input<typeof cacheEntryListSchema>;
 
@@ -67,7 +71,7 @@ export class CacheEntryQueryService {
     this.#db = deps.db;
   }
 
-  /** The upstream's entries (read_virtual_registry on its group), newest first. */
+  /** The upstream's entries (read_virtual_registry on its group), newest first unless ordered otherwise. */
   async list(actor: Actor, upstreamId: number | string, query: CacheEntryListQuery = {}): Promise<Result<Page<CacheEntryView>>> {
     return guarded(async () => {
       if (actor.kind === 'anonymous') return unauthenticated();
@@ -76,21 +80,42 @@ export class CacheEntryQueryService {
       if (!upstream) return notFound('upstream');
       const allowed = authorize(actor, 'read_virtual_registry', { groupId: upstream.group_id }, 'upstream');
       if (!allowed.ok) return allowed;
-      const parsed = validate(cacheEntryListSchema, query);
-      if (!parsed.ok) return parsed;
-      const { search, ...pagination } = parsed.value;
-      let scoped = this.#db.selectFrom('cache_entries').where('upstream_id', '=', upstream.id).where('status', 'in', VISIBLE_STATUSES);
-      if (search) {
-        // LIKE with its own wildcards escaped: the search is a plain substring.
-        const pattern = `%${search.toLowerCase().replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
-        scoped = scoped.where(sql<boolean>`lower(relative_path) like ${pattern} escape '\\'`);
-      }
-      const [{ total }, rows] = await Promise.all([
-        scoped.select((eb) => eb.fn.countAll<number>().as('total')).executeTakeFirstOrThrow(),
-        scoped.selectAll().orderBy('created_at', 'desc').orderBy('id', 'desc').limit(pagination.per_page).offset(offsetOf(pagination)).execute(),
-      ]);
-      return ok({ items: rows.map(toCacheEntryView), total: Number(total), page: pagination.page, per_page: pagination.per_page });
+      return this.#page([upstream.id], query);
     });
+  }
+
+  /** The entries of every upstream the registry links (read_virtual_registry on its group). */
+  async listForRegistry(actor: Actor, registryId: number | string, query: CacheEntryListQuery = {}): Promise<Result<Page<CacheEntryView>>> {
+    return guarded(async () => {
+      if (actor.kind === 'anonymous') return unauthenticated();
+      const id = parseId(registryId);
+      const registry = id === null ? undefined : await this.#db.selectFrom('registries').select(['id', 'group_id']).where('id', '=', id).executeTakeFirst();
+      if (!registry) return notFound('registry');
+      const allowed = authorize(actor, 'read_virtual_registry', { groupId: registry.group_id }, 'registry');
+      if (!allowed.ok) return allowed;
+      const links = await this.#db.selectFrom('registry_upstreams').select('upstream_id').where('registry_id', '=', registry.id).execute();
+      return this.#page(links.map((link) => link.upstream_id), query);
+    });
+  }
+
+  async #page(upstreamIds: number[], query: CacheEntryListQuery): Promise<Result<Page<CacheEntryView>>> {
+    const parsed = validate(cacheEntryListSchema, query);
+    if (!parsed.ok) return parsed;
+    const { search, order_by: orderBy, sort, ...pagination } = parsed.value;
+    if (upstreamIds.length === 0) return ok({ items: [], total: 0, page: pagination.page, per_page: pagination.per_page });
+    let scoped = this.#db.selectFrom('cache_entries').where('upstream_id', 'in', upstreamIds).where('status', 'in', VISIBLE_STATUSES);
+    if (search) {
+      // LIKE with its own wildcards escaped: the search is a plain substring.
+      const pattern = `%${search.toLowerCase().replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+      scoped = scoped.where(sql<boolean>`lower(relative_path) like ${pattern} escape '\\'`);
+    }
+    const [{ total }, rows] = await Promise.all([
+      scoped.select((eb) => eb.fn.countAll<number>().as('total')).executeTakeFirstOrThrow(),
+      // Never-downloaded entries sort as the oldest downloads; the id keeps pages stable.
+      scoped.selectAll().orderBy(orderBy, (order) => (sort === 'asc' ? order.asc().nullsFirst() : order.desc().nullsLast())).orderBy('id', (order) => (sort === 'asc' ? order.asc() : order.desc()))
+        .limit(pagination.per_page).offset(offsetOf(pagination)).execute(),
+    ]);
+    return ok({ items: rows.map(toCacheEntryView), total: Number(total), page: pagination.page, per_page: pagination.per_page });
   }
 
   /** One entry the actor may read; entries waiting for destruction are not found. */

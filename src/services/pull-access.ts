@@ -4,8 +4,8 @@ import { can, canSee } from '../auth/policy.ts';
 import type { Actor } from '../auth/policy.ts';
 import { err, invalid, ok } from '../result.ts';
 import type { Result } from '../result.ts';
-import { parseRepositoryName } from './pull.ts';
-import type { RepositoryName } from './pull.ts';
+import { parseRepositoryName } from './pull/access.ts';
+import type { RepositoryName } from './pull/access.ts';
 import type { PullRegistry, RegistryService } from './registries.ts';
 
 export interface RepositoryAccess {

@@ -14,6 +14,8 @@ import { recordAudit } from './audit.ts';
 import { authorize, authorizeGroup, denied, notFound, unauthenticated } from './access.ts';
 import { can } from '../auth/policy.ts';
 import { parseId, validate } from './validation.ts';
+import { storedPolicy } from './freshness.ts';
+import type { FreshnessPolicy } from './freshness.ts';
 import { guarded, lockGroup, lockRegistries, lockUpstreams, LookupCache, markEntriesForDestruction, transact } from './registry-store.ts';
 
 export const PULL_CACHE_TTL_MS = 5_000;
@@ -62,6 +64,7 @@ export interface PullUpstream {
   password: string | null;
   tokenUrl: string | null;
   cacheValidityHours: number;
+  freshness: FreshnessPolicy;
   position: number;
 }
 
@@ -345,6 +348,7 @@ export class RegistryService {
           password: r.password_encrypted === null ? null : this.#cipher.decrypt(r.password_encrypted),
           tokenUrl: r.token_url,
           cacheValidityHours: r.cache_validity_hours as number,
+          freshness: storedPolicy(r.cache_validity_hours as number, r.freshness),
           position: r.position as number,
         })),
       });
@@ -373,7 +377,7 @@ function pullQuery(db: Db) {
     .select([
       'groups.id as groupId', 'groups.path as groupPath', 'registries.id as registryId', 'registries.name as registryName',
       'registry_upstreams.position', 'upstreams.id as upstreamId', 'upstreams.name as upstreamName', 'upstreams.url',
-      'upstreams.username', 'upstreams.password_encrypted', 'upstreams.token_url', 'upstreams.cache_validity_hours',
+      'upstreams.username', 'upstreams.password_encrypted', 'upstreams.token_url', 'upstreams.cache_validity_hours', 'upstreams.freshness',
       'registries.anonymous_pull', 'registries.anonymous_networks',
     ])
     .orderBy('registry_upstreams.position');

@@ -8,6 +8,9 @@ import type { Db } from '../db/connect.ts';
 import type { Upstream } from '../db/schema.ts';
 import type { UpstreamTarget } from '../upstream/types.ts';
 import { checkUpstreamUrl, normalizeUpstreamUrl } from '../upstream/url.ts';
+import { freshnessInputSchema, hoursOfPolicy, mergePolicy, policyFromHours, storedPolicy } from './freshness.ts';
+import type { FreshnessInput, FreshnessPolicy } from './freshness.ts';
+import type { UpstreamHealth, UpstreamHealthView } from './upstream-health.ts';
 import { err, invalid, ok } from '../result.ts';
 import type { FieldErrors, Result } from '../result.ts';
 import { authorize, authorizeGroup, notFound, unauthenticated } from './access.ts';
@@ -30,7 +33,11 @@ export interface UpstreamView {
   username: string | null;
   has_credentials: boolean;
   token_url: string | null;
+  /** The simple form of `freshness`: whole hours, 0 = pinned (never revalidate). */
   cache_validity_hours: number;
+  freshness: FreshnessPolicy;
+  /** How this process sees the upstream now (circuit, rate limit); only on `get`. */
+  health?: UpstreamHealthView;
   created_at: number;
   updated_at: number;
 }
@@ -45,8 +52,10 @@ export interface UpstreamInput {
   password?: string | null;
   /** Token endpoint to use instead of the challenge's realm (same URL rules). */
   token_url?: string | null;
-  /** 0 = never revalidate tags; default 24, at most 8760. */
+  /** 0 = never revalidate tags; default 24, at most 8760. The alias of freshness.max_age (in hours) and pin. */
   cache_validity_hours?: number;
+  /** The freshness policy; fields left out keep their value (or the default); `rules` replaces the list. */
+  freshness?: FreshnessInput;
 }
 
 /**
@@ -66,6 +75,7 @@ export interface PreparedUpstream {
   passwordEncrypted: string | null;
   tokenUrl: string | null;
   cacheValidityHours: number;
+  freshness: FreshnessPolicy;
 }
 
 /** Something whose pull lookups must be forgotten when an upstream changes. */
@@ -80,6 +90,8 @@ export interface UpstreamServiceDeps {
   allowPrivate: boolean;
   /** Usually RegistryService.pullCache, so that pulls in this process see changes at once. */
   pullCache?: PullLookupInvalidation;
+  /** Upstream health of this process, shown by `get`. */
+  health?: Pick<UpstreamHealth, 'view' | 'forget'>;
   now?: () => number;
 }
 
@@ -109,6 +121,7 @@ const createSchema = z.object({
   password: passwordSchema.optional(),
   token_url: urlSchema.nullable().optional(),
   cache_validity_hours: cacheValiditySchema.optional(),
+  freshness: freshnessInputSchema.optional(),
 }, 'must be an object');
 
 const updateSchema = createSchema.partial();
@@ -148,6 +161,13 @@ function validateUpstream<T>(schema: z.ZodType<T>, input: unknown): Result<T> {
   return invalid(fields);
 }
 
+/** The policy after applying `cache_validity_hours` (its alias: hours as max_age, 0 as pin) and then `freshness`. */
+function policyOf(base: FreshnessPolicy, hours: number | undefined, freshness: FreshnessInput | undefined): FreshnessPolicy {
+  let policy = base;
+  if (hours !== undefined) policy = { ...policy, max_age: hours === 0 ? policy.max_age : hours * 3600, pin: hours === 0 };
+  return freshness ? mergePolicy(policy, freshness) : policy;
+}
+
 export function toUpstreamView(row: Upstream): UpstreamView {
   return {
     id: row.id,
@@ -159,6 +179,7 @@ export function toUpstreamView(row: Upstream): UpstreamView {
     has_credentials: row.password_encrypted !== null,
     token_url: row.token_url,
     cache_validity_hours: row.cache_validity_hours,
+    freshness: storedPolicy(row.cache_validity_hours, row.freshness),
     created_at: row.created_at,
     updated_at: row.updated_at,
   };
@@ -173,6 +194,7 @@ function auditState(row: Upstream) {
     has_credentials: row.password_encrypted !== null,
     token_url: row.token_url,
     cache_validity_hours: row.cache_validity_hours,
+    freshness: storedPolicy(row.cache_validity_hours, row.freshness),
   };
 }
 
@@ -189,6 +211,7 @@ export class UpstreamService {
   readonly #cipher: CredentialsCipher;
   readonly #allowPrivate: boolean;
   readonly #pullCache: PullLookupInvalidation | undefined;
+  readonly #health: UpstreamServiceDeps['health'];
   readonly #now: () => number;
 
   constructor(deps: UpstreamServiceDeps) {
@@ -196,6 +219,7 @@ export class UpstreamService {
     this.#cipher = deps.cipher;
     this.#allowPrivate = deps.allowPrivate;
     this.#pullCache = deps.pullCache;
+    this.#health = deps.health;
     this.#now = deps.now ?? Date.now;
   }
 
@@ -211,7 +235,9 @@ export class UpstreamService {
   async get(actor: Actor, upstreamId: number | string): Promise<Result<UpstreamView>> {
     return guarded(async () => {
       const row = await this.#find(actor, upstreamId, 'read_virtual_registry');
-      return row.ok ? ok(toUpstreamView(row.value)) : row;
+      if (!row.ok) return row;
+      const view = toUpstreamView(row.value);
+      return ok(this.#health ? { ...view, health: this.#health.view(view.id) } : view);
     });
   }
 
@@ -268,6 +294,7 @@ export class UpstreamService {
         stored = null;
       }
       const password = credentialsGiven ? newPassword : stored === null ? null : this.#cipher.decrypt(stored);
+      const policy = policyOf(storedPolicy(before.cache_validity_hours, before.freshness), changes.cache_validity_hours, changes.freshness);
       if (await this.#duplicate(trx, groupId, url, username, password, id)) return duplicateConflict();
       const after = await trx.updateTable('upstreams')
         .set({
@@ -277,7 +304,8 @@ export class UpstreamService {
           username,
           password_encrypted: stored,
           token_url: changes.token_url === undefined ? before.token_url : changes.token_url,
-          cache_validity_hours: changes.cache_validity_hours ?? before.cache_validity_hours,
+          cache_validity_hours: hoursOfPolicy(policy),
+          freshness: JSON.stringify(policy),
           updated_at: this.#now(),
         })
         .where('id', '=', id)
@@ -291,6 +319,8 @@ export class UpstreamService {
     });
     if (!updated.ok) return updated;
     this.#pullCache?.clear();
+    // A changed URL or credentials may well answer: what was learnt about the old ones is forgotten.
+    if (changes.url !== undefined || credentialsGiven || changes.token_url !== undefined) this.#health?.forget(id);
     return ok(toUpstreamView(updated.value));
   }
 
@@ -330,6 +360,7 @@ export class UpstreamService {
     });
     if (!destroyed.ok) return destroyed;
     this.#pullCache?.clear();
+    this.#health?.forget(id);
     return ok(toUpstreamView(destroyed.value));
   }
 
@@ -354,6 +385,7 @@ export class UpstreamService {
     const addressed = await this.#checkAddresses(value.url, value.token_url);
     if (!addressed.ok) return addressed;
     const password = value.password ?? null;
+    const policy = policyOf(policyFromHours(value.cache_validity_hours ?? DEFAULT_CACHE_VALIDITY_HOURS), undefined, value.freshness);
     return ok({
       name: value.name,
       description: value.description ?? null,
@@ -362,7 +394,8 @@ export class UpstreamService {
       password,
       passwordEncrypted: password === null ? null : this.#cipher.encrypt(password),
       tokenUrl: value.token_url ?? null,
-      cacheValidityHours: value.cache_validity_hours ?? DEFAULT_CACHE_VALIDITY_HOURS,
+      cacheValidityHours: hoursOfPolicy(policy),
+      freshness: policy,
     });
   }
 
@@ -381,6 +414,7 @@ export class UpstreamService {
         password_encrypted: prepared.passwordEncrypted,
         token_url: prepared.tokenUrl,
         cache_validity_hours: prepared.cacheValidityHours,
+        freshness: JSON.stringify(prepared.freshness),
         created_at: now,
         updated_at: now,
       })

@@ -1,23 +1,28 @@
 // The S3 backend (DESIGN §8): one object per digest at <prefix><algorithm>/<hex> in one bucket, shared
 // by every replica. A fill spools and verifies locally (spool.ts) and only then uploads the file
-// (multipart above one part), so nothing unverified ever becomes visible: S3 shows an object only once
-// its PutObject or CompleteMultipartUpload succeeded, and a failed upload is aborted. Hits are ranged
-// GETs streamed through, or, with `redirect`, a pre-signed URL the client fetches itself.
+// (multipart above one part, each part read from the file as it is sent), so nothing unverified ever
+// becomes visible: S3 shows an object only once its PutObject or CompleteMultipartUpload succeeded, and
+// a failed upload is aborted. Hits are ranged GETs streamed through, or, with `redirect`, a pre-signed
+// URL the client fetches itself.
 import {
   AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  CreateMultipartUploadCommand,
   DeleteObjectCommand,
   GetObjectCommand,
   HeadBucketCommand,
   HeadObjectCommand,
   ListMultipartUploadsCommand,
   ListObjectsV2Command,
+  PutObjectCommand,
   S3Client,
   S3ServiceException,
+  UploadPartCommand,
 } from '@aws-sdk/client-s3';
-import { Upload } from '@aws-sdk/lib-storage';
+import type { CompletedPart } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { createReadStream } from 'node:fs';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import type { Logger } from '../log.ts';
 import { parseDigest } from '../oci/reference.ts';
 import type { StorageBackend, VerifiedSpool } from './backend.ts';
@@ -27,7 +32,7 @@ import type { ByteRange, ObjectInfo } from './object-store.ts';
 const MiB = 1024 * 1024;
 /** S3 allows at most this many parts; bigger objects get bigger parts. */
 const MAX_PARTS = 10_000;
-/** Parts uploaded at once per object (memory: this many parts buffered). */
+/** Parts uploaded at once per object. */
 const PARTS_IN_FLIGHT = 2;
 /** A multipart upload this old at a start is a leftover of a killed process (an upload of a spool takes minutes at most). */
 const STALE_UPLOAD_MS = 60 * 60 * 1000;
@@ -49,6 +54,12 @@ export interface S3BackendOptions {
 
 function status(error: unknown): number | undefined {
   return error instanceof S3ServiceException ? error.$metadata.httpStatusCode : (error as { $metadata?: { httpStatusCode?: number } })?.$metadata?.httpStatusCode;
+}
+
+/** `length` bytes of the file from `start`, read by a descriptor of its own (the spool's handle is shared with the fill's followers). */
+function fileRange(file: string, start: number, length: number): Readable {
+  // createReadStream cannot express an empty range (end < start).
+  return length === 0 ? Readable.from([]) : createReadStream(file, { start, end: start + length - 1, highWaterMark: MiB });
 }
 
 const isNotFound = (error: unknown) => status(error) === 404 || (error as Error)?.name === 'NoSuchKey' || (error as Error)?.name === 'NotFound';
@@ -133,24 +144,56 @@ export class S3Backend implements StorageBackend {
     }
   }
 
-  /** Uploads the verified spool (multipart above one part; aborted on failure), unless the object is already there. */
+  /**
+   * Uploads the verified spool, unless the object is already there: one PUT up to a part's size, else a
+   * multipart upload that is aborted when any part fails. Every request body is a range of the spool
+   * file read from disk as it is sent, so an upload holds no part in memory.
+   */
   async commit(spool: VerifiedSpool): Promise<void> {
     const existing = await this.stat(spool.digest);
     if (existing && existing.size === spool.size) return;
-    // A descriptor of its own: the spool's handle is shared with the fill's followers and must stay open.
-    const body = createReadStream(spool.path, { highWaterMark: MiB });
+    const key = this.key(spool.digest);
+    const partSize = Math.max(this.#options.partSizeBytes, Math.ceil(spool.size / MAX_PARTS));
+    if (spool.size <= partSize) {
+      const body = fileRange(spool.path, 0, spool.size);
+      try {
+        await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: body, ContentLength: spool.size, ContentType: 'application/octet-stream' }));
+      } finally {
+        body.destroy();
+      }
+      return;
+    }
+    const created = await this.client.send(new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: key, ContentType: 'application/octet-stream' }));
+    const uploadId = created.UploadId!;
     try {
-      const upload = new Upload({
-        client: this.client,
-        params: { Bucket: this.bucket, Key: this.key(spool.digest), Body: body, ContentLength: spool.size, ContentType: 'application/octet-stream' },
-        partSize: Math.max(this.#options.partSizeBytes, Math.ceil(spool.size / MAX_PARTS)),
-        queueSize: PARTS_IN_FLIGHT,
-        // A failed multipart upload is aborted, so its parts never become an object.
-        leavePartsOnError: false,
-      });
-      await upload.done();
-    } finally {
-      body.destroy();
+      const count = Math.ceil(spool.size / partSize);
+      const parts: CompletedPart[] = new Array(count);
+      let next = 0;
+      // The first failure stops the other uploader from starting parts; both settle before the abort,
+      // so no part is still reading the spool file when it is removed.
+      let failure: { error: unknown } | null = null;
+      const uploader = async () => {
+        for (let index = next++; index < count && !failure; index = next++) {
+          const start = index * partSize;
+          const length = Math.min(partSize, spool.size - start);
+          const body = fileRange(spool.path, start, length);
+          try {
+            const uploaded = await this.client.send(new UploadPartCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId, PartNumber: index + 1, Body: body, ContentLength: length }));
+            parts[index] = { PartNumber: index + 1, ETag: uploaded.ETag };
+          } catch (error) {
+            failure ??= { error };
+          } finally {
+            body.destroy();
+          }
+        }
+      };
+      await Promise.all(Array.from({ length: Math.min(PARTS_IN_FLIGHT, count) }, uploader));
+      if (failure) throw (failure as { error: unknown }).error;
+      await this.client.send(new CompleteMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId, MultipartUpload: { Parts: parts } }));
+    } catch (error) {
+      // The parts never become an object; aborting frees them.
+      await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId })).catch(() => {});
+      throw error;
     }
   }
 

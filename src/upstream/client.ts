@@ -26,7 +26,7 @@ import { parseChallenges } from './challenge.ts';
 import { createUpstreamAgent } from './dispatcher.ts';
 import type { LookupFunction } from './dispatcher.ts';
 import { contentLength, errorBodyMessage, header, rateLimitHeaders, retryAfterSeconds } from './headers.ts';
-import { describeNetworkError, isRetryableNetworkError } from './network-errors.ts';
+import { describeNetworkError, isRetryableNetworkError, isTimeoutError } from './network-errors.ts';
 import { probeUpstreams } from './probe.ts';
 import type { ProbeAttempt } from './probe.ts';
 import type {
@@ -43,7 +43,7 @@ import type {
   UpstreamResult,
   UpstreamTarget,
 } from './types.ts';
-import { found, unavailable } from './types.ts';
+import { found, timedOut, unavailable } from './types.ts';
 import { isDockerHub } from './url.ts';
 
 export type * from './types.ts';
@@ -411,7 +411,8 @@ export class UpstreamClient {
           this.#options.logger?.debug({ host: url.host, cause: describeNetworkError(error, url.host, this.#options) }, 'upstream request retried');
           continue;
         }
-        return unavailable(describeNetworkError(error, url.host, this.#options));
+        const cause = describeNetworkError(error, url.host, this.#options);
+        return isTimeoutError(error) ? timedOut(cause) : unavailable(cause);
       }
     }
   }

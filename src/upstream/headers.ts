@@ -23,10 +23,11 @@ function leadingCount(value: string | null): number | null {
   return match ? Number(match[1]) : null;
 }
 
-export function rateLimitHeaders(headers: IncomingHttpHeaders): { limit: number | null; remaining: number | null } | null {
+/** `ratelimit-limit`, `ratelimit-remaining` and `ratelimit-reset` (seconds, IETF draft), when any is sent. */
+export function rateLimitHeaders(headers: IncomingHttpHeaders): { limit: number | null; remaining: number | null; resetSeconds: number | null } | null {
   const limit = leadingCount(header(headers, 'ratelimit-limit'));
   const remaining = leadingCount(header(headers, 'ratelimit-remaining'));
-  return limit === null && remaining === null ? null : { limit, remaining };
+  return limit === null && remaining === null ? null : { limit, remaining, resetSeconds: leadingCount(header(headers, 'ratelimit-reset')) };
 }
 
 export function contentLength(headers: IncomingHttpHeaders): number | null {

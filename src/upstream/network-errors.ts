@@ -30,6 +30,12 @@ export function isRetryableNetworkError(error: unknown): boolean {
   return code !== undefined && ['ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'UND_ERR_SOCKET', 'UND_ERR_CONNECT_TIMEOUT', 'ETIMEDOUT', 'EAI_AGAIN'].includes(code);
 }
 
+/** No connection or no response headers within the configured time. */
+export function isTimeoutError(error: unknown): boolean {
+  const code = codeOf(error);
+  return code === 'UND_ERR_CONNECT_TIMEOUT' || code === 'UND_ERR_HEADERS_TIMEOUT';
+}
+
 export function isAbort(error: unknown): boolean {
   const code = codeOf(error);
   return (error as Error | null)?.name === 'AbortError' || code === 'UND_ERR_ABORTED' || code === 'ABORT_ERR';

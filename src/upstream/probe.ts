@@ -92,7 +92,7 @@ export function probeUpstreams<T>(targets: UpstreamTarget[], attempt: ProbeAttem
         timers[index] = setTimeout(() => {
           if (settled || outcomes[index] !== undefined) return;
           controller.abort(new Error('probe timeout'));
-          record(index, { kind: 'unavailable', cause: `no answer within ${options.timeoutMs} ms` });
+          record(index, { kind: 'unavailable', cause: `no answer within ${options.timeoutMs} ms`, timedOut: true });
         }, options.timeoutMs);
         Promise.resolve()
           .then(() => attempt(targets[index], signal))

@@ -15,7 +15,8 @@ export type UpstreamFailure =
   | { kind: 'not_found'; status: number }
   | { kind: 'unauthorized'; status: number; message: string }
   | { kind: 'rate_limited'; retryAfterSeconds: number | null; message: string }
-  | { kind: 'unavailable'; cause: string; status?: number };
+  /** `timedOut`: no answer within a time limit (a frozen upstream), not a refusal or an error status. */
+  | { kind: 'unavailable'; cause: string; status?: number; timedOut?: boolean };
 
 export type UpstreamResult<T> = { kind: 'found'; value: T } | UpstreamFailure;
 
@@ -83,6 +84,8 @@ export type ProbeResult<T> =
 export interface RateLimitReading {
   limit: number | null;
   remaining: number | null;
+  /** Seconds until the quota resets (`ratelimit-reset`), when the upstream says. */
+  resetSeconds: number | null;
   /** Epoch milliseconds of the response that carried it. */
   at: number;
 }
@@ -93,4 +96,9 @@ export function found<T>(value: T): { kind: 'found'; value: T } {
 
 export function unavailable(cause: string, status?: number): UpstreamFailure {
   return status === undefined ? { kind: 'unavailable', cause } : { kind: 'unavailable', cause, status };
+}
+
+/** No answer within a time limit. */
+export function timedOut(cause: string): UpstreamFailure {
+  return { kind: 'unavailable', cause, timedOut: true };
 }

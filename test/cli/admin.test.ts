@@ -95,6 +95,21 @@ test('an operator creates a user, a group, a registry with its upstreams and a t
   assert.deepEqual(JSON.parse(upstreams.stdout).map((u: { name: string }) => u.name), ['registry-1.docker.io', 'mirror.example.com']);
   assert.equal(JSON.parse(manifold(['upstream', 'list', 'acme', '--search', 'mirror', '--json']).stdout).length, 1);
 
+  // The freshness policy of one upstream: rules by pattern (first match wins), the other settings kept.
+  const hubId = shown.upstreams[0].upstream_id;
+  const policy = manifold(['upstream', 'policy', String(hubId), '--max-age', '900', '--stale-while-revalidate', '60', '--negative-cache', '10',
+    '--rule', 'library/*:latest=max_age:300', '--rule', '*:v*.*.*=pin', '--json']);
+  assert.equal(policy.code, 0, policy.stderr);
+  assert.deepEqual(JSON.parse(policy.stdout), {
+    max_age: 900, stale_while_revalidate: 60, stale_if_error: null, pin: false, negative_cache: 10,
+    rules: [{ match: 'library/*:latest', max_age: 300 }, { match: '*:v*.*.*', pin: true }],
+  });
+  const policyShown = manifold(['upstream', 'policy', String(hubId)]);
+  assert.match(policyShown.stdout, /max_age 900 s, stale_while_revalidate 60 s, stale_if_error unlimited, not pinned, negative cache 10 s\nrules \(first match wins\):\n {2}1\. library\/\*:latest: max_age 300 s\n {2}2\. \*:v\*\.\*\.\*: pinned/);
+  const badRule = manifold(['upstream', 'policy', String(hubId), '--rule', 'Library/*=max_age:1']);
+  assert.equal(badRule.code, 1);
+  assert.match(badRule.stderr, /freshness\.rules\.0\.match|rules/);
+
   // A second registry reuses the group's upstream with the same URL and credentials.
   const second = manifold(['registry', 'create', 'acme/other', '--upstream', 'https://mirror.example.com', '--username', 'puller', '--password-stdin', '--json'], 'cli-Secret-password');
   assert.equal(second.code, 0, second.stderr);

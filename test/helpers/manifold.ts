@@ -14,6 +14,7 @@ import { createManifold } from '../../src/server.ts';
 import type { Manifold } from '../../src/server.ts';
 import type { Actor } from '../../src/auth/policy.ts';
 import type { Result } from '../../src/result.ts';
+import type { FreshnessInput } from '../../src/services/freshness.ts';
 import { testDatabaseUrl } from './db.ts';
 
 export const ADMIN_PASSWORD = 'admin-password-for-tests';
@@ -102,7 +103,7 @@ export async function startManifold(overrides: ConfigInput = {}, options: { data
 }
 
 /** A group with a registry whose upstreams are `upstreamUrls`, in that order. */
-export async function createVirtualRegistry(server: TestManifold, options: { group: string; registry: string; upstreamUrls: string[]; cacheValidityHours?: number; credentials?: { username: string; password: string } }) {
+export async function createVirtualRegistry(server: TestManifold, options: { group: string; registry: string; upstreamUrls: string[]; cacheValidityHours?: number; freshness?: FreshnessInput; credentials?: { username: string; password: string } }) {
   const services = server.manifold.services;
   const group = unwrap(await services.groups.create(server.admin, { path: options.group }));
   const registry = unwrap(await services.registries.create(server.admin, group.id, { name: options.registry }));
@@ -112,6 +113,7 @@ export async function createVirtualRegistry(server: TestManifold, options: { gro
       name: `upstream-${index + 1}`,
       url,
       cache_validity_hours: options.cacheValidityHours ?? 24,
+      freshness: options.freshness,
       username: options.credentials?.username ?? null,
       password: options.credentials?.password ?? null,
     }));

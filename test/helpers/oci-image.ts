@@ -121,7 +121,7 @@ export async function pushImage(registryUrl: string, repository: string, image: 
     const put = await fetch(location, {
       method: 'PUT',
       headers: { ...auth, 'content-type': 'application/octet-stream' },
-      body: blob.bytes,
+      body: bytesOf(blob.bytes),
     });
     await expectStatus(put, [201], `uploading ${blob.digest}`);
   };
@@ -129,7 +129,7 @@ export async function pushImage(registryUrl: string, repository: string, image: 
     const put = await fetch(`${base}/v2/${repository}/manifests/${reference}`, {
       method: 'PUT',
       headers: { ...auth, 'content-type': manifest.mediaType },
-      body: manifest.bytes,
+      body: bytesOf(manifest.bytes),
     });
     await expectStatus(put, [201], `putting manifest ${reference}`);
   };
@@ -205,4 +205,9 @@ export function buildUnpackableIndex(options: { platforms: Platform[]; layers: R
     Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: images.map((image) => descriptor(image.manifest, { platform: image.platform })) })),
   );
   return { index, images, blobs: images.flatMap((image) => image.blobs) };
+}
+
+/** A view of a Buffer's bytes (no copy) that fetch accepts under both Node's and the DOM's types (the console tests use the latter). */
+function bytesOf(buffer: Buffer): Uint8Array<ArrayBuffer> {
+  return new Uint8Array(buffer.buffer as ArrayBuffer, buffer.byteOffset, buffer.byteLength);
 }

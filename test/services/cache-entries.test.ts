@@ -269,12 +269,12 @@ describe('lookups', () => {
     assert.equal(await service.findLiveByDigest([upstreamA], object.digest), null, 'not when the object is gone');
   });
 
-  test('findLiveForPath: live entries of the registry\'s upstreams by position, with their validity', async () => {
+  test('findLiveForPath: live entries of the registry\'s upstreams by position', async () => {
     const object = await storeObject(Buffer.from('{"for":"path"}'));
     const values = { relativePath: '/path/app/manifests/stable', digest: object.digest, size: object.size, contentType: 'application/json', upstreamEtag: null };
     for (const upstreamId of [upstreamA, upstreamC, upstreamB]) assert.ok((await service.createOrUpdate(SYSTEM, { ...values, upstreamId })).ok);
     const found = await service.findLiveForPath(registryId, values.relativePath);
-    assert.deepEqual(found.map((e) => [e.upstream_id, e.position, e.cache_validity_hours]), [[upstreamB, 1, 0], [upstreamA, 2, 1]]);
+    assert.deepEqual(found.map((e) => [e.upstream_id, e.position]), [[upstreamB, 1], [upstreamA, 2]]);
     assert.deepEqual(await service.findLiveForPath(registryId, '/path/app/manifests/other'), []);
   });
 

@@ -1,4 +1,5 @@
 import { after, before, describe, test } from 'node:test';
+import { policyFromHours } from '../../src/services/freshness.ts';
 import assert from 'node:assert/strict';
 import { ANONYMOUS } from '../../src/auth/policy.ts';
 import type { Actor } from '../../src/auth/policy.ts';
@@ -240,8 +241,8 @@ describe('findForPull', () => {
       group: { id: own.id, path: own.path },
       registry: { id: registry.id, name: 'hub', anonymousPull: false, anonymousNetworks: [] },
       upstreams: [
-        { id: first.id, name: first.name, url: first.url, username: null, password: null, tokenUrl: null, cacheValidityHours: 24, position: 1 },
-        { id: second.id, name: second.name, url: second.url, username: 'robot', password: 'pull-secret', tokenUrl: null, cacheValidityHours: 24, position: 2 },
+        { id: first.id, name: first.name, url: first.url, username: null, password: null, tokenUrl: null, cacheValidityHours: 24, freshness: policyFromHours(24), position: 1 },
+        { id: second.id, name: second.name, url: second.url, username: 'robot', password: 'pull-secret', tokenUrl: null, cacheValidityHours: 24, freshness: policyFromHours(24), position: 2 },
       ],
     });
     assert.equal(await services.registries.findForPull(own.path, 'nope'), null);

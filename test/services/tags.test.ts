@@ -4,12 +4,13 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { SYSTEM } from '../../src/auth/policy.ts';
 import { createLogger } from '../../src/log.ts';
+import { policyFromHours } from '../../src/services/freshness.ts';
 import { STALE_WARNING } from '../../src/services/pull.ts';
 import type { PullRegistry } from '../../src/services/registries.ts';
 import { TagService } from '../../src/services/tags.ts';
 import type { TagList, UpstreamResult, UpstreamTarget } from '../../src/upstream/client.ts';
 
-const upstream = (id: number) => ({ id, name: `u${id}`, url: `https://u${id}.example`, username: null, password: null, tokenUrl: null, cacheValidityHours: 24, position: id });
+const upstream = (id: number) => ({ id, name: `u${id}`, url: `https://u${id}.example`, username: null, password: null, tokenUrl: null, cacheValidityHours: 24, freshness: policyFromHours(24), position: id });
 const registry: PullRegistry = { group: { id: 1, path: 'acme' }, registry: { id: 1, name: 'hub', anonymousPull: false, anonymousNetworks: [] }, upstreams: [upstream(1), upstream(2)] };
 
 function setup(answers: Record<number, () => UpstreamResult<TagList> | Promise<UpstreamResult<TagList>>>) {

@@ -355,3 +355,48 @@ test('database failures are persistence_error with the cause', async () => {
   const created = await service.create(SYSTEM, group.id, { name: 'x', url: newUrl() });
   assert.ok(!created.ok && created.reason === 'persistence_error');
 });
+
+describe('freshness policy', () => {
+  test('cache_validity_hours is the simple form: hours become max_age, 0 pins; the policy keeps what is not changed', async () => {
+    const upstream = await create({ cache_validity_hours: 6 });
+    assert.deepEqual(upstream.freshness, { max_age: 21_600, stale_while_revalidate: 0, stale_if_error: null, pin: false, negative_cache: 30, rules: [] });
+
+    const tuned = await services.upstreams.update(maintainer, upstream.id, { freshness: { max_age: 300, stale_while_revalidate: 60, rules: [{ match: '*:v*.*.*', pin: true }] } });
+    assert.ok(tuned.ok, JSON.stringify(tuned));
+    assert.equal(tuned.value.freshness.max_age, 300);
+    assert.equal(tuned.value.cache_validity_hours, 1, 'the simple form rounds max_age up to whole hours');
+    assert.deepEqual(tuned.value.freshness.rules, [{ match: '*:v*.*.*', pin: true }]);
+
+    const pinned = await services.upstreams.update(maintainer, upstream.id, { cache_validity_hours: 0 });
+    assert.ok(pinned.ok);
+    assert.equal(pinned.value.freshness.pin, true);
+    assert.equal(pinned.value.freshness.max_age, 300, 'pinning keeps max_age for when it is unpinned');
+    assert.equal(pinned.value.freshness.stale_while_revalidate, 60);
+    assert.deepEqual(pinned.value.freshness.rules, [{ match: '*:v*.*.*', pin: true }]);
+
+    const row = await storedRow(upstream.id);
+    assert.equal(row.cache_validity_hours, 0);
+    const shown = await services.upstreams.get(maintainer, upstream.id);
+    assert.ok(shown.ok);
+    assert.deepEqual(shown.value.freshness, pinned.value.freshness, 'what was stored is what is shown');
+  });
+
+  test('an upstream stored before the policy column has the policy its cache_validity_hours implies', async () => {
+    const upstream = await create({ cache_validity_hours: 2 });
+    await database.db.updateTable('upstreams').set({ freshness: null }).where('id', '=', upstream.id).execute();
+    const shown = await services.upstreams.get(maintainer, upstream.id);
+    assert.ok(shown.ok);
+    assert.equal(shown.value.freshness.max_age, 7200);
+    assert.equal(shown.value.freshness.pin, false);
+  });
+
+  test('an invalid policy names the field and changes nothing', async () => {
+    const upstream = await create();
+    const refused = await services.upstreams.update(maintainer, upstream.id, { freshness: { rules: [{ match: 'a b', max_age: 5 }], negative_cache: -1 } });
+    assert.ok(!refused.ok && refused.reason === 'invalid');
+    assert.deepEqual(Object.keys(refused.fields ?? {}).sort(), ['freshness.negative_cache', 'freshness.rules.0.match']);
+    const shown = await services.upstreams.get(maintainer, upstream.id);
+    assert.ok(shown.ok);
+    assert.deepEqual(shown.value.freshness.rules, []);
+  });
+});

@@ -73,6 +73,30 @@ describe('S3 specifics', () => {
     assert.equal(await store.stat(sha256(expected)), null);
   });
 
+  test('a multipart upload that fails part-way is aborted and leaves no object; the spool goes too', async () => {
+    const bytes = randomBytes(11 * 1024 * 1024);
+    const backend = store.backend as S3Backend;
+    const send = backend.client.send.bind(backend.client);
+    const sent: string[] = [];
+    backend.client.send = (async (command: { constructor: { name: string }; input: { PartNumber?: number } }) => {
+      sent.push(command.constructor.name);
+      if (command.constructor.name === 'UploadPartCommand' && command.input.PartNumber === 2) throw new Error('connection reset by the bucket');
+      return send(command as never);
+    }) as typeof backend.client.send;
+    try {
+      const writer = await store.createWriter(sha256(bytes));
+      await writer.write(bytes);
+      await assert.rejects(writer.commit(bytes.length), /connection reset by the bucket/);
+    } finally {
+      backend.client.send = send;
+    }
+    assert.ok(sent.includes('CreateMultipartUploadCommand'));
+    assert.ok(sent.includes('AbortMultipartUploadCommand'), 'the upload was aborted');
+    assert.equal(sent.includes('CompleteMultipartUploadCommand'), false);
+    assert.equal(await store.stat(sha256(bytes)), null);
+    assert.deepEqual(await store.spool.files(), []);
+  });
+
   test('with redirect on, a committed object has a pre-signed URL that serves its bytes and ranges', async () => {
     const bytes = randomBytes(100_000);
     const writer = await store.createWriter(sha256(bytes));

@@ -8,6 +8,7 @@ import type { Result } from '../../result.ts';
 import type { GroupService } from '../../services/groups.ts';
 import type { Page } from '../../services/validation.ts';
 import { actorFor } from '../request-auth.ts';
+import { SESSION_COOKIE, csrfTokenMatches } from '../../services/sessions.ts';
 import { problem, sendFailure, sendProblem } from './problems.ts';
 
 const actors = new WeakMap<FastifyRequest, Actor>();
@@ -27,7 +28,8 @@ export function actorOf(request: FastifyRequest): Actor {
  */
 export function authenticationHook(authenticator: Authenticator) {
   return async (request: FastifyRequest, reply: FastifyReply) => {
-    const authenticated = await actorFor(request, authenticator, 'api');
+    const session = sessionSecretOf(request);
+    const authenticated = await actorFor(request, authenticator, 'api', session);
     if (!authenticated.ok) return sendProblem(reply, problem(401, 'unauthorized', 'invalid credentials'));
     const actor = authenticated.value;
     if (actor.kind === 'anonymous') return sendProblem(reply, problem(401, 'unauthorized', 'authentication required: give a token (Authorization: Bearer, PRIVATE-TOKEN) or Basic username and password'));
@@ -35,8 +37,25 @@ export function authenticationHook(authenticator: Authenticator) {
     if ((actor.kind === 'user' || actor.kind === 'group_token') && actor.token && !actor.token.scopes.some((scope) => scope === 'api' || scope === 'read_api')) {
       return sendProblem(reply, problem(403, 'forbidden', 'the token has neither the api nor the read_api scope'));
     }
+    // A session cookie is sent by the browser on its own: a change needs the CSRF token the page holds.
+    if (actor.kind === 'user' && actor.sessionId !== undefined && !SAFE_METHODS.has(request.method) && !csrfTokenMatches(session ?? '', single(request.headers[CSRF_HEADER]))) {
+      return sendProblem(reply, problem(403, 'csrf', `the ${CSRF_HEADER} header is missing or wrong: with a session cookie, every change needs the session's CSRF token`));
+    }
     actors.set(request, actor);
   };
+}
+
+export const CSRF_HEADER = 'x-csrf-token';
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+
+function single(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
+}
+
+/** The console session cookie's secret, when the request carries one (and no other credentials count). */
+export function sessionSecretOf(request: FastifyRequest): string | undefined {
+  const value = request.cookies?.[SESSION_COOKIE];
+  return value === undefined || value === '' ? undefined : value;
 }
 
 /** Sends a successful value (with `status`) or the failure as a problem. */

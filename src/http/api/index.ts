@@ -1,5 +1,6 @@
 // The management API (/api/v1, DESIGN §6): JSON resources over the services, an OpenAPI 3.1 document
 // generated from the zod schemas that validate the requests, and a browsable reference page.
+import fastifyCookie from '@fastify/cookie';
 import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
 import type { FastifyBaseLogger, FastifyInstance, RawReplyDefaultExpression, RawRequestDefaultExpression, RawServerDefault } from 'fastify';
@@ -15,8 +16,10 @@ import type { GroupService } from '../../services/groups.ts';
 import type { MembershipService } from '../../services/memberships.ts';
 import type { MirrorRouteService } from '../../services/mirror-routes.ts';
 import type { RegistryService } from '../../services/registries.ts';
+import type { RegistryTraffic } from '../../services/registry-traffic.ts';
 import { RegistryUpstreamQueryService } from '../../services/registry-upstream-queries.ts';
 import type { RegistryUpstreamService } from '../../services/registry-upstreams.ts';
+import type { SessionService } from '../../services/sessions.ts';
 import type { TokenService } from '../../services/tokens.ts';
 import type { UpstreamService } from '../../services/upstreams.ts';
 import type { UserService } from '../../services/users.ts';
@@ -31,7 +34,9 @@ import { groupRoutes } from './routes/groups.ts';
 import { linkRoutes } from './routes/links.ts';
 import { memberRoutes } from './routes/members.ts';
 import { mirrorRouteRoutes } from './routes/mirror-routes.ts';
+import { overviewRoutes } from './routes/overview.ts';
 import { registryRoutes } from './routes/registries.ts';
+import { sessionRoutes, signInRoutes } from './routes/session.ts';
 import { tokenRoutes } from './routes/tokens.ts';
 import { upstreamRoutes } from './routes/upstreams.ts';
 import { userRoutes } from './routes/users.ts';
@@ -58,6 +63,13 @@ export interface ApiDeps {
   upstreamClient: UpstreamClient;
   /** Configuration `upstream.allowPrivate`: the address rule of unsaved upstreams under test. */
   allowPrivateUpstreams: boolean;
+  /** Console sign-ins. */
+  sessionService: SessionService;
+  /** Hourly hits, misses and bytes per registry. */
+  registryTraffic: Pick<RegistryTraffic, 'statistics'>;
+  /** Configuration `server.publicUrl` (else each request's origin) and `auth.service`. */
+  publicUrl?: string;
+  service: string;
   /** Built from `db` when not given. */
   cacheEntryQueries?: CacheEntryQueryService;
   cleanupPolicies?: CleanupPolicyService;
@@ -65,7 +77,7 @@ export interface ApiDeps {
 }
 
 /** ApiDeps with the API's own read services filled in. */
-export type ResolvedApiDeps = Required<ApiDeps>;
+export type ResolvedApiDeps = Required<Omit<ApiDeps, 'publicUrl'>> & Pick<ApiDeps, 'publicUrl'>;
 
 export type ApiInstance = FastifyInstance<RawServerDefault, RawRequestDefaultExpression, RawReplyDefaultExpression, FastifyBaseLogger, ZodTypeProvider>;
 
@@ -80,6 +92,8 @@ export function apiRoutes(app: FastifyInstance, deps: ApiDeps): void {
   app.register(async (api) => {
     api.setErrorHandler(handleError);
     api.setNotFoundHandler((request, reply) => sendProblem(reply, problem(404, 'not_found', `no route ${request.method} ${request.url.split('?')[0]}`)));
+    // Cookies are read here only: the console's session lives under /api/v1, never on /v2.
+    await api.register(fastifyCookie);
 
     await api.register(fastifySwagger, {
       openapi: { openapi: '3.1.0', info: OPENAPI_INFO, servers: [], components: { securitySchemes: SECURITY_SCHEMES }, security: [{ bearer: [] }, { privateToken: [] }, { basic: [] }] },
@@ -93,6 +107,13 @@ export function apiRoutes(app: FastifyInstance, deps: ApiDeps): void {
         schema: { summary: 'This OpenAPI document', tags: ['meta'], security: [] },
       }, async (_request, reply) => reply.type('application/json').send(api.swagger()));
       await docs.register(fastifySwaggerUi, { routePrefix: '/docs', uiConfig: { docExpansion: 'list', deepLinking: true } });
+    });
+
+    // Public: signing in to the console.
+    await api.register(async (open) => {
+      open.setValidatorCompiler(validatorCompiler);
+      open.setSerializerCompiler(serializerCompiler);
+      signInRoutes(open.withTypeProvider<ZodTypeProvider>(), resolved);
     });
 
     // Everything else needs credentials on the api channel.
@@ -112,6 +133,8 @@ export function apiRoutes(app: FastifyInstance, deps: ApiDeps): void {
       cacheRoutes(routes, resolved);
       cleanupPolicyRoutes(routes, resolved);
       auditRoutes(routes, resolved);
+      sessionRoutes(routes, resolved);
+      overviewRoutes(routes, resolved);
     });
   }, { prefix: API_PREFIX });
 }

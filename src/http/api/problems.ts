@@ -56,11 +56,21 @@ export function problemOf(failure: Err<string>): Problem {
   return problem(status, failure.reason, detail, errors);
 }
 
+/**
+ * Sends a problem. A 401 carries the Basic challenge, except to the console (which says so with
+ * `X-Requested-With`, or by sending its session cookie): a browser would answer the challenge with its
+ * own password dialog instead of letting the page show its sign-in form.
+ */
 export function sendProblem(reply: FastifyReply, body: Problem): FastifyReply {
-  if (body.status === 401) reply.header('www-authenticate', BASIC_CHALLENGE);
+  if (body.status === 401 && !fromConsole(reply.request)) reply.header('www-authenticate', BASIC_CHALLENGE);
   if (body.status === 503) reply.header('retry-after', '5');
   // Sent as text: the route's response schemas describe successes, not this body.
   return reply.code(body.status).type(PROBLEM_CONTENT_TYPE).send(JSON.stringify(body));
+}
+
+/** The request came from the console's pages. */
+export function fromConsole(request: FastifyRequest): boolean {
+  return request.headers['x-requested-with'] !== undefined || /(?:^|;\s*)manifold_session=/.test(request.headers.cookie ?? '');
 }
 
 export function sendFailure(request: FastifyRequest, reply: FastifyReply, failure: Err<string>): FastifyReply {

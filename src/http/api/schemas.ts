@@ -18,6 +18,7 @@ import type { RegistryUpstreamView } from '../../services/registry-upstreams.ts'
 import type { CreatedToken, TokenView } from '../../services/tokens.ts';
 import type { UpstreamView } from '../../services/upstreams.ts';
 import { MAX_CACHE_VALIDITY_HOURS } from '../../services/upstreams.ts';
+import { freshnessInputSchema, freshnessPolicySchema } from '../../services/freshness.ts';
 import type { UserView } from '../../services/users.ts';
 import { passwordSchema, usernameSchema } from '../../services/users.ts';
 import { paginationSchema } from '../../services/validation.ts';
@@ -163,7 +164,8 @@ const passwordField = z.string('must be a string').min(1, 'must not be empty').m
 const tokenUrlField = urlField.nullable().describe('token endpoint to use instead of the challenge\'s realm (same URL rules)');
 const cacheValidityField = z.number('must be a whole number of hours').int('must be a whole number of hours')
   .min(0, 'must be at least 0').max(MAX_CACHE_VALIDITY_HOURS, `must be at most ${MAX_CACHE_VALIDITY_HOURS}`)
-  .describe('how long a cached tag is served before it is revalidated; 0 = never revalidate; default 24');
+  .describe('how long a cached tag is served before it is revalidated; 0 = never revalidate (pin); default 24. The simple form of freshness.max_age and freshness.pin');
+const freshnessField = freshnessInputSchema.describe('the freshness policy (DESIGN §3.5); fields left out keep their value; `rules` replaces the whole list. Given with cache_validity_hours, its fields win');
 
 export const createUpstreamBody = z.object({
   name: nameField,
@@ -173,6 +175,7 @@ export const createUpstreamBody = z.object({
   password: passwordField.optional(),
   token_url: tokenUrlField.optional(),
   cache_validity_hours: cacheValidityField.optional(),
+  freshness: freshnessField.optional(),
 }, 'must be an object');
 
 export const updateUpstreamBody = z.object({
@@ -183,6 +186,7 @@ export const updateUpstreamBody = z.object({
   password: passwordField.optional(),
   token_url: tokenUrlField.optional(),
   cache_validity_hours: cacheValidityField.optional(),
+  freshness: freshnessField.optional(),
 }, 'must be an object').describe('fields left out stay as they are; a new url drops the stored credentials unless username and password are given again; null for both removes them');
 
 export const testUnsavedUpstreamBody = z.object({
@@ -306,7 +310,17 @@ export const upstreamSchema = named('Upstream', z.object({
   username: z.string().nullable(),
   has_credentials: z.boolean().describe('a password is stored (it is never returned)'),
   token_url: z.string().nullable(),
-  cache_validity_hours: z.number().int(),
+  cache_validity_hours: z.number().int().describe('the simple form of freshness: whole hours of max_age, 0 when pinned'),
+  freshness: named('FreshnessPolicy', freshnessPolicySchema),
+  health: named('UpstreamHealth', z.object({
+    state: z.enum(['healthy', 'circuit_open', 'rate_limited']).describe('circuit_open: recent failures, revalidations are skipped and misses fail at once until the window ends; rate_limited: revalidations are skipped until the reset'),
+    consecutive_failures: z.number().int(),
+    last_failure: z.string().nullable(),
+    last_failure_at: time().nullable(),
+    circuit_open_until: time().nullable().describe('when the next probe may ask the upstream'),
+    rate_limited_until: time().nullable(),
+    revalidations_skipped: z.number().int().describe('revalidations not sent because of this state (requests saved)'),
+  })).optional().describe('how this process sees the upstream now; only when showing one upstream'),
   created_at: time(),
   updated_at: time(),
 }));
@@ -402,3 +416,53 @@ export type ViewChecks = [
   Expect<Same<Loose<Out<typeof cleanupPolicySchema>>, Loose<CleanupPolicyView>>>,
   Expect<Same<Loose<Out<typeof auditEventSchema>>, Loose<AuditView>>>,
 ];
+
+// ---- the console's session and overview (issue 20) -------------------------------------------------
+
+export const signInBody = z.object({
+  username: z.string('must be a string').max(255, 'must be at most 255 characters').optional(),
+  password: z.string('must be a string').max(1024, 'must be at most 1024 characters').optional(),
+  token: z.string('must be a string').max(1024, 'must be at most 1024 characters').optional()
+    .describe('a personal access token with the api or read_api scope, instead of username and password'),
+}, 'must be an object').describe('username and password, or a personal access token');
+
+export const sessionSchema = named('Session', z.object({
+  user: userSchema,
+  csrf_token: z.string().describe('send it as the X-CSRF-Token header with every request that changes something'),
+  expires_at: time(),
+  idle_timeout_seconds: z.number().int().describe('the session ends when unused this long'),
+  scopes: z.array(z.enum(SCOPES)).nullable().describe('the scopes of the token the session was started with; null after a password sign-in'),
+  memberships: z.array(z.object({ group_id: z.number().int(), role: roleName, access_level: z.number().int() }))
+    .describe('the user\'s role in each group: what the console offers to change (the API decides)'),
+}));
+
+export const instanceSchema = named('Instance', z.object({
+  public_url: z.string().describe('the URL clients reach this instance at: server.publicUrl, or this request\'s origin'),
+  registry_host: z.string().describe('what image names start with: host[:port] of the public URL'),
+  service: z.string().describe('the `service` of the Bearer challenge'),
+}));
+
+export const trafficHourSchema = named('TrafficHour', z.object({
+  hour: time().describe('start of the hour'),
+  hits: z.number().int(),
+  misses: z.number().int(),
+  bytes_from_cache: z.number().int(),
+  bytes_from_upstream: z.number().int(),
+}));
+
+export const registryStatisticsSchema = named('RegistryStatistics', z.object({
+  registry_id: z.number().int(),
+  since: time(),
+  hours: z.array(trafficHourSchema).describe('one per hour of the window, oldest first, zeros included'),
+  hits: z.number().int(),
+  misses: z.number().int(),
+  hit_ratio: z.number().nullable().describe('hits / (hits + misses) over the window; null without requests'),
+  bytes_from_cache: z.number().int(),
+  bytes_from_upstream: z.number().int(),
+  cached_entries: z.number().int().describe('live cache entries of the registry\'s upstreams now'),
+  cached_bytes: z.number().int(),
+}));
+
+export const statisticsQuery = z.object({
+  hours: z.coerce.number('must be a whole number').int('must be a whole number').min(1, 'must be at least 1').max(168, 'must be at most 168').default(24),
+});

@@ -22,7 +22,9 @@ import { GroupService } from '../../../src/services/groups.ts';
 import { MembershipService } from '../../../src/services/memberships.ts';
 import { MirrorRouteService } from '../../../src/services/mirror-routes.ts';
 import { RegistryService } from '../../../src/services/registries.ts';
+import { RegistryTraffic } from '../../../src/services/registry-traffic.ts';
 import { RegistryUpstreamService } from '../../../src/services/registry-upstreams.ts';
+import { SessionService } from '../../../src/services/sessions.ts';
 import { TokenService } from '../../../src/services/tokens.ts';
 import { UpstreamService } from '../../../src/services/upstreams.ts';
 import { UserService } from '../../../src/services/users.ts';
@@ -56,7 +58,7 @@ export interface ApiFixture {
   close(): Promise<void>;
 }
 
-export async function createApiFixture(options: { allowPrivateUpstreams?: boolean; database?: TestDatabase } = {}): Promise<ApiFixture> {
+export async function createApiFixture(options: { allowPrivateUpstreams?: boolean; database?: TestDatabase; now?: () => number; trustProxy?: boolean } = {}): Promise<ApiFixture> {
   const database = options.database ?? (await createTestDatabase());
   const db = database.db;
   const allowPrivate = options.allowPrivateUpstreams ?? false;
@@ -80,16 +82,21 @@ export async function createApiFixture(options: { allowPrivateUpstreams?: boolea
   const upstreamClient = new UpstreamClient({
     allowPrivate, connectTimeoutMs: 2_000, headersTimeoutMs: 2_000, bodyTimeoutMs: 2_000, probeTimeoutMs: 2_000, probeConcurrency: 3, maxManifestBytes: 4 * 1024 * 1024, logger,
   });
-  const app = buildApp({ logger, trustProxy: false, health: { database: () => database.ping(), storage: async () => true } });
+  const app = buildApp({ logger, trustProxy: options.trustProxy ?? false, health: { database: () => database.ping(), storage: async () => true } });
   const routes: string[] = [];
   app.addHook('onRoute', (route) => {
     for (const method of [route.method].flat()) if (route.url.startsWith('/api/v1') && method !== 'HEAD') routes.push(`${method} ${route.url}`);
   });
   const cleanupPolicies = new CleanupPolicyService({ db });
+  const sessionTimes = { ttlMs: 12 * 60 * 60 * 1000, idleMs: 60 * 60 * 1000 };
+  const sessions = new SessionService({ db, times: sessionTimes, now: options.now });
   apiRoutes(app, {
+    sessionService: sessions,
+    registryTraffic: new RegistryTraffic({ db, flushIntervalMs: 60_000 }),
+    service: 'manifold',
     cleanupPolicies,
     db,
-    authenticator: new Authenticator({ db, registryTokens: newRegistryTokens(await newSigningKeys()) }),
+    authenticator: new Authenticator({ db, registryTokens: newRegistryTokens(await newSigningKeys()), now: options.now, sessionIdleMs: sessionTimes.idleMs }),
     userService: services.users,
     groupService: services.groups,
     membershipService: services.memberships,

@@ -126,6 +126,13 @@ function endpoints(): Endpoint[] {
     { method: 'GET', path: '/api/v1/docs', need: 'public', success: 200, prepare: fixed('/api/v1/docs/') },
 
     { method: 'GET', path: '/api/v1/user', need: 'user', success: 200, prepare: fixed('/api/v1/user') },
+    // The console's session: signing in needs only the body; without a session cookie there is no session to show or end.
+    { method: 'POST', path: '/api/v1/session', need: 'public', success: 201, prepare: async () => ({ url: '/api/v1/session', body: { username: world.users.owner.username, password: WORLD_PASSWORD } }) },
+    { method: 'GET', path: '/api/v1/session', need: 'any', success: 404, prepare: fixed('/api/v1/session') },
+    { method: 'DELETE', path: '/api/v1/session', need: 'any', success: 404, prepare: fixed('/api/v1/session') },
+    { method: 'GET', path: '/api/v1/instance', need: 'any', success: 200, prepare: fixed('/api/v1/instance') },
+    { method: 'GET', path: '/api/v1/registries/:id/statistics', need: 'read', success: 200, prepare: async () => ({ url: `/api/v1/registries/${persistent.registryId}/statistics` }) },
+    { method: 'GET', path: '/api/v1/registries/:id/cache_entries', need: 'read', success: 200, prepare: async () => ({ url: `/api/v1/registries/${persistent.registryId}/cache_entries?order_by=size&sort=asc` }) },
     { method: 'GET', path: '/api/v1/user/personal_access_tokens', need: 'user', success: 200, prepare: fixed('/api/v1/user/personal_access_tokens') },
     { method: 'POST', path: '/api/v1/user/personal_access_tokens', need: 'user_write', success: 201, prepare: fixed('/api/v1/user/personal_access_tokens', { name: 'ci', scopes: ['read_api'] }) },
     {

@@ -19,6 +19,10 @@ export function cacheRoutes(app: ApiInstance, deps: ResolvedApiDeps): void {
     schema: { summary: 'List the cache entries of an upstream, newest first, optionally those whose path contains `search`', tags: ['cache entries'], params: idParams, querystring: cacheEntryQuery, response: { 200: z.array(cacheEntrySchema), ...errorResponses(400, 404) } },
   }, async (request, reply) => sendPage(request, reply, await entries.list(actorOf(request), request.params.id, request.query)));
 
+  app.get('/registries/:id/cache_entries', {
+    schema: { summary: 'List the cache entries of all the upstreams a registry links, optionally those whose path contains `search`', tags: ['cache entries'], params: idParams, querystring: cacheEntryQuery, response: { 200: z.array(cacheEntrySchema), ...errorResponses(400, 404) } },
+  }, async (request, reply) => sendPage(request, reply, await entries.listForRegistry(actorOf(request), request.params.id, request.query)));
+
   app.get('/cache_entries/:id', {
     schema: { summary: 'Show a cache entry', tags: ['cache entries'], params: idParams, response: { 200: cacheEntrySchema, ...errorResponses(400, 404) } },
   }, async (request, reply) => sendResource(request, reply, await entries.get(actorOf(request), request.params.id)));

@@ -1,0 +1,24 @@
+// Upstream 404s remembered for a short time (DESIGN §3.5), per upstream and path, so that a client
+// asking again and again for a tag that does not exist costs each upstream one request per window.
+// Bounded (least recently used go first) so unknown names cannot grow it without limit.
+import { LRUCache } from 'lru-cache';
+
+const MAX_ENTRIES = 50_000;
+
+export class NegativeCache {
+  readonly #missing = new LRUCache<string, true>({ max: MAX_ENTRIES, ttlAutopurge: false });
+
+  /** The upstream answered 404 for this path; remembered `ttlMs` (0 = not at all). */
+  remember(upstreamId: number, path: string, ttlMs: number): void {
+    if (ttlMs > 0) this.#missing.set(`${upstreamId}:${path}`, true, { ttl: ttlMs });
+  }
+
+  isMissing(upstreamId: number, path: string): boolean {
+    return this.#missing.get(`${upstreamId}:${path}`) === true;
+  }
+
+  /** The path was stored from this upstream after all (e.g. a push landed): forget the 404. */
+  forget(upstreamId: number, path: string): void {
+    this.#missing.delete(`${upstreamId}:${path}`);
+  }
+}
