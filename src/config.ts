@@ -8,6 +8,9 @@ import { z } from 'zod';
 const seconds = (value: number) => z.number().int().min(0).default(value);
 const positive = (value: number) => z.number().int().min(1).default(value);
 
+/** `host` or `host:port` as a Host header names it: a DNS name, an IPv4 address or a bracketed IPv6 one. */
+const HOST_AND_PORT = /^(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*|\[[0-9a-f:.]+\])(?::[0-9]{1,5})?$/;
+
 export const configSchema = z.object({
   /** Where the embedded defaults keep their files: SQLite database, objects, keys. */
   dataDir: z.string().min(1).default('./data'),
@@ -18,6 +21,11 @@ export const configSchema = z.object({
     port: z.number().int().min(0).max(65535).default(5000),
     /** The URL clients use to reach Manifold; the token realm is built from it. Default: from the request. */
     publicUrl: z.url({ protocol: /^https?$/ }).optional(),
+    /**
+     * Without publicUrl: the Host names (`host` matches any port, `host:port` that one) whose requests get
+     * a token realm on that host. Any other Host gets the realm of the address the client connected to.
+     */
+    allowedHosts: z.array(z.string().trim().toLowerCase().regex(HOST_AND_PORT, 'must be host or host:port')).default([]),
     trustProxy: z.boolean().default(false),
     shutdownTimeoutSeconds: seconds(30),
   }).prefault({}),
@@ -60,11 +68,23 @@ export const configSchema = z.object({
   }),
   auth: z.object({
     /** The `service` of the Bearer challenge and the audience of registry tokens. */
-    service: z.string().min(1).default('manifold'),
+    service: z.string().min(1).regex(/^[\x20-\x7e]+$/, 'must be printable ASCII').default('manifold'),
     issuer: z.string().min(1).default('manifold'),
     tokenTtlSeconds: z.number().int().min(60).max(3600).default(300),
     /** PEM file with the registry token signing key; created in dataDir on first start when unset. */
     signingKeyPath: z.string().min(1).optional(),
+    /** Brute-force protection of passwords and tokens (src/auth/login-throttle.ts). */
+    throttle: z.object({
+      addressFailures: positive(10),
+      usernameFailures: positive(5),
+      windowSeconds: positive(3600),
+      baseBlockSeconds: positive(1),
+      maxBlockSeconds: positive(900),
+      refusalDelayMs: z.number().int().min(0).max(60_000).default(1000),
+    }).prefault({}),
+    /** Worker threads that compute scrypt, and checks that may wait for one (more are refused with 429). */
+    passwordHashThreads: z.number().int().min(1).max(64).default(1),
+    passwordHashQueue: positive(32),
     /** Console sessions end this long after sign-in, whatever their use. */
     sessionTtlHours: z.number().int().min(1).max(24 * 30).default(12),
     /** …or when unused this long. */
@@ -134,6 +154,7 @@ export function envName(settingPath: string[]): string {
 }
 
 function coerce(value: string, type: string): unknown {
+  if (type === 'array') return value.split(',').map((item) => item.trim()).filter((item) => item !== '');
   if (type === 'integer' || type === 'number') return value.trim() !== '' && !Number.isNaN(Number(value)) ? Number(value) : value;
   if (type === 'boolean') {
     if (/^(true|1|yes)$/i.test(value)) return true;

@@ -26,6 +26,8 @@ export type Err<R extends string = Reason> = {
   readonly message: string;
   readonly fields?: FieldErrors;
   readonly cause?: unknown;
+  /** When trying again makes sense (`rate_limited`): the HTTP layer sends it as Retry-After. */
+  readonly retryAfterSeconds?: number;
 };
 export type Result<T, R extends string = Reason> = Ok<T> | Err<R>;
 
@@ -38,7 +40,7 @@ export function ok<T>(value?: T): Ok<T | undefined> {
 export function err<R extends string = Reason>(
   reason: R,
   message: string,
-  extra: { fields?: FieldErrors; cause?: unknown } = {},
+  extra: { fields?: FieldErrors; cause?: unknown; retryAfterSeconds?: number } = {},
 ): Err<R> {
   return { ok: false, reason, message, ...extra };
 }

@@ -5,6 +5,8 @@ import { resolvedPaths } from './config.ts';
 import { openDatabase } from './db/connect.ts';
 import type { DatabaseHandle } from './db/connect.ts';
 import { Authenticator } from './auth/authenticate.ts';
+import { LoginThrottle } from './auth/login-throttle.ts';
+import { closePasswordHashing, configurePasswordHashing } from './auth/password-hashing.ts';
 import { CredentialsCipher } from './auth/credentials-cipher.ts';
 import { loadEncryptionKey, loadSigningKeys } from './auth/keys.ts';
 import { RegistryTokens } from './auth/registry-tokens.ts';
@@ -70,18 +72,30 @@ export async function createServices(config: Config, database: DatabaseHandle, l
   const traffic = new RegistryTraffic({ db, flushIntervalMs: config.cache.counterFlushSeconds * 1000, logger });
   const sessionTimes = { ttlMs: config.auth.sessionTtlHours * 60 * 60 * 1000, idleMs: config.auth.sessionIdleMinutes * 60 * 1000 };
   const client = new UpstreamClient({ ...config.upstream, maxManifestBytes: config.limits.maxManifestBytes, logger });
+  const audit = new AuditService({ db });
+  configurePasswordHashing({ threads: config.auth.passwordHashThreads, queue: config.auth.passwordHashQueue });
+  const throttle = new LoginThrottle({
+    settings: config.auth.throttle,
+    onBlock: (event) => {
+      logger.warn({ ...event }, 'sign-in attempts blocked after repeated failures');
+      void audit.recordSignInBlocked(event).then((recorded) => {
+        if (!recorded.ok) logger.error({ err: recorded.cause }, recorded.message);
+      });
+    },
+  });
   return {
     store,
     cipher,
     registryTokens,
-    authenticator: new Authenticator({ db, registryTokens, sessionIdleMs: sessionTimes.idleMs }),
+    throttle,
+    authenticator: new Authenticator({ db, registryTokens, throttle, sessionIdleMs: sessionTimes.idleMs }),
     sessions: new SessionService({ db, times: sessionTimes }),
     traffic,
     users: new UserService({ db }),
     groups: new GroupService({ db }),
     memberships: new MembershipService({ db }),
     tokens: new TokenService({ db }),
-    audit: new AuditService({ db }),
+    audit,
     registries,
     upstreams,
     mirrorRoutes: new MirrorRouteService({ db, pullCache: registries.pullCache }),
@@ -164,7 +178,7 @@ export async function createManifold(config: Config, logger: Logger = createLogg
     tags: services.tags,
     catalog: services.catalog,
     service: config.auth.service,
-    realm: (request) => tokenRealm(request, config.server.publicUrl),
+    realm: (request) => tokenRealm(request, { publicUrl: config.server.publicUrl, allowedHosts: config.server.allowedHosts }),
     // A registry token's grants are checked by the pull service, after the membership check.
     authenticate: (request) => actorFor(request, services.authenticator, 'registry'),
     route: (request) => services.routing.resolve(request),
@@ -207,6 +221,7 @@ export async function createManifold(config: Config, logger: Logger = createLogg
       await services.traffic.stop();
       await services.destroyer.stop();
       await services.client.close();
+      await closePasswordHashing();
       await database.close();
     },
   };

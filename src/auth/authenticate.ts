@@ -9,6 +9,9 @@ import type { Result } from '../result.ts';
 import { ANONYMOUS, SCOPES } from './policy.ts';
 import type { Actor, Channel, RegistryAccess, Scope, TokenGrant } from './policy.ts';
 import type { RegistryTokens, TokenSubject } from './registry-tokens.ts';
+import { LoginThrottle } from './login-throttle.ts';
+import type { AttemptSubject } from './login-throttle.ts';
+import { PasswordHashingBusyError } from './password-hashing.ts';
 import { TOKEN_PREFIX, hashPassword, tokenDigest, verifyPassword } from './secrets.ts';
 
 export interface Credentials {
@@ -19,6 +22,8 @@ export interface Credentials {
   /** A username and password (or token) given outside a header, e.g. the OAuth2 password grant. */
   username?: string;
   password?: string;
+  /** The client's address: failed attempts are throttled per address (and per username). */
+  address?: string;
   /** The secret of a console session cookie; used only when no other credentials are given. */
   session?: string;
 }
@@ -35,6 +40,10 @@ const DEFAULT_SESSION_IDLE_MS = 60 * 60 * 1000;
 /** A session's last_seen_at is written at most this often. */
 const SESSION_TOUCH_INTERVAL_MS = 60_000;
 const refused = () => err('unauthorized', REFUSED);
+/** A wrong password: already counted by the throttle; callers see REFUSED like any other failure. */
+const REFUSED_PASSWORD = 'invalid username or password';
+const throttled = (retryAfterSeconds: number) =>
+  err('rate_limited', `too many failed sign-in attempts; try again in ${retryAfterSeconds} s`, { retryAfterSeconds });
 
 const TOKEN_PREFIXES = Object.values(TOKEN_PREFIX);
 const looksLikeAccessToken = (secret: string) => TOKEN_PREFIXES.some((prefix) => secret.startsWith(prefix));
@@ -44,6 +53,7 @@ export class Authenticator {
   readonly #registryTokens: RegistryTokens;
   readonly #now: () => number;
   readonly #verifyPassword: typeof verifyPassword;
+  readonly #throttle: LoginThrottle;
   /** HMAC(credentials) → the user and the hash the password was checked against. */
   readonly #passwordCache = new Map<string, { userId: number; passwordHash: string; until: number }>();
   /** A process-local key, so the cache holds nothing an attacker could test passwords against. */
@@ -52,18 +62,39 @@ export class Authenticator {
 
   readonly #sessionIdleMs: number;
 
-  constructor(deps: { db: Db; registryTokens: RegistryTokens; now?: () => number; verifyPassword?: typeof verifyPassword; sessionIdleMs?: number }) {
+  constructor(deps: { db: Db; registryTokens: RegistryTokens; now?: () => number; verifyPassword?: typeof verifyPassword; throttle?: LoginThrottle; sessionIdleMs?: number }) {
     this.#db = deps.db;
     this.#sessionIdleMs = deps.sessionIdleMs ?? DEFAULT_SESSION_IDLE_MS;
     this.#registryTokens = deps.registryTokens;
     this.#now = deps.now ?? Date.now;
     this.#verifyPassword = deps.verifyPassword ?? verifyPassword;
+    this.#throttle = deps.throttle ?? new LoginThrottle();
   }
 
+  /**
+   * The actor of these credentials. Failures are throttled (LoginThrottle): a password attempt is counted
+   * before scrypt runs and refused (`rate_limited`, with retryAfterSeconds) while its address or username
+   * is blocked; a wrong token counts against its address. A valid token is never throttled: it costs one
+   * SHA-256 and cannot be guessed, so nobody else's wrong guesses slow it down.
+   */
   async authenticate(credentials: Credentials, channel: Channel): Promise<Result<Actor>> {
+    const result = await this.#authenticate(credentials, channel);
+    if (result.ok || result.reason !== 'unauthorized') return result;
+    // A wrong token, JWT or malformed header (password attempts were counted before their check). A
+    // session cookie alone is not counted: an expired one is no guess, and it must not block its owner.
+    const sessionOnly = credentials.authorization === undefined && credentials.privateToken === undefined && credentials.username === undefined && credentials.password === undefined;
+    if (result.message !== REFUSED_PASSWORD && credentials.address !== undefined && !sessionOnly) {
+      const verdict = await this.#throttle.attempt({ address: credentials.address });
+      if (!verdict.allowed) return throttled(verdict.retryAfterSeconds);
+    }
+    return refused();
+  }
+
+  async #authenticate(credentials: Credentials, channel: Channel): Promise<Result<Actor>> {
+    const subject: AttemptSubject = { address: credentials.address };
     if (credentials.privateToken !== undefined) return this.#accessToken(credentials.privateToken, channel);
     if (credentials.username !== undefined || credentials.password !== undefined) {
-      return this.#basic(credentials.username ?? '', credentials.password ?? '', channel);
+      return this.#basic(credentials.username ?? '', credentials.password ?? '', channel, subject);
     }
     if (credentials.authorization === undefined) {
       return credentials.session !== undefined && channel === 'api' ? this.#session(credentials.session) : ok(ANONYMOUS);
@@ -76,7 +107,7 @@ export class Authenticator {
         const decoded = Buffer.from(value, 'base64').toString('utf8');
         const colon = decoded.indexOf(':');
         if (colon < 0) return refused();
-        return this.#basic(decoded.slice(0, colon), decoded.slice(colon + 1), channel);
+        return this.#basic(decoded.slice(0, colon), decoded.slice(colon + 1), channel, subject);
       }
       case 'bearer':
         if (looksLikeAccessToken(value)) return this.#accessToken(value, channel);
@@ -88,7 +119,7 @@ export class Authenticator {
   }
 
   /** Basic credentials: `<anything>:<access token>` or `<username>:<password>`. */
-  async #basic(username: string, secret: string, channel: Channel): Promise<Result<Actor>> {
+  async #basic(username: string, secret: string, channel: Channel, subject: AttemptSubject): Promise<Result<Actor>> {
     if (looksLikeAccessToken(secret)) return this.#accessToken(secret, channel);
     if (username === '' || secret === '') return refused();
     const cacheKey = createHmac('sha256', this.#cacheKey).update(username.toLowerCase()).update('\0').update(secret).digest('base64');
@@ -99,10 +130,21 @@ export class Authenticator {
       if (user && user.password_hash === cached.passwordHash) return this.#userActor(user, null, channel);
     }
     this.#passwordCache.delete(cacheKey);
+    // Counted before scrypt runs: a blocked guess costs nothing, concurrent guesses count at once.
+    const attempt = { ...subject, username };
+    const verdict = await this.#throttle.attempt(attempt);
+    if (!verdict.allowed) return throttled(verdict.retryAfterSeconds);
     const user = await this.#db.selectFrom('users').selectAll().where(sql<string>`lower(username)`, '=', username.toLowerCase()).executeTakeFirst();
-    // Unknown users cost a password check too, so timing does not tell which usernames exist.
-    const matches = await this.#verifyPassword(secret, user?.password_hash ?? (await this.#unusableHash()));
-    if (!user || !matches) return refused();
+    let matches: boolean;
+    try {
+      // Unknown users cost a password check too, so timing does not tell which usernames exist.
+      matches = await this.#verifyPassword(secret, user?.password_hash ?? (await this.#unusableHash()));
+    } catch (error) {
+      if (error instanceof PasswordHashingBusyError) return throttled(1);
+      throw error;
+    }
+    if (!user || !matches) return err('unauthorized', REFUSED_PASSWORD);
+    await this.#throttle.succeeded(attempt);
     this.#remember(cacheKey, { userId: user.id, passwordHash: user.password_hash, until: this.#now() + PASSWORD_CACHE_MS });
     return this.#userActor(user, null, channel);
   }

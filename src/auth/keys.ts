@@ -11,7 +11,7 @@ export const SIGNING_ALGORITHM = 'ES256';
 
 /** Writes a file that must not exist yet (`wx`), so two processes starting at once keep one key. */
 function createOnce(file: string, contents: string): void {
-  mkdirSync(path.dirname(file), { recursive: true });
+  mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
   try {
     writeFileSync(file, contents, { mode: 0o600, flag: 'wx' });
   } catch (error) {

@@ -1,8 +1,10 @@
-// Password hashing, token digests and constant-time comparison.
-import { createHash, randomBytes, scrypt, timingSafeEqual } from 'node:crypto';
-import { promisify } from 'node:util';
+// Password hashing, token digests and constant-time comparison. scrypt runs on the password hashing pool
+// (worker threads), never on libuv's thread pool; token digests are one SHA-256, on the calling thread.
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { scryptOnPool } from './password-hashing.ts';
 
-const scryptAsync = promisify(scrypt) as (password: string, salt: Buffer, keylen: number, options: { N: number; r: number; p: number; maxmem: number }) => Promise<Buffer>;
+const scryptAsync = (password: string, salt: Buffer, keyLength: number, options: { N: number; r: number; p: number; maxmem: number }) =>
+  scryptOnPool({ password, salt, keyLength, ...options });
 
 // One of OWASP's equivalent scrypt settings: N=2^14, r=8, p=5. Memory is 128·N·r = 16 MiB per check
 // (N=2^17, p=1 would take 128 MiB, most of a cache's memory, for each `docker login` in flight); the

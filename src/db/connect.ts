@@ -1,5 +1,5 @@
 // Opens the database: node:sqlite for the embedded default, PostgreSQL when given a postgres:// URL.
-import { mkdirSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync } from 'node:fs';
 import path from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import type { StatementSync } from 'node:sqlite';
@@ -28,6 +28,18 @@ export type DatabaseOptions =
   | { sqlitePath: string };
 
 const STATEMENT_CACHE_SIZE = 256;
+
+/**
+ * Creates the database file empty with mode 0600 before SQLite opens it (SQLite would create it 0644):
+ * its -wal and -shm files take the database file's mode, so all three hold the data for the owner only.
+ */
+function createPrivateFile(file: string): void {
+  try {
+    closeSync(openSync(file, 'wx', 0o600));
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+  }
+}
 
 /**
  * Kysely's SQLite dialect expects better-sqlite3's statement shape; node:sqlite differs in two ways:
@@ -92,7 +104,10 @@ export function openDatabase(options: DatabaseOptions): DatabaseHandle {
     db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   } else {
     dialect = 'sqlite';
-    if (options.sqlitePath !== ':memory:') mkdirSync(path.dirname(path.resolve(options.sqlitePath)), { recursive: true });
+    if (options.sqlitePath !== ':memory:') {
+      mkdirSync(path.dirname(path.resolve(options.sqlitePath)), { recursive: true, mode: 0o700 });
+      createPrivateFile(options.sqlitePath);
+    }
     db = new Kysely<Database>({ dialect: new SqliteDialect({ database: nodeSqliteDatabase(options.sqlitePath) }) });
   }
   return {

@@ -5,6 +5,7 @@ import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest }
 import type { Logger } from '../log.ts';
 import { createMetrics } from '../metrics.ts';
 import type { Metrics } from '../metrics.ts';
+import { clientErrorHandler, frameworkErrors, installErrorFormats } from './error-formats.ts';
 import { healthRoutes } from './health.ts';
 import type { HealthChecks } from './health.ts';
 
@@ -39,7 +40,11 @@ export function buildApp(deps: AppDependencies): FastifyInstance {
     return503OnClosing: true,
     // Blob responses can take long; the client's own timeouts decide.
     requestTimeout: 0,
+    // Errors before any route runs, in the format of the protocol the path belongs to.
+    frameworkErrors,
+    clientErrorHandler,
   });
+  installErrorFormats(app);
 
   const metrics = deps.metrics ?? createMetrics({ defaultMetrics: false });
   app.addHook('onResponse', async (request, reply) => {

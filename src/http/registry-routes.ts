@@ -4,12 +4,14 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import type { Actor } from '../auth/policy.ts';
 import { createMetrics } from '../metrics.ts';
 import { ociError } from '../oci/errors.ts';
+import { isValidName } from '../oci/reference.ts';
 import type { OciErrorCode } from '../oci/errors.ts';
 import type { Err, Result } from '../result.ts';
 import type { Metrics } from '../metrics.ts';
 import { anonymousPullAllowed, grantsAsRouted } from '../services/mirror-routing.ts';
 import type { RouteRequest, Routed } from '../services/mirror-routing.ts';
 import { unsatisfiedLength } from '../services/pull.ts';
+import { bearerChallenge } from './request-auth.ts';
 import type { PullResponse, PullService } from '../services/pull.ts';
 import type { CatalogService } from '../services/catalog.ts';
 import type { ReferrersService } from '../services/referrers.ts';
@@ -36,22 +38,32 @@ export interface RegistryRouteDeps {
   metrics?: Pick<Metrics, 'anonymousPulls'>;
 }
 
-const OBJECT_PATH = /^(?<name>.+)\/(?<kind>manifests|blobs|referrers)\/(?<reference>[^/]+)$/;
-const TAGS_PATH = /^(?<name>.+)\/tags\/list$/;
+/** `s`: a name with a line break in it is an invalid name (400), not an unknown endpoint. */
+const OBJECT_PATH = /^(?<name>.+)\/(?<kind>manifests|blobs|referrers)\/(?<reference>[^/]+)$/s;
+const TAGS_PATH = /^(?<name>.+)\/tags\/list$/s;
 
 function sendError(reply: FastifyReply, status: number, code: OciErrorCode, message: string, detail?: unknown): FastifyReply {
   return reply.code(status).type('application/json').send(ociError(code, message, detail));
 }
 
+/** Retry-After of a 429 passed on from upstreams that named none (Docker Hub's window is hours). */
+const UPSTREAM_RETRY_AFTER_SECONDS = 60;
+
+/** 429 for a throttled sign-in or rate-limited upstreams, with the Retry-After the failure names. */
+function sendThrottled(reply: FastifyReply, failure: Err): FastifyReply {
+  reply.header('Retry-After', String(failure.retryAfterSeconds ?? UPSTREAM_RETRY_AFTER_SECONDS));
+  return sendError(reply, 429, 'TOOMANYREQUESTS', failure.message);
+}
+
 /** Object headers that must not survive on an error answer given in their place. */
 const OBJECT_HEADERS = ['docker-content-digest', 'content-range', 'accept-ranges', 'etag', 'warning'];
 
-function challenge(deps: RegistryRouteDeps, request: FastifyRequest, repository: string | null, error?: string, scope?: string): string {
-  const parts = [`realm="${deps.realm(request)}"`, `service="${deps.service}"`];
-  if (repository) parts.push(`scope="repository:${repository}:pull"`);
-  else if (scope) parts.push(`scope="${scope}"`);
-  if (error) parts.push(`error="${error}"`);
-  return `Bearer ${parts.join(',')}`;
+/**
+ * The Bearer challenge of a 401: the scope of `repository` (validated with isValidName, so header-safe)
+ * or another fixed scope (`registry:catalog:*`).
+ */
+function challenge(deps: RegistryRouteDeps, request: FastifyRequest, repository: string | null, error?: 'invalid_token' | 'insufficient_scope', scope?: string): string {
+  return bearerChallenge({ realm: deps.realm(request), service: deps.service, scope: repository ? `repository:${repository}:pull` : scope, error });
 }
 
 /** Maps a service's reason to the status and OCI code of the distribution spec. */
@@ -183,6 +195,7 @@ function v2Routes(app: FastifyInstance, deps: RegistryRouteDeps): void {
     exposeHeadRoute: false,
     handler: async (request, reply) => {
       const actor = await deps.authenticate(request, null);
+      if (!actor.ok && actor.reason === 'rate_limited') return sendThrottled(reply, actor);
       if (!actor.ok || actor.value.kind === 'anonymous') {
         reply.header('WWW-Authenticate', challenge(deps, request, null, actor.ok ? undefined : 'invalid_token'));
         return sendError(reply, 401, 'UNAUTHORIZED', actor.ok ? 'authentication required' : actor.message);
@@ -197,6 +210,7 @@ function v2Routes(app: FastifyInstance, deps: RegistryRouteDeps): void {
     exposeHeadRoute: false,
     handler: async (request, reply) => {
       const actor = await deps.authenticate(request, null);
+      if (!actor.ok && actor.reason === 'rate_limited') return sendThrottled(reply, actor);
       if (!actor.ok || actor.value.kind === 'anonymous') {
         reply.header('WWW-Authenticate', challenge(deps, request, null, actor.ok ? undefined : 'invalid_token', 'registry:catalog:*'));
         return sendError(reply, 401, 'UNAUTHORIZED', actor.ok ? 'authentication required' : actor.message, [{ Type: 'registry', Name: 'catalog', Action: '*' }]);
@@ -224,6 +238,8 @@ function v2Routes(app: FastifyInstance, deps: RegistryRouteDeps): void {
       const match = tagsMatch ? null : OBJECT_PATH.exec(path);
       if (!tagsMatch?.groups && !match?.groups) return sendError(reply, 404, 'NAME_UNKNOWN', 'no such endpoint');
       const name = (tagsMatch?.groups ?? match!.groups!).name;
+      // Before anything else (DESIGN §3.1): the name goes into the challenge, a log line and queries.
+      if (!isValidName(name)) return sendError(reply, 400, 'NAME_INVALID', 'invalid repository name: lower-case path components of letters and digits, separated by ".", "_", "__" or "-"');
       const reference = match?.groups?.reference ?? '';
       const kind = tagsMatch ? 'tags' : match!.groups!.kind === 'manifests' ? 'manifest' : match!.groups!.kind === 'blobs' ? 'blob' : 'referrers';
 
@@ -236,6 +252,7 @@ function v2Routes(app: FastifyInstance, deps: RegistryRouteDeps): void {
         deps.authenticate(request, name),
         deps.route({ name, ns: single(query.ns), host: request.host }),
       ]);
+      if (!actor.ok && actor.reason === 'rate_limited') return sendThrottled(reply, actor);
       if (!actor.ok) return unauthorized(actor.message, 'invalid_token');
       const anonymous = actor.value.kind === 'anonymous';
       if (!routed.ok) {
@@ -267,6 +284,7 @@ function v2Routes(app: FastifyInstance, deps: RegistryRouteDeps): void {
         const result = await deps.tags.list({ actor: puller, name: repository, n, last: single(query.last) });
         if (!result.ok) {
           if (result.reason === 'unauthorized') return refusedScope(result.message);
+          if (result.reason === 'rate_limited') return sendThrottled(reply, result);
           const { status, code } = ociStatus(result, 'tags');
           return sendError(reply, status, code, result.message);
         }
@@ -283,6 +301,7 @@ function v2Routes(app: FastifyInstance, deps: RegistryRouteDeps): void {
         const result = await deps.referrers.list({ actor: puller, name: repository, digest: reference, artifactType, page });
         if (!result.ok) {
           if (result.reason === 'unauthorized') return refusedScope(result.message);
+          if (result.reason === 'rate_limited') return sendThrottled(reply, result);
           const { status, code } = ociStatus(result, 'referrers');
           return sendError(reply, status, code, result.message);
         }
@@ -303,6 +322,7 @@ function v2Routes(app: FastifyInstance, deps: RegistryRouteDeps): void {
       });
       if (!result.ok) {
         if (result.reason === 'unauthorized') return refusedScope(result.message);
+        if (result.reason === 'rate_limited') return sendThrottled(reply, result);
         const { status, code } = ociStatus(result, kind);
         if (status === 416) reply.header('Content-Range', `bytes */${unsatisfiedLength(result) ?? '*'}`);
         return sendError(reply, status, code, result.message);

@@ -17,6 +17,7 @@ export async function actorFor(request: FastifyRequest, authenticator: Authentic
   return authenticator.authenticate({
     authorization: single(request.headers.authorization),
     privateToken: single(request.headers['private-token']),
+    address: request.ip,
     session,
   }, channel);
 }
@@ -45,10 +46,45 @@ export function mayPull(actor: Result<Actor> | Actor, repository: string, groupI
   return can(onRegistry, 'read_virtual_registry', { groupId });
 }
 
-/** The token realm clients are sent to: the configured public URL, or this request's own origin. */
-export function tokenRealm(request: FastifyRequest, publicUrl?: string): string {
-  const base = publicUrl ? publicUrl.replace(/\/+$/, '') : `${request.protocol}://${request.host}`;
-  return `${base}/auth/token`;
+export interface RealmOptions {
+  /** `server.publicUrl`: when set, the realm is always on it. */
+  publicUrl?: string;
+  /** `server.allowedHosts`: `host` (any port) or `host:port`, lower case. */
+  allowedHosts: readonly string[];
+}
+
+/** Is this Host header (`host` or `host:port`) one of the configured names? */
+export function isAllowedHost(host: string, allowedHosts: readonly string[]): boolean {
+  const wanted = host.toLowerCase();
+  const withoutPort = wanted.replace(/:[0-9]+$/, '');
+  return allowedHosts.some((allowed) => allowed === wanted || allowed === withoutPort);
+}
+
+/** `address:port` of the local end of the connection, IPv6 in brackets, IPv4-mapped as IPv4. */
+function localOrigin(request: FastifyRequest): string {
+  const socket = request.raw.socket;
+  const address = (socket.localAddress ?? '127.0.0.1').replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/, '');
+  return `${address.includes(':') ? `[${address}]` : address}:${socket.localPort ?? 0}`;
+}
+
+/**
+ * The token realm clients are sent to (and send their credentials to), decided in one place: the
+ * configured public URL; else the request's Host when it is an allowed host; else the address the client
+ * connected to. Never an arbitrary Host: a forged one would send the next client's password elsewhere
+ * (a cache poisoned in between) and could inject parameters into the challenge.
+ */
+export function tokenRealm(request: FastifyRequest, options: RealmOptions): string {
+  if (options.publicUrl) return `${options.publicUrl.replace(/\/+$/, '')}/auth/token`;
+  const host = isAllowedHost(request.host, options.allowedHosts) ? request.host : localOrigin(request);
+  return `${request.protocol}://${host}/auth/token`;
+}
+
+/**
+ * An RFC 9110 quoted-string: `"` and `\` escaped. Only for values that are already header-safe (printable
+ * Latin-1): the caller validates what a client wrote (the repository name) before it gets here.
+ */
+export function quotedString(value: string): string {
+  return `"${value.replace(/["\\]/g, '\\$&')}"`;
 }
 
 /**
@@ -56,7 +92,7 @@ export function tokenRealm(request: FastifyRequest, publicUrl?: string): string 
  * scope the client should ask for and `error="insufficient_scope"` when its token lacked it.
  */
 export function bearerChallenge(options: { realm: string; service: string; scope?: string; error?: 'invalid_token' | 'insufficient_scope' }): string {
-  const quote = (value: string) => `"${value.replace(/["\\]/g, '\\$&')}"`;
+  const quote = quotedString;
   const parts = [`realm=${quote(options.realm)}`, `service=${quote(options.service)}`];
   if (options.scope) parts.push(`scope=${quote(options.scope)}`);
   if (options.error) parts.push(`error=${quote(options.error)}`);

@@ -9,6 +9,8 @@ import type { Actor } from '../auth/policy.ts';
 import { grantAccess, parseScopes } from '../auth/registry-tokens.ts';
 import type { RegistryTokens } from '../auth/registry-tokens.ts';
 import { ociError } from '../oci/errors.ts';
+import type { Err } from '../result.ts';
+import { quotedString } from './request-auth.ts';
 
 export interface TokenRouteDependencies {
   authenticator: Authenticator;
@@ -35,8 +37,14 @@ function noStore(reply: FastifyReply): FastifyReply {
 
 function unauthorized(reply: FastifyReply, service: string) {
   return noStore(reply).code(401)
-    .header('www-authenticate', `Basic realm="${service}"`)
+    .header('www-authenticate', `Basic realm=${quotedString(service)}`)
     .send(ociError('UNAUTHORIZED', 'authentication required: invalid username, password or token'));
+}
+
+function throttled(reply: FastifyReply, failure: Err) {
+  return noStore(reply).code(429)
+    .header('retry-after', String(failure.retryAfterSeconds ?? 1))
+    .send(ociError('TOOMANYREQUESTS', failure.message));
 }
 
 function oauthError(reply: FastifyReply, error: 'invalid_request' | 'unsupported_grant_type', description: string) {
@@ -74,7 +82,8 @@ export function tokenRoutes(app: FastifyInstance, deps: TokenRouteDependencies):
         if (!/^basic\s/i.test(header)) return unauthorized(reply, service);
         credentials.authorization = header;
       }
-      const actor = await deps.authenticator.authenticate(credentials, 'registry');
+      const actor = await deps.authenticator.authenticate({ ...credentials, address: request.ip }, 'registry');
+      if (!actor.ok && actor.reason === 'rate_limited') return throttled(reply, actor);
       if (!actor.ok) return unauthorized(reply, service);
       const { issued } = await issue(actor.value, list(query.scope), request);
       return noStore(reply).send({ token: issued.token, access_token: issued.token, expires_in: issued.expiresIn, issued_at: issued.issuedAt });
@@ -88,7 +97,8 @@ export function tokenRoutes(app: FastifyInstance, deps: TokenRouteDependencies):
       if (typeof body.username !== 'string' || typeof body.password !== 'string' || body.username === '' || body.password === '') {
         return oauthError(reply, 'invalid_request', 'username and password are required');
       }
-      const actor = await deps.authenticator.authenticate({ username: body.username, password: body.password }, 'registry');
+      const actor = await deps.authenticator.authenticate({ username: body.username, password: body.password, address: request.ip }, 'registry');
+      if (!actor.ok && actor.reason === 'rate_limited') return throttled(reply, actor);
       if (!actor.ok) return unauthorized(reply, service);
       const { granted, issued } = await issue(actor.value, list(body.scope), request);
       return noStore(reply).send({

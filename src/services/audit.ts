@@ -1,9 +1,10 @@
 // Audit events (DESIGN §1): who changed what and when. Every change of the identity services records one,
 // inside the same transaction as the change. Details hold before/after values and never secrets.
 import { z } from 'zod';
+import { SYSTEM } from '../auth/policy.ts';
 import type { Actor } from '../auth/policy.ts';
 import type { Db } from '../db/connect.ts';
-import { ok } from '../result.ts';
+import { err, ok } from '../result.ts';
 import type { Result } from '../result.ts';
 import { authorize, authorizeGroup } from './access.ts';
 import { offsetOf, paginationSchema, validate } from './validation.ts';
@@ -86,6 +87,25 @@ export class AuditService {
 
   constructor(deps: { db: Db }) {
     this.#db = deps.db;
+  }
+
+  /**
+   * An instance-level event: sign-in attempts from one address or for one username were blocked after
+   * repeated failures (the throttle calls this at most once per block and key). Secrets never reach it.
+   */
+  async recordSignInBlocked(event: { key: 'address' | 'username'; value: string; attempts: number; blockSeconds: number }): Promise<Result<undefined>> {
+    try {
+      await recordAudit(this.#db, SYSTEM, {
+        groupId: null,
+        action: 'sign_in.block',
+        targetType: event.key,
+        targetId: null,
+        details: { [event.key]: event.value, failed_attempts: event.attempts, blocked_seconds: event.blockSeconds },
+      });
+      return ok();
+    } catch (error) {
+      return err('persistence_error', 'the audit event could not be written', { cause: error });
+    }
   }
 
   /** Events of a group (owners and admins) or of the instance (admins), newest first. */

@@ -11,16 +11,18 @@ import { err, ok } from '../result.ts';
 import type { Result } from '../result.ts';
 import { authorize, authorizeGroup, denied, notFound, unauthenticated } from './access.ts';
 import { recordAudit } from './audit.ts';
-import { isUniqueViolation, offsetOf, paginationSchema, validate } from './validation.ts';
+import { descriptionSchema as descriptionText, freeTextNameSchema, isUniqueViolation, offsetOf, paginationSchema, validate } from './validation.ts';
 import type { Page } from './validation.ts';
+
+export const groupDescriptionSchema = descriptionText(2048);
 
 export const groupPathSchema = z.string('must be a string')
   .min(1, 'is required')
   .max(255, 'must be at most 255 characters')
   .refine(isPathComponent, 'must be lowercase letters and digits, separated by ".", "_", "__" or "-" (one image path component)');
 
-const nameSchema = z.string('must be a string').trim().min(1, 'is required').max(255, 'must be at most 255 characters');
-const descriptionSchema = z.string('must be a string').max(2048, 'must be at most 2048 characters').nullish();
+const nameSchema = freeTextNameSchema;
+const descriptionSchema = groupDescriptionSchema.nullish();
 
 const createSchema = z.object({ path: groupPathSchema, name: nameSchema.optional(), description: descriptionSchema });
 const updateSchema = z.object({ name: nameSchema.optional(), description: descriptionSchema });

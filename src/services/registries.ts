@@ -13,7 +13,7 @@ import type { Result } from '../result.ts';
 import { recordAudit } from './audit.ts';
 import { authorize, authorizeGroup, denied, notFound, unauthenticated } from './access.ts';
 import { can } from '../auth/policy.ts';
-import { parseId, validate } from './validation.ts';
+import { descriptionSchema as descriptionText, parseId, validate } from './validation.ts';
 import { storedPolicy } from './freshness.ts';
 import type { FreshnessPolicy } from './freshness.ts';
 import { guarded, lockGroup, lockRegistries, lockUpstreams, LookupCache, markEntriesForDestruction, transact } from './registry-store.ts';
@@ -88,7 +88,7 @@ const nameSchema = z.string('must be a string')
   .min(1, 'is required')
   .max(MAX_NAME_LENGTH, `must be at most ${MAX_NAME_LENGTH} characters`)
   .refine(isPathComponent, 'must be one lower-case path component: letters and digits, separated by ".", "_", "__" or "-"');
-const descriptionSchema = z.string('must be a string').max(1024, 'must be at most 1024 characters').nullable();
+const descriptionSchema = descriptionText(1024).nullable();
 
 /** A CIDR range (`10.0.0.0/8`, `2001:db8::/32`) or one address, in its canonical form. */
 export const networkSchema = z.string('must be a string').max(64, 'must be at most 64 characters').transform((value, context) => {

@@ -12,7 +12,7 @@ import type { Result } from '../result.ts';
 import { authorizeGroup, denied, notFound, unauthenticated } from './access.ts';
 import { recordAudit } from './audit.ts';
 import { roleName, roleSchema } from './memberships.ts';
-import { offsetOf, paginationSchema, parseId, validate } from './validation.ts';
+import { freeTextNameSchema, offsetOf, paginationSchema, parseId, validate } from './validation.ts';
 import type { Page } from './validation.ts';
 
 export const MAX_TOKEN_LIFETIME_DAYS = 365;
@@ -20,7 +20,7 @@ const DAY = 24 * 60 * 60 * 1000;
 /** Characters of the plaintext kept to recognise a token in lists: the prefix and a few more. */
 const HINT_LENGTH = 10;
 
-const nameSchema = z.string('must be a string').trim().min(1, 'is required').max(255, 'must be at most 255 characters');
+const nameSchema = freeTextNameSchema;
 
 const scopesSchema = z.array(z.enum(SCOPES, { error: `must be one of ${SCOPES.join(', ')}` }), 'must be a list of scopes')
   .min(1, 'must name at least one scope')

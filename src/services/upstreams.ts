@@ -15,7 +15,7 @@ import { err, invalid, ok } from '../result.ts';
 import type { FieldErrors, Result } from '../result.ts';
 import { authorize, authorizeGroup, notFound, unauthenticated } from './access.ts';
 import { recordAudit } from './audit.ts';
-import { offsetOf, paginationSchema, parseId, validate } from './validation.ts';
+import { descriptionSchema as descriptionText, freeTextNameSchema, offsetOf, paginationSchema, parseId, validate } from './validation.ts';
 import type { Page } from './validation.ts';
 import { closeGaps, guarded, lockGroup, lockRegistries, lockUpstreams, markEntriesForDestruction, transact } from './registry-store.ts';
 import type { Trx } from './registry-store.ts';
@@ -95,8 +95,8 @@ export interface UpstreamServiceDeps {
   now?: () => number;
 }
 
-const nameSchema = z.string('must be a string').trim().min(1, 'is required').max(255, 'must be at most 255 characters');
-const descriptionSchema = z.string('must be a string').max(1024, 'must be at most 1024 characters').nullable();
+const nameSchema = freeTextNameSchema;
+const descriptionSchema = descriptionText(1024).nullable();
 const usernameSchema = z.string('must be a string').min(1, 'must not be empty').max(255, 'must be at most 255 characters').nullable();
 // Registry passwords are often long tokens (a GCP service account key is a few KB of JSON).
 const passwordSchema = z.string('must be a string').min(1, 'must not be empty').max(16_384, 'must be at most 16384 characters').nullable();

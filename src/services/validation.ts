@@ -19,6 +19,26 @@ export function validate<T>(schema: z.ZodType<T>, input: unknown): Result<T> {
   return invalid(fields);
 }
 
+/**
+ * Control characters (C0, DEL, C1) and the bidirectional overrides that make text display as something
+ * else ("Trojan Source"): none belongs in a name that is shown in lists, logs and audit events.
+ */
+// eslint-disable-next-line no-control-regex -- finding control characters is the point
+const CONTROL_OR_BIDI = /[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/u;
+/** In a description, line breaks and tabs are text; the rest of the above is not. */
+// eslint-disable-next-line no-control-regex -- as above
+const CONTROL_IN_DESCRIPTION = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/u;
+
+/** A human-readable name (token, group, upstream): trimmed, 1..255 characters, no control characters. */
+export const freeTextNameSchema = z.string('must be a string').trim().min(1, 'is required').max(255, 'must be at most 255 characters')
+  .refine((value) => !CONTROL_OR_BIDI.test(value), 'must not contain control characters');
+
+/** A description of at most `max` characters: line breaks and tabs allowed, other control characters not. */
+export function descriptionSchema(max: number) {
+  return z.string('must be a string').max(max, `must be at most ${max} characters`)
+    .refine((value) => !CONTROL_IN_DESCRIPTION.test(value), 'must not contain control characters other than line breaks and tabs');
+}
+
 /** `page` and `per_page` (≤ 100, DESIGN §6); strings from a query string are accepted. */
 export const paginationSchema = z.object({
   page: z.coerce.number().int('must be an integer').min(1, 'must be at least 1').default(1),

@@ -9,7 +9,7 @@ import { Readable } from 'node:stream';
 import { DIGEST_ALGORITHMS, parseDigest } from '../oci/reference.ts';
 import type { StorageBackend, VerifiedSpool } from './backend.ts';
 import { FileObjectStream } from './file-stream.ts';
-import { clampRange, requireDigest } from './object-store.ts';
+import { PRIVATE_DIRECTORY, clampRange, requireDigest } from './object-store.ts';
 import type { ByteRange, ObjectInfo } from './object-store.ts';
 import { SpooledObjectStore } from './spooled-store.ts';
 
@@ -35,7 +35,8 @@ export class FilesystemBackend implements StorageBackend {
   }
 
   async init(): Promise<void> {
-    for (const algorithm of Object.keys(DIGEST_ALGORITHMS)) await mkdir(path.join(this.root, algorithm), { recursive: true });
+    // Owner only, like the keys: cached images may be private ones.
+    for (const algorithm of Object.keys(DIGEST_ALGORITHMS)) await mkdir(path.join(this.root, algorithm), { recursive: true, mode: PRIVATE_DIRECTORY });
   }
 
   /** The file of a committed object. */
@@ -78,7 +79,7 @@ export class FilesystemBackend implements StorageBackend {
     const target = this.objectPath(spool.digest);
     const directory = path.dirname(target);
     if (!this.#directories.has(directory)) {
-      const created = await mkdir(directory, { recursive: true });
+      const created = await mkdir(directory, { recursive: true, mode: PRIVATE_DIRECTORY });
       if (created) await fsyncDirectory(path.dirname(directory));
       this.#directories.add(directory);
     }

@@ -6,6 +6,10 @@ import type { Result } from '../result.ts';
 import { parseDigest } from '../oci/reference.ts';
 import type { Digest } from '../oci/reference.ts';
 
+/** Modes of the directories and files the local stores create: the owner's only, like the keys (the umask may take more). */
+export const PRIVATE_DIRECTORY = 0o700;
+export const PRIVATE_FILE = 0o600;
+
 /** Inclusive on both ends, like an HTTP `Range: bytes=start-end`. `end` may be Infinity ("to the end"). */
 export interface ByteRange {
   start: number;

@@ -16,6 +16,7 @@ import type { Result } from '../result.ts';
 import type { Digest, DigestAlgorithm } from '../oci/reference.ts';
 import type { VerifiedSpool } from './backend.ts';
 import { GrowingFile } from './follow.ts';
+import { PRIVATE_DIRECTORY, PRIVATE_FILE } from './object-store.ts';
 import type { ByteRange, ObjectInfo, ObjectWriter } from './object-store.ts';
 
 /**
@@ -84,7 +85,7 @@ export class Spool {
 
   /** Creates the directory and removes the temporary files a killed process left. */
   async init(): Promise<void> {
-    await mkdir(this.directory, { recursive: true });
+    await mkdir(this.directory, { recursive: true, mode: PRIVATE_DIRECTORY });
     for (const name of await readdir(this.directory)) {
       const file = path.join(this.directory, name);
       if (activeTempFiles.has(file)) continue;
@@ -103,7 +104,7 @@ export class Spool {
     activeTempFiles.add(tempPath);
     let handle: FileHandle;
     try {
-      handle = await open(tempPath, 'wx+');
+      handle = await open(tempPath, 'wx+', PRIVATE_FILE);
     } catch (error) {
       activeTempFiles.delete(tempPath);
       throw error;

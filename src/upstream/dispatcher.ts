@@ -37,7 +37,7 @@ function refusal(host: string, address: string): AddressRefusedError {
 }
 
 /** Wraps a lookup so that every address it answers is checked before the socket connects to it. */
-function checkedLookup(base: LookupFunction): LookupFunction {
+export function checkedLookup(base: LookupFunction): LookupFunction {
   return (hostname, options, callback) => {
     base(hostname, options, (error, address, family) => {
       if (error) return callback(error, address, family);

@@ -128,6 +128,8 @@ test('personal tokens authenticate as Bearer, PRIVATE-TOKEN and Basic password; 
 });
 
 test('revoked and expired tokens, and tokens of blocked users, do not authenticate', async () => {
+  // The token service checks expiry against real time: start this test's clock there.
+  clock = Date.now();
   const user = await userWithPassword();
   const actor = onApi(userActor(user.id));
   const revoked = await tokens.createPersonal(actor, { name: 'old', scopes: ['api'] });

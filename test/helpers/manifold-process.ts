@@ -64,12 +64,13 @@ export async function spawnManifold(options: ManifoldProcessOptions): Promise<Ma
   let gone = false;
   void exited.then(() => (gone = true));
   const url = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 20_000;
+  // Generous: a start on a loaded 2-core machine (type stripping, migrations) can take most of a minute.
+  const deadline = Date.now() + 60_000;
   for (;;) {
     if (gone) throw new Error(`manifold exited before answering:\n${output}`);
     if (Date.now() > deadline) {
       child.kill('SIGKILL');
-      throw new Error(`manifold did not answer on ${url} within 20 s:\n${output}`);
+      throw new Error(`manifold did not answer on ${url} within 60 s:\n${output}`);
     }
     try {
       const response = await fetch(`${url}/healthz`);

@@ -68,6 +68,10 @@ test('bad token input is refused with a message per field and writes nothing', a
     [{ name: 'x', scopes: ['api'], expires_at: new Date(Date.now() - DAY).toISOString() }, ['expires_at']],
     [{ name: 'x', scopes: ['api'], expires_at: Date.now() + 400 * DAY }, ['expires_at']],
     [{ name: 'x', scopes: ['api'], expires_at: 'next tuesday' }, ['expires_at']],
+    // Control characters in a name forge lines wherever it is shown (logs, lists, audit events).
+    [{ name: 'ci\nadmin', scopes: ['api'] }, ['name']],
+    [{ name: 'ci\u0000', scopes: ['api'] }, ['name']],
+    [{ name: 'ci\u001b[2J', scopes: ['api'] }, ['name']],
   ];
   const before = await countRows(database.db);
   for (const [input, fields] of cases) {

@@ -2,7 +2,7 @@
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { FilesystemObjectStore } from '../../src/storage/filesystem.ts';
@@ -22,6 +22,31 @@ backendSuite('filesystem', {
   config: async () => ({ dataDir: temporaryDirectory('manifold-objects-') }),
   unreachableConfig: () => ({ storage: { path: path.join(temporaryDirectory('manifold-missing-'), 'missing', 'objects') } }),
   open: (config) => openObjectStore(loadConfig({}, config)),
+});
+
+describe('file modes', () => {
+  test('the objects directory, its subdirectories and the objects are for the owner only (0700/0600)', async () => {
+    const parent = temporaryDirectory('manifold-modes-');
+    const previousUmask = process.umask(0o022);
+    try {
+      const objects = new FilesystemObjectStore({ root: path.join(parent, 'objects') });
+      await objects.init();
+      const bytes = randomBytes(1000);
+      const writer = await objects.createWriter(sha256(bytes));
+      await writer.write(bytes);
+      const mode = (file: string) => (statSync(file).mode & 0o777).toString(8);
+      const spooled = readdirSync(path.join(objects.root, 'tmp'));
+      assert.equal(mode(path.join(objects.root, 'tmp', spooled[0])), '600', 'the spooled object');
+      assert.equal((await writer.commit()).ok, true);
+      const file = objects.objectPath(sha256(bytes));
+      assert.equal(mode(file), '600', 'the object');
+      for (const directory of [objects.root, path.join(objects.root, 'tmp'), path.join(objects.root, 'sha256'), path.dirname(file)]) {
+        assert.equal(mode(directory), '700', directory);
+      }
+    } finally {
+      process.umask(previousUmask);
+    }
+  });
 });
 
 describe('filesystem layout', () => {

@@ -30,6 +30,7 @@ export function authenticationHook(authenticator: Authenticator) {
   return async (request: FastifyRequest, reply: FastifyReply) => {
     const session = sessionSecretOf(request);
     const authenticated = await actorFor(request, authenticator, 'api', session);
+    if (!authenticated.ok && authenticated.reason === 'rate_limited') return sendFailure(request, reply, authenticated);
     if (!authenticated.ok) return sendProblem(reply, problem(401, 'unauthorized', 'invalid credentials'));
     const actor = authenticated.value;
     if (actor.kind === 'anonymous') return sendProblem(reply, problem(401, 'unauthorized', 'authentication required: give a token (Authorization: Bearer, PRIVATE-TOKEN) or Basic username and password'));

@@ -59,11 +59,11 @@ export function problemOf(failure: Err<string>): Problem {
 /**
  * Sends a problem. A 401 carries the Basic challenge, except to the console (which says so with
  * `X-Requested-With`, or by sending its session cookie): a browser would answer the challenge with its
- * own password dialog instead of letting the page show its sign-in form.
+ * own password dialog instead of letting the page show its sign-in form. A 429 or 503 says when to retry.
  */
-export function sendProblem(reply: FastifyReply, body: Problem): FastifyReply {
+export function sendProblem(reply: FastifyReply, body: Problem, retryAfterSeconds?: number): FastifyReply {
   if (body.status === 401 && !fromConsole(reply.request)) reply.header('www-authenticate', BASIC_CHALLENGE);
-  if (body.status === 503) reply.header('retry-after', '5');
+  if (body.status === 503 || body.status === 429) reply.header('retry-after', String(retryAfterSeconds ?? (body.status === 503 ? 5 : 1)));
   // Sent as text: the route's response schemas describe successes, not this body.
   return reply.code(body.status).type(PROBLEM_CONTENT_TYPE).send(JSON.stringify(body));
 }
@@ -75,7 +75,7 @@ export function fromConsole(request: FastifyRequest): boolean {
 
 export function sendFailure(request: FastifyRequest, reply: FastifyReply, failure: Err<string>): FastifyReply {
   if (failure.reason === 'persistence_error') request.log.error({ err: failure.cause, reason: failure.reason }, failure.message);
-  return sendProblem(reply, problemOf(failure));
+  return sendProblem(reply, problemOf(failure), failure.retryAfterSeconds);
 }
 
 /** Where Fastify found the invalid value: body fields are named as they are, others get a prefix-free name too. */

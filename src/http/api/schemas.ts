@@ -9,7 +9,7 @@ import { CACHE_ENTRY_STATUS_NAMES, cacheEntryListSchema } from '../../services/c
 import type { CleanupPolicyView } from '../../services/cleanup-policies.ts';
 import { cadenceSchema, keepDaysSchema } from '../../services/cleanup-policies.ts';
 import type { GroupView } from '../../services/groups.ts';
-import { groupPathSchema } from '../../services/groups.ts';
+import { groupDescriptionSchema, groupPathSchema } from '../../services/groups.ts';
 import type { MembershipView } from '../../services/memberships.ts';
 import { ROLE_NAMES, roleSchema } from '../../services/memberships.ts';
 import type { MirrorRouteView } from '../../services/mirror-routes.ts';
@@ -21,7 +21,7 @@ import { MAX_CACHE_VALIDITY_HOURS } from '../../services/upstreams.ts';
 import { freshnessInputSchema, freshnessPolicySchema } from '../../services/freshness.ts';
 import type { UserView } from '../../services/users.ts';
 import { passwordSchema, usernameSchema } from '../../services/users.ts';
-import { paginationSchema } from '../../services/validation.ts';
+import { descriptionSchema, freeTextNameSchema, paginationSchema } from '../../services/validation.ts';
 
 /** Named schemas become `components.schemas` of the OpenAPI document and are referenced by `$ref`. */
 export const apiSchemas = z.registry<{ id: string; description?: string }>();
@@ -67,8 +67,8 @@ export const cacheEntryQuery = cacheEntryListSchema;
 
 // ---- request bodies ----------------------------------------------------------------------------------
 
-const nameField = z.string('must be a string').trim().min(1, 'is required').max(255, 'must be at most 255 characters');
-const descriptionField = (max: number) => z.string('must be a string').max(max, `must be at most ${max} characters`).nullable();
+const nameField = freeTextNameSchema;
+const descriptionField = (max: number) => descriptionSchema(max).nullable();
 const expiresAtField = z.union([z.number(), z.string()], 'must be an ISO 8601 date or date-time')
   .nullable().optional()
   .describe('ISO 8601 date or date-time (or epoch milliseconds), in the future and at most 365 days away; none = no expiry');
@@ -97,12 +97,12 @@ export const createDeployTokenBody = z.object({
 export const createGroupBody = z.object({
   path: groupPathSchema.describe('one image path component: `acme` in `<host>/acme/<registry>/<image>`; never changes'),
   name: nameField.optional(),
-  description: z.string('must be a string').max(2048, 'must be at most 2048 characters').nullable().optional(),
+  description: groupDescriptionSchema.nullable().optional(),
 }, 'must be an object');
 
 export const updateGroupBody = z.object({
   name: nameField.optional(),
-  description: z.string('must be a string').max(2048, 'must be at most 2048 characters').nullable().optional(),
+  description: groupDescriptionSchema.nullable().optional(),
 }, 'must be an object');
 
 export const addMemberBody = z.object({

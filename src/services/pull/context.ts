@@ -233,7 +233,7 @@ export class PullRun {
     ].join('; ');
     if (result.kind === 'not_found') return err('not_found_on_upstreams', `${what} ${this.request.reference} of ${this.name.image} was not found on any upstream`);
     return result.rateLimited
-      ? err('rate_limited', `${causes}; no cached copy`)
+      ? err('rate_limited', `${causes}; no cached copy`, { retryAfterSeconds: soonestRetry(result.failures.map((f) => f.failure)) })
       : err('upstream_unavailable', `${causes}; no cached copy`);
   }
 
@@ -284,7 +284,7 @@ export class PullRun {
       case 'not_found':
         return err('not_found_on_upstreams', `${what} not found on upstream ${upstream.name}`);
       case 'rate_limited':
-        return err('rate_limited', `upstream ${upstream.name}: ${describeFailure(failure)}${copy}`);
+        return err('rate_limited', `upstream ${upstream.name}: ${describeFailure(failure)}${copy}`, { retryAfterSeconds: soonestRetry([failure]) });
       default:
         return err('upstream_unavailable', `upstream ${upstream.name}: ${describeFailure(failure)}${copy}`);
     }
@@ -327,4 +327,10 @@ export function countBytes(body: Readable, metrics: Metrics, source: 'cache' | '
 export function rangeLength(range: ByteRange | null, size: number | null): number | null {
   if (size === null) return null;
   return range ? Math.min(range.end, size - 1) - range.start + 1 : size;
+}
+
+/** When a client may try again after upstreams answered 429: the soonest Retry-After they named. */
+function soonestRetry(failures: UpstreamFailure[]): number | undefined {
+  const named = failures.flatMap((f) => (f.kind === 'rate_limited' && f.retryAfterSeconds !== null ? [f.retryAfterSeconds] : []));
+  return named.length > 0 ? Math.max(1, Math.min(...named)) : undefined;
 }

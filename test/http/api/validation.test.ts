@@ -118,6 +118,16 @@ const cases: Case[] = [
   { name: 'a cleanup policy keeping 0 days', method: 'PUT', url: () => `/api/v1/groups/${G()}/cleanup_policy`, body: { keep_n_days_after_download: 0 }, fields: ['keep_n_days_after_download'] },
   { name: 'a cleanup policy keeping 366 days', method: 'PUT', url: () => `/api/v1/groups/${G()}/cleanup_policy`, body: { keep_n_days_after_download: 366 }, fields: ['keep_n_days_after_download'] },
   { name: 'a cleanup policy every 3 days', method: 'PUT', url: () => `/api/v1/groups/${G()}/cleanup_policy`, body: { cadence_days: 3 }, fields: ['cadence_days'] },
+  // Free text refuses control characters (and bidi overrides in names): they forge lines in logs and lists.
+  { name: 'a token name with a newline', method: 'POST', url: () => '/api/v1/user/personal_access_tokens', body: { name: 'ci\nadmin token', scopes: ['api'] }, fields: ['name'] },
+  { name: 'a token name with an escape sequence', method: 'POST', url: () => '/api/v1/user/personal_access_tokens', body: { name: 'ci\u001b[31m', scopes: ['api'] }, fields: ['name'] },
+  { name: 'a group token name with a NUL', method: 'POST', url: () => `/api/v1/groups/${G()}/access_tokens`, body: { name: 'bot\u0000', scopes: ['api'], role: 'developer' }, fields: ['name'] },
+  { name: 'a deploy token name with a bidi override', method: 'POST', url: () => `/api/v1/groups/${G()}/deploy_tokens`, body: { name: 'deploy\u202egnp.exe' }, fields: ['name'] },
+  { name: 'a group name with a C1 control', method: 'POST', url: () => '/api/v1/groups', body: { path: 'fine', name: 'Acme\u009b' }, fields: ['name'] },
+  { name: 'a group description with a NUL', method: 'PATCH', url: () => `/api/v1/groups/${G()}`, body: { description: 'ours\u0000' }, fields: ['description'] },
+  { name: 'a registry description with DEL', method: 'PATCH', url: () => `/api/v1/registries/${registryId}`, body: { description: 'hub\u007f' }, fields: ['description'] },
+  { name: 'an upstream name with a carriage return', method: 'PATCH', url: () => `/api/v1/upstreams/${upstreamId}`, body: { name: 'mirror\rforged' }, fields: ['name'] },
+  { name: 'an upstream description with a bell', method: 'PATCH', url: () => `/api/v1/upstreams/${upstreamId}`, body: { description: 'mirror\u0007' }, fields: ['description'] },
   { name: 'a body that is not an object', method: 'POST', url: () => `/api/v1/groups/${G()}/registries`, body: ['hub'], fields: ['base'] },
 ];
 
@@ -157,6 +167,16 @@ test('malformed JSON, a wrong content type, a missing body and non-numeric ids a
   const unknownRoute = await call(fixture.app, 'GET', '/api/v1/no/such/thing', { auth });
   assert.equal(unknownRoute.status, 404);
   assert.match(String(unknownRoute.headers['content-type']), /^application\/problem\+json/);
+});
+
+test('descriptions keep line breaks and tabs, names keep any printable text', async () => {
+  const auth = bearer(world.users.owner.token);
+  const described = await call(fixture.app, 'PATCH', `/api/v1/registries/${registryId}`, { auth, body: { description: 'line one\n\tline two\r\n' } });
+  assert.equal(described.status, 200, described.body);
+  assert.equal(described.json.description, 'line one\n\tline two\r\n');
+  const token = await call(fixture.app, 'POST', '/api/v1/user/personal_access_tokens', { auth, body: { name: 'Überprüfung – CI ✓ 日本', scopes: ['read_api'] } });
+  assert.equal(token.status, 201, token.body);
+  assert.equal(token.json.name, 'Überprüfung – CI ✓ 日本');
 });
 
 test('a name already taken is a 409 conflict with the field named', async () => {

@@ -12,7 +12,7 @@ import type { ApiInstance, ResolvedApiDeps } from '../index.ts';
 import { API_PREFIX } from '../index.ts';
 import { actorOf, sendResult, sessionSecretOf } from '../context.ts';
 import { errorResponses, noContent } from '../openapi.ts';
-import { problem, sendProblem } from '../problems.ts';
+import { problem, sendFailure, sendProblem } from '../problems.ts';
 import { sessionSchema, signInBody } from '../schemas.ts';
 
 const tags = ['session'];
@@ -36,11 +36,11 @@ export function signInRoutes(app: ApiInstance, deps: ResolvedApiDeps): void {
       if (!password) errors.password = ['is required'];
       return sendProblem(reply, problem(400, 'invalid', 'give a username and a password, or a token', errors));
     }
-    // SEAM(b-authhard): the brute-force throttle of failed password and token checks goes here (keyed
-    // by request.ip and the username) once it lands; until then every attempt costs a full scrypt check.
+    // Throttled like every other sign-in (per request.ip and username, src/auth/login-throttle.ts).
     const authenticated = byToken
-      ? await deps.authenticator.authenticate({ privateToken: token }, 'api')
-      : await deps.authenticator.authenticate({ username, password }, 'api');
+      ? await deps.authenticator.authenticate({ privateToken: token, address: request.ip }, 'api')
+      : await deps.authenticator.authenticate({ username, password, address: request.ip }, 'api');
+    if (!authenticated.ok && authenticated.reason === 'rate_limited') return sendFailure(request, reply, authenticated);
     if (!authenticated.ok || authenticated.value.kind === 'anonymous') {
       return sendProblem(reply, problem(401, 'unauthorized', 'sign-in refused', byToken ? { token: ['is not a valid token'] } : { password: ['wrong username or password'] }));
     }
