@@ -103,7 +103,8 @@ export class GroupService {
 
   async getByPath(actor: Actor, path: string): Promise<Result<GroupView>> {
     if (actor.kind === 'anonymous') return unauthenticated();
-    const row = typeof path === 'string' ? await this.#db.selectFrom('groups').selectAll().where('path', '=', path).executeTakeFirst() : undefined;
+    // Only a valid path can name a group; anything else (a NUL, which PostgreSQL refuses in text) is not found.
+    const row = typeof path === 'string' && isPathComponent(path) ? await this.#db.selectFrom('groups').selectAll().where('path', '=', path).executeTakeFirst() : undefined;
     if (!row || !canSee(actor, { groupId: row.id })) return notFound('group');
     if (!can(actor, 'read_virtual_registry', { groupId: row.id })) return denied(actor);
     return ok(groupView(row));

@@ -164,6 +164,9 @@ test('malformed JSON, a wrong content type, a missing body and non-numeric ids a
     const response = await call(fixture.app, 'GET', `/api/v1/groups?${query}`, { auth });
     assert.equal(response.status, 400, query);
   }
+  // A group path with a NUL (PostgreSQL refuses it in text: a 500 once, found by the fuzz test) is not found.
+  const nul = await call(fixture.app, 'GET', '/api/v1/groups/a%00b', { auth });
+  assert.equal(nul.status, 404, nul.body);
   const unknownRoute = await call(fixture.app, 'GET', '/api/v1/no/such/thing', { auth });
   assert.equal(unknownRoute.status, 404);
   assert.match(String(unknownRoute.headers['content-type']), /^application\/problem\+json/);
