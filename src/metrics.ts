@@ -21,6 +21,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
     httpDuration: new Histogram({ name: 'manifold_http_request_duration_seconds', help: 'Time to the end of the response', labelNames: ['route', 'method'], buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 120], registers }),
     cacheRequests: new Counter({ name: 'manifold_cache_requests_total', help: 'Pulls by object kind and cache result', labelNames: ['kind', 'result'], registers }),
     bytesServed: new Counter({ name: 'manifold_bytes_served_total', help: 'Bytes sent to clients, from the cache or while filling from an upstream', labelNames: ['source'], registers }),
+    anonymousPulls: new Counter({ name: 'manifold_anonymous_pulls_total', help: 'Requests without credentials served on registries with anonymous_pull, by registry and endpoint', labelNames: ['registry', 'kind'], registers }),
     fillsInFlight: new Gauge({ name: 'manifold_fills_in_flight', help: 'Cache fills streaming from upstreams now', registers }),
     fillFollowers: new Gauge({ name: 'manifold_fill_followers', help: 'Responses attached to a fill in flight', registers }),
     fills: new Counter({ name: 'manifold_fills_total', help: 'Finished cache fills by outcome', labelNames: ['kind', 'outcome'], registers }),

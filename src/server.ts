@@ -27,6 +27,8 @@ import { CacheEntryService } from './services/cache-entries.ts';
 import { DownloadCounter } from './services/download-counter.ts';
 import { GroupService } from './services/groups.ts';
 import { MembershipService } from './services/memberships.ts';
+import { MirrorRouteService } from './services/mirror-routes.ts';
+import { MirrorRouting } from './services/mirror-routing.ts';
 import { CatalogService } from './services/catalog.ts';
 import { PullService } from './services/pull.ts';
 import { ReferrersService } from './services/referrers.ts';
@@ -98,6 +100,8 @@ export async function createServices(config: Config, database: DatabaseHandle, l
     audit,
     registries,
     upstreams,
+    mirrorRoutes: new MirrorRouteService({ db, pullCache: registries.pullCache }),
+    routing: new MirrorRouting({ db, registries }),
     registryUpstreams: new RegistryUpstreamService({ db, limits: config.limits, upstreams, pullCache: registries.pullCache }),
     entries,
     counter,
@@ -136,6 +140,7 @@ export function createHttp(config: Config, database: DatabaseHandle, services: S
     authenticator: services.authenticator,
     registryTokens: services.registryTokens,
     resolveGroupId: (path) => services.groups.idOfPath(path),
+    mayPullRouted: (actor, name, address, host) => services.routing.mayPull(actor, name, address, host),
   });
   registryRoutes(app, {
     pull: services.pull,
@@ -146,6 +151,8 @@ export function createHttp(config: Config, database: DatabaseHandle, services: S
     realm: (request) => tokenRealm(request, { publicUrl: config.server.publicUrl, allowedHosts: config.server.allowedHosts }),
     // A registry token's grants are checked by the pull service, after the membership check.
     authenticate: (request) => actorFor(request, services.authenticator, 'registry'),
+    route: (request) => services.routing.resolve(request),
+    metrics,
   });
   consoleRoutes(app);
   apiRoutes(app, {
@@ -158,6 +165,7 @@ export function createHttp(config: Config, database: DatabaseHandle, services: S
     registryService: services.registries,
     upstreamService: services.upstreams,
     registryUpstreamService: services.registryUpstreams,
+    mirrorRouteService: services.mirrorRoutes,
     cacheEntries: services.entries,
     auditService: services.audit,
     upstreamClient: services.client,

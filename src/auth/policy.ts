@@ -44,7 +44,11 @@ export interface RegistryAccess {
 type FromRegistryToken = { registryAccess?: readonly RegistryAccess[] };
 
 export type Actor =
-  | { kind: 'anonymous' }
+  /**
+   * No credentials. `anonymousPull` is set for one /v2 request whose registry lets anonymous clients pull
+   * (its `anonymous_pull`, from its networks: decided by the /v2 layer): it may pull from that group.
+   */
+  | { kind: 'anonymous'; anonymousPull?: { groupId: number; registryId: number } }
   /** Manifold itself: fills, workers, the CLI on the local database. */
   | { kind: 'system' }
   | ({
@@ -91,7 +95,7 @@ function tokenUsable(token: TokenGrant, now: number): boolean {
 export function can(actor: Actor, ability: Ability, subject: Subject, now: number = Date.now()): boolean {
   switch (actor.kind) {
     case 'anonymous':
-      return false;
+      return ability === 'read_virtual_registry' && actor.anonymousPull !== undefined && subject !== 'instance' && subject.groupId === actor.anonymousPull.groupId;
     case 'system':
       return true;
     case 'deploy_token':

@@ -12,6 +12,7 @@ import { openDatabase } from '../db/connect.ts';
 import type { DatabaseHandle } from '../db/connect.ts';
 import type { Err, Result } from '../result.ts';
 import type { GroupView } from '../services/groups.ts';
+import type { MirrorRouteView } from '../services/mirror-routes.ts';
 import type { RegistryUpstreamView } from '../services/registry-upstreams.ts';
 import type { UpstreamInput, UpstreamView } from '../services/upstreams.ts';
 import type { FreshnessInput, FreshnessRule } from '../services/freshness.ts';
@@ -29,6 +30,12 @@ export const ADMIN_USAGE = `admin commands (they work on the local database, wit
   registry create <group>/<name> [--upstream <url>]... [--username <user> --password-stdin] [--cache-validity-hours <n>]
       creates the registry and its upstreams in this order (an upstream of the group with the same URL is reused)
   registry list <group>
+  registry update <group>/<name> [--anonymous-pull true|false] [--anonymous-network <cidr>]... [--hostname <name>]...
+      --anonymous-network and --hostname replace the lists; --no-anonymous-networks, --no-hostnames empty them
+  mirror route <host> <group>/<registry> [--default]
+      routes mirror requests for <host> (?ns=<host>; without ns: the default route) to the registry
+  mirror list
+  mirror remove <host>
   upstream list <group> [--search <text>]
   upstream policy <id> [--max-age <s>] [--stale-while-revalidate <s>] [--stale-if-error <s>|none] [--pin|--no-pin]
                        [--negative-cache <s>] [--rule <pattern>=<setting>[,<setting>]...]... [--clear-rules]
@@ -108,6 +115,18 @@ async function readSecret(io: AdminIo, what: string): Promise<string> {
 
 async function groupByPath(context: Context, path: string): Promise<GroupView> {
   return value(await context.services.groups.getByPath(SYSTEM, path));
+}
+
+async function registryByPath(context: Context, raw: string) {
+  const { group: groupPath, registry: name } = splitRegistryName(raw);
+  const group = await groupByPath(context, groupPath);
+  const registry = value(await context.services.registries.list(SYSTEM, group.id)).find((r) => r.name === name);
+  if (!registry) throw new CommandFailed({ ok: false, reason: 'not_found', message: `no registry ${groupPath}/${name}` });
+  return registry;
+}
+
+function describeRoute(route: MirrorRouteView): string {
+  return `${route.host} → ${route.registry_path ?? '(deleted registry)'}${route.default ? '  [default]' : ''}`;
 }
 
 /** The user as an actor of their own: personal tokens belong to the user who holds them. */
@@ -271,6 +290,53 @@ const commands: Record<string, Record<string, Command>> = {
         ? `group ${group.path} has no registries`
         : detailed.map((r) => `${group.path}/${r.name} (id ${r.id})\n${describeLinks(r.upstreams)}`).join('\n');
       return { json: detailed, text };
+    },
+    async update(context, args) {
+      const { values, positionals } = parse(args, {
+        'anonymous-pull': { type: 'string' }, 'anonymous-network': { type: 'string', multiple: true }, 'no-anonymous-networks': { type: 'boolean' },
+        hostname: { type: 'string', multiple: true }, 'no-hostnames': { type: 'boolean' },
+      });
+      const registry = await registryByPath(context, positional(positionals, 0, '<group>/<name>'));
+      const flag = values['anonymous-pull'];
+      if (flag !== undefined && flag !== 'true' && flag !== 'false') throw new UsageError('--anonymous-pull must be true or false');
+      const updated = value(await context.services.registries.update(SYSTEM, registry.id, {
+        anonymous_pull: flag === undefined ? undefined : flag === 'true',
+        anonymous_networks: values['no-anonymous-networks'] ? [] : values['anonymous-network'],
+        hostnames: values['no-hostnames'] ? [] : values.hostname,
+      }));
+      const networks = updated.anonymous_networks.length === 0 ? 'anywhere' : updated.anonymous_networks.join(', ');
+      const text = [
+        `updated registry ${positionals[0]} (id ${updated.id})`,
+        `  anonymous pulls: ${updated.anonymous_pull ? `allowed from ${networks}` : 'refused'}`,
+        `  hostnames: ${updated.hostnames.length === 0 ? '(none)' : updated.hostnames.join(', ')}`,
+      ].join('\n');
+      return { json: updated, text };
+    },
+  },
+  mirror: {
+    async route(context, args) {
+      const { values, positionals } = parse(args, { default: { type: 'boolean' } });
+      const host = positional(positionals, 0, '<host>');
+      const registry = await registryByPath(context, positional(positionals, 1, '<group>/<registry>'));
+      const routes = context.services.mirrorRoutes;
+      const existing = await routes.getByHost(SYSTEM, host);
+      // Routing a host again points its route at the new registry.
+      const route = value(existing.ok
+        ? await routes.update(SYSTEM, existing.value.id, { registry_id: registry.id, default: values.default ? true : undefined })
+        : await routes.create(SYSTEM, { host, registry_id: registry.id, default: values.default ?? false }));
+      return { json: route, text: `mirror route ${describeRoute(route)}` };
+    },
+    async list(context, args) {
+      parse(args, {});
+      const routes = value(await context.services.mirrorRoutes.list(SYSTEM));
+      return { json: routes, text: routes.length === 0 ? 'no mirror routes' : routes.map(describeRoute).join('\n') };
+    },
+    async remove(context, args) {
+      const { positionals } = parse(args, {});
+      const routes = context.services.mirrorRoutes;
+      const route = value(await routes.getByHost(SYSTEM, positional(positionals, 0, '<host>')));
+      value(await routes.destroy(SYSTEM, route.id));
+      return { json: route, text: `removed mirror route ${describeRoute(route)}` };
     },
   },
   upstream: {

@@ -175,6 +175,46 @@ function initial(dialect: Dialect): Migration {
 }
 
 /**
+ * Mirror routing (DESIGN §3.6): the instance's routes from an upstream host as clients name it
+ * (`docker.io`) to a registry, at most one of them the default; hostnames a registry answers for; and
+ * a registry's anonymous pulls. A route outlives its registry (registry_id set null) so that requests
+ * for that host get an error naming the route instead of silently going elsewhere.
+ */
+function mirrorRouting(dialect: Dialect): Migration {
+  const t = types(dialect);
+  return {
+    async up(db: AnyDb) {
+      await db.schema.createTable('mirror_routes')
+        .addColumn('id', t.id, t.idColumn)
+        .addColumn('host', 'varchar(255)', (c) => c.notNull().check(sql`host <> '' and host = lower(host)`))
+        .addColumn('registry_id', t.id, (c) => c.references('registries.id').onDelete('set null'))
+        .addColumn('is_default', t.flag, (c) => c.notNull().defaultTo(0).check(sql`is_default in (0, 1)`))
+        .addColumn('created_at', t.bigint, (c) => c.notNull())
+        .addColumn('updated_at', t.bigint, (c) => c.notNull())
+        .addUniqueConstraint('mirror_routes_host_key', ['host'])
+        .execute();
+      // One default route at most; written literally so that SQLite can use the partial index.
+      await db.schema.createIndex('mirror_routes_default_key').unique().on('mirror_routes').column('is_default').where(sql.ref('is_default'), '=', sql.lit(1)).execute();
+
+      await db.schema.createTable('registry_hostnames')
+        .addColumn('id', t.id, t.idColumn)
+        .addColumn('registry_id', t.id, (c) => c.notNull().references('registries.id').onDelete('cascade'))
+        .addColumn('hostname', 'varchar(255)', (c) => c.notNull().check(sql`hostname <> '' and hostname = lower(hostname)`))
+        .addColumn('created_at', t.bigint, (c) => c.notNull())
+        .addUniqueConstraint('registry_hostnames_hostname_key', ['hostname'])
+        .execute();
+      await db.schema.createIndex('registry_hostnames_registry_idx').on('registry_hostnames').column('registry_id').execute();
+
+      await db.schema.alterTable('registries')
+        .addColumn('anonymous_pull', t.flag, (c) => c.notNull().defaultTo(0).check(sql`anonymous_pull in (0, 1)`))
+        .execute();
+      // JSON array of CIDR ranges; empty = from anywhere.
+      await db.schema.alterTable('registries').addColumn('anonymous_networks', 'text', (c) => c.notNull().defaultTo('[]')).execute();
+    },
+  };
+}
+
+/**
  * The console (issue 20): browser sessions, stored as the SHA-256 of their secret like tokens so that
  * any replica can check them; and the hourly pull counts of each registry that the console charts.
  */
@@ -225,7 +265,12 @@ function freshnessPolicy(): Migration {
 export function migrationProvider(dialect: Dialect): MigrationProvider {
   return {
     async getMigrations() {
-      return { '0001_initial': initial(dialect), '0002e_freshness_policy': freshnessPolicy(), '0002f_console_sessions_traffic': consoleSessionsAndTraffic(dialect) };
+      return {
+        '0001_initial': initial(dialect),
+        '0002c_mirror_routing': mirrorRouting(dialect),
+        '0002e_freshness_policy': freshnessPolicy(),
+        '0002f_console_sessions_traffic': consoleSessionsAndTraffic(dialect),
+      };
     },
   };
 }

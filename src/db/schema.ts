@@ -71,6 +71,10 @@ export interface RegistriesTable {
   group_id: number;
   name: string;
   description: string | null;
+  /** Pulls without credentials allowed (DESIGN §3.6); off by default. */
+  anonymous_pull: Generated<0 | 1>;
+  /** JSON array of CIDR ranges anonymous pulls may come from; empty = anywhere. */
+  anonymous_networks: Generated<string>;
   created_at: CreatedAt;
   updated_at: number;
 }
@@ -102,6 +106,27 @@ export interface RegistryUpstreamsTable {
   position: number;
   created_at: CreatedAt;
   updated_at: number;
+}
+
+/** An upstream host as clients name it (`docker.io`, the `ns` of a mirror request) → a registry (DESIGN §3.6). */
+export interface MirrorRoutesTable {
+  id: Id;
+  /** Lower case, canonical (`registry-1.docker.io` is stored as `docker.io`), with a port when not the default. */
+  host: string;
+  /** Null once the registry was deleted: requests for the host are refused, naming the route. */
+  registry_id: number | null;
+  /** The route of requests without `ns` (Docker's registry-mirrors); one at most. */
+  is_default: 0 | 1;
+  created_at: CreatedAt;
+  updated_at: number;
+}
+
+/** A hostname a registry answers for: `/v2/<image>` requests with that Host go to it. */
+export interface RegistryHostnamesTable {
+  id: Id;
+  registry_id: number;
+  hostname: string;
+  created_at: CreatedAt;
 }
 
 export interface CacheEntriesTable {
@@ -186,6 +211,8 @@ export interface Database {
   registries: RegistriesTable;
   upstreams: UpstreamsTable;
   registry_upstreams: RegistryUpstreamsTable;
+  mirror_routes: MirrorRoutesTable;
+  registry_hostnames: RegistryHostnamesTable;
   cache_entries: CacheEntriesTable;
   cleanup_policies: CleanupPoliciesTable;
   audit_events: AuditEventsTable;
@@ -200,6 +227,7 @@ export type AccessToken = Selectable<AccessTokensTable>;
 export type Registry = Selectable<RegistriesTable>;
 export type Upstream = Selectable<UpstreamsTable>;
 export type RegistryUpstream = Selectable<RegistryUpstreamsTable>;
+export type MirrorRoute = Selectable<MirrorRoutesTable>;
 export type CacheEntry = Selectable<CacheEntriesTable>;
 export type NewCacheEntry = Insertable<CacheEntriesTable>;
 export type CacheEntryUpdate = Updateable<CacheEntriesTable>;

@@ -2,10 +2,14 @@
 // referrers, tags) and Distribution's catalog.
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Actor } from '../auth/policy.ts';
+import { createMetrics } from '../metrics.ts';
 import { ociError } from '../oci/errors.ts';
 import { isValidName } from '../oci/reference.ts';
 import type { OciErrorCode } from '../oci/errors.ts';
 import type { Err, Result } from '../result.ts';
+import type { Metrics } from '../metrics.ts';
+import { anonymousPullAllowed, grantsAsRouted } from '../services/mirror-routing.ts';
+import type { RouteRequest, Routed } from '../services/mirror-routing.ts';
 import { unsatisfiedLength } from '../services/pull.ts';
 import { bearerChallenge } from './request-auth.ts';
 import type { PullResponse, PullService } from '../services/pull.ts';
@@ -29,6 +33,10 @@ export interface RegistryRouteDeps {
   /** The token endpoint URL announced in the Bearer challenge. */
   realm(request: FastifyRequest): string;
   service: string;
+  /** Which registry and image a request is for (MirrorRouting.resolve): once per request, every endpoint. */
+  route(request: RouteRequest): Promise<Result<Routed>>;
+  /** Counts anonymous pulls; a registry of its own when not given (tests). */
+  metrics?: Pick<Metrics, 'anonymousPulls'>;
 }
 
 /** `s`: a name with a line break in it is an invalid name (400), not an unknown endpoint. */
@@ -165,6 +173,7 @@ export function registryRoutes(app: FastifyInstance, deps: RegistryRouteDeps): v
 }
 
 function v2Routes(app: FastifyInstance, deps: RegistryRouteDeps): void {
+  const anonymousPulls = (deps.metrics ?? createMetrics({ defaultMetrics: false })).anonymousPulls;
   app.addHook('onRequest', async (_request, reply) => {
     reply.header('Docker-Distribution-Api-Version', 'registry/2.0');
   });
@@ -243,22 +252,46 @@ function v2Routes(app: FastifyInstance, deps: RegistryRouteDeps): void {
       const reference = match?.groups?.reference ?? '';
       const kind = tagsMatch ? 'tags' : match!.groups!.kind === 'manifests' ? 'manifest' : match!.groups!.kind === 'blobs' ? 'blob' : 'referrers';
 
-      const actor = await deps.authenticate(request, name);
       const unauthorized = (message: string, error?: 'invalid_token' | 'insufficient_scope') => {
         reply.header('WWW-Authenticate', challenge(deps, request, name, error));
         return sendError(reply, 401, 'UNAUTHORIZED', message, [{ Type: 'repository', Name: name, Action: 'pull' }]);
       };
+      const query = (request.query ?? {}) as Record<string, string | string[] | undefined>;
+      const [actor, routed] = await Promise.all([
+        deps.authenticate(request, name),
+        deps.route({ name, ns: single(query.ns), host: request.host }),
+      ]);
       if (!actor.ok && isUnavailable(actor)) return sendError(reply, 503, 'UNAVAILABLE', actor.message);
       if (!actor.ok && actor.reason === 'rate_limited') return sendThrottled(reply, actor);
       if (!actor.ok) return unauthorized(actor.message, 'invalid_token');
-      if (actor.value.kind === 'anonymous') return unauthorized('authentication required');
+      const anonymous = actor.value.kind === 'anonymous';
+      if (!routed.ok) {
+        // To anonymous callers a name that is no registry and no route looks like any other: log in first.
+        if (anonymous && routed.reason === 'not_found' && routed.cause === 'unrouted') return unauthorized('authentication required');
+        const { status, code } = ociStatus(routed, kind);
+        return sendError(reply, status, code, routed.message);
+      }
+      const target = routed.value;
+      let puller: Actor;
+      if (anonymous) {
+        const allowed = anonymousPullAllowed(target.registry, request.ip);
+        if (!allowed.ok) {
+          request.log.info({ repository: target.repository, ip: request.ip, via: target.via }, allowed.message);
+          return unauthorized('authentication required');
+        }
+        puller = { kind: 'anonymous', anonymousPull: { groupId: target.registry.group.id, registryId: target.registry.registry.id } };
+        anonymousPulls.inc({ registry: `${target.registry.group.path}/${target.registry.registry.name}`, kind });
+      } else {
+        // A registry token names the repository as the client wrote it; the pull service knows the routed name.
+        puller = grantsAsRouted(actor.value, name, target.repository);
+      }
+      const repository = target.repository;
       const refusedScope = (message: string) => unauthorized(message, 'insufficient_scope');
-      const query = request.query as Record<string, string | string[] | undefined>;
 
       if (kind === 'tags') {
         const n = pageSize(query.n);
         if (n === null) return sendError(reply, 400, 'PAGINATION_NUMBER_INVALID', 'n must be a whole number, 0 or more');
-        const result = await deps.tags.list({ actor: actor.value, name, n, last: single(query.last) });
+        const result = await deps.tags.list({ actor: puller, name: repository, n, last: single(query.last) });
         if (!result.ok) {
           if (result.reason === 'unauthorized') return refusedScope(result.message);
           if (result.reason === 'rate_limited') return sendThrottled(reply, result);
@@ -275,7 +308,7 @@ function v2Routes(app: FastifyInstance, deps: RegistryRouteDeps): void {
         const artifactType = single(query.artifactType);
         const page = referrersPage(query);
         if (page === 'invalid') return sendError(reply, 400, 'UNSUPPORTED', 'the upstream and page parameters must come from a Link header of this registry');
-        const result = await deps.referrers.list({ actor: actor.value, name, digest: reference, artifactType, page });
+        const result = await deps.referrers.list({ actor: puller, name: repository, digest: reference, artifactType, page });
         if (!result.ok) {
           if (result.reason === 'unauthorized') return refusedScope(result.message);
           if (result.reason === 'rate_limited') return sendThrottled(reply, result);
@@ -289,8 +322,8 @@ function v2Routes(app: FastifyInstance, deps: RegistryRouteDeps): void {
       }
 
       const result = await deps.pull.pull({
-        actor: actor.value,
-        name,
+        actor: puller,
+        name: repository,
         kind,
         reference,
         method: request.method === 'HEAD' ? 'HEAD' : 'GET',

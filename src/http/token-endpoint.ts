@@ -2,7 +2,7 @@
 // oauth.md): GET with Basic credentials (or none) and `scope`s, or the OAuth2 password grant by POST.
 // The answer is a short-lived JWT granting only the pulls the caller may make; anonymous callers get a
 // token without access, so public probing works the way it does with distribution.
-import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Authenticator } from '../auth/authenticate.ts';
 import type { Credentials } from '../auth/authenticate.ts';
 import type { Actor } from '../auth/policy.ts';
@@ -18,6 +18,11 @@ export interface TokenRouteDependencies {
   registryTokens: RegistryTokens;
   /** The id of the group with this path, or null. */
   resolveGroupId(path: string): Promise<number | null>;
+  /**
+   * May the actor (anonymous included) pull this name through a mirror route, a claimed hostname or the
+   * alias path (MirrorRouting.mayPull)? Asked for the names the `<group>/<registry>/<image>` rule did not grant.
+   */
+  mayPullRouted?(actor: Actor, name: string, address: string, host: string): Promise<boolean>;
 }
 
 const FORM_BODY_LIMIT = 16 * 1024;
@@ -60,8 +65,16 @@ function oauthError(reply: FastifyReply, error: 'invalid_request' | 'unsupported
 export function tokenRoutes(app: FastifyInstance, deps: TokenRouteDependencies): void {
   const service = deps.registryTokens.service;
 
-  async function issue(actor: Actor, scopes: string[]) {
-    const granted = await grantAccess(actor, parseScopes(scopes), deps.resolveGroupId);
+  async function issue(actor: Actor, scopes: string[], request: FastifyRequest) {
+    const requested = parseScopes(scopes);
+    const granted = await grantAccess(actor, requested, deps.resolveGroupId);
+    // Mirror names (`library/alpine`): granted when a route, hostname or alias leads to a registry the
+    // actor may pull from; for anonymous callers, one that allows anonymous pulls from their address.
+    for (const access of requested) {
+      if (!deps.mayPullRouted || granted.some((g) => g.name === access.name)) continue;
+      if (!access.actions.some((action) => action === 'pull' || action === '*')) continue;
+      if (await deps.mayPullRouted(actor, access.name, request.ip, request.host)) granted.push({ type: 'repository', name: access.name, actions: ['pull'] });
+    }
     return { granted, issued: await deps.registryTokens.issue(actor, granted) };
   }
 
@@ -90,7 +103,7 @@ export function tokenRoutes(app: FastifyInstance, deps: TokenRouteDependencies):
       const actor = await deps.authenticator.authenticate({ ...credentials, address: request.ip }, 'registry');
       if (!actor.ok && actor.reason === 'rate_limited') return throttled(reply, actor);
       if (!actor.ok) return refused(reply, service, actor);
-      const { issued } = await issue(actor.value, list(query.scope));
+      const { issued } = await issue(actor.value, list(query.scope), request);
       return noStore(reply).send({ token: issued.token, access_token: issued.token, expires_in: issued.expiresIn, issued_at: issued.issuedAt });
     });
 
@@ -105,7 +118,7 @@ export function tokenRoutes(app: FastifyInstance, deps: TokenRouteDependencies):
       const actor = await deps.authenticator.authenticate({ username: body.username, password: body.password, address: request.ip }, 'registry');
       if (!actor.ok && actor.reason === 'rate_limited') return throttled(reply, actor);
       if (!actor.ok) return refused(reply, service, actor);
-      const { granted, issued } = await issue(actor.value, list(body.scope));
+      const { granted, issued } = await issue(actor.value, list(body.scope), request);
       return noStore(reply).send({
         access_token: issued.token,
         expires_in: issued.expiresIn,

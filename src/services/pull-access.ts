@@ -25,7 +25,8 @@ export function tokenGrantsPull(actor: Actor, repository: string): boolean {
  * repositories is unauthorized (the client should ask for a token with this scope).
  */
 export async function authorizeRepository(registries: Pick<RegistryService, 'findForPull'>, actor: Actor, repository: string): Promise<Result<RepositoryAccess>> {
-  if (actor.kind === 'anonymous') return err('unauthorized', 'authentication required');
+  // Anonymous callers only where the /v2 layer let them in (the registry's anonymous_pull, its networks).
+  if (actor.kind === 'anonymous' && !actor.anonymousPull) return err('unauthorized', 'authentication required');
   const name = parseRepositoryName(repository);
   if (!name) return invalid({ name: ['must be <group>/<registry>/<image> with lower-case components'] }, 'invalid repository name');
   const registry = await registries.findForPull(name.groupPath, name.registryName);

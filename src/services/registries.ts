@@ -1,16 +1,19 @@
 // Virtual registries of a group (DESIGN §1): named endpoints with an ordered list of upstreams, and the
 // lookup every pull starts with.
+import ipaddr from 'ipaddr.js';
 import { z } from 'zod';
 import type { Actor } from '../auth/policy.ts';
 import type { CredentialsCipher } from '../auth/credentials-cipher.ts';
 import type { Db } from '../db/connect.ts';
 import type { Registry } from '../db/schema.ts';
 import { isPathComponent, MAX_NAME_LENGTH } from '../oci/reference.ts';
+import { canonicalHostname } from '../oci/registry-host.ts';
 import { err, ok } from '../result.ts';
 import type { Result } from '../result.ts';
 import { recordAudit } from './audit.ts';
-import { authorize, authorizeGroup, notFound, unauthenticated } from './access.ts';
+import { authorize, authorizeGroup, denied, notFound, unauthenticated } from './access.ts';
 import { isDatabaseUnavailable } from './database.ts';
+import { can } from '../auth/policy.ts';
 import { descriptionSchema as descriptionText, parseId, validate } from './validation.ts';
 import { storedPolicy } from './freshness.ts';
 import type { FreshnessPolicy } from './freshness.ts';
@@ -24,6 +27,12 @@ export interface RegistryView {
   group_id: number;
   name: string;
   description: string | null;
+  /** Pulls without credentials are allowed (from anonymous_networks). */
+  anonymous_pull: boolean;
+  /** CIDR ranges anonymous pulls may come from; empty = anywhere. */
+  anonymous_networks: string[];
+  /** Hostnames whose /v2 requests go to this registry (`docker pull <hostname>/<image>`). */
+  hostnames: string[];
   created_at: number;
   updated_at: number;
 }
@@ -32,6 +41,10 @@ export interface RegistryInput {
   /** One OCI path component: `hub` in `<host>/<group>/hub/<image>`. */
   name: string;
   description?: string | null;
+  anonymous_pull?: boolean;
+  anonymous_networks?: string[];
+  /** Instance-wide names: only instance admins set them. */
+  hostnames?: string[];
 }
 
 export type RegistryUpdate = Partial<RegistryInput>;
@@ -59,7 +72,7 @@ export interface PullUpstream {
 
 export interface PullRegistry {
   group: { id: number; path: string };
-  registry: { id: number; name: string };
+  registry: { id: number; name: string; anonymousPull: boolean; anonymousNetworks: readonly string[] };
   /** By position: the first is asked first. */
   upstreams: PullUpstream[];
 }
@@ -81,11 +94,68 @@ const nameSchema = z.string('must be a string')
   .refine(isPathComponent, 'must be one lower-case path component: letters and digits, separated by ".", "_", "__" or "-"');
 const descriptionSchema = descriptionText(1024).nullable();
 
-const createSchema = z.object({ name: nameSchema, description: descriptionSchema.optional() }, 'must be an object');
-const updateSchema = z.object({ name: nameSchema.optional(), description: descriptionSchema.optional() });
+/** A CIDR range (`10.0.0.0/8`, `2001:db8::/32`) or one address, in its canonical form. */
+export const networkSchema = z.string('must be a string').max(64, 'must be at most 64 characters').transform((value, context) => {
+  try {
+    const [address, prefix] = value.includes('/') ? ipaddr.parseCIDR(value) : (() => {
+      const parsed = ipaddr.parse(value);
+      return [parsed, parsed.kind() === 'ipv4' ? 32 : 128] as const;
+    })();
+    return `${address.toString()}/${prefix}`;
+  } catch {
+    context.addIssue({ code: 'custom', message: 'must be a CIDR range such as 10.0.0.0/8 or an IP address' });
+    return z.NEVER;
+  }
+});
+const networksSchema = z.array(networkSchema, 'must be a list of CIDR ranges').max(100, 'must have at most 100 ranges');
+const hostnamesSchema = z.array(
+  z.string('must be a string').transform((value, context) => {
+    const hostname = canonicalHostname(value);
+    if (hostname === null) context.addIssue({ code: 'custom', message: 'must be a DNS name or IP address without a port' });
+    return hostname ?? z.NEVER;
+  }),
+  'must be a list of hostnames',
+).max(20, 'must have at most 20 hostnames');
 
-export function toRegistryView(row: Registry): RegistryView {
-  return { id: row.id, group_id: row.group_id, name: row.name, description: row.description, created_at: row.created_at, updated_at: row.updated_at };
+const fields = {
+  description: descriptionSchema.optional(),
+  anonymous_pull: z.boolean('must be true or false').optional(),
+  anonymous_networks: networksSchema.optional(),
+  hostnames: hostnamesSchema.optional(),
+};
+const createSchema = z.object({ name: nameSchema, ...fields }, 'must be an object');
+const updateSchema = z.object({ name: nameSchema.optional(), ...fields });
+
+/** The stored anonymous_networks (a JSON array written by this service). */
+function networksOf(row: Pick<Registry, 'anonymous_networks'>): string[] {
+  try {
+    const parsed: unknown = JSON.parse(row.anonymous_networks);
+    return Array.isArray(parsed) ? parsed.filter((item): item is string => typeof item === 'string') : [];
+  } catch {
+    return [];
+  }
+}
+
+export function toRegistryView(row: Registry, hostnames: string[] = []): RegistryView {
+  return {
+    id: row.id, group_id: row.group_id, name: row.name, description: row.description,
+    anonymous_pull: row.anonymous_pull === 1, anonymous_networks: networksOf(row), hostnames,
+    created_at: row.created_at, updated_at: row.updated_at,
+  };
+}
+
+/** The registry's fields as audit events record them. */
+function audited(row: Registry, hostnames: string[]) {
+  return { name: row.name, description: row.description, anonymous_pull: row.anonymous_pull === 1, anonymous_networks: networksOf(row), hostnames };
+}
+
+function hostnameTaken() {
+  return err('conflict', 'a hostname is already claimed by another registry', { fields: { hostnames: ['a hostname is already claimed by another registry'] } });
+}
+
+/** Hostnames are instance-wide: claiming one is an instance admin's decision. */
+function mayClaimHostnames(actor: Actor): boolean {
+  return can(actor, 'admin_instance', 'instance');
 }
 
 function nameTaken(name: string) {
@@ -123,7 +193,8 @@ export class RegistryService {
     const groupId = group.value.id;
     const parsed = validate(createSchema, input);
     if (!parsed.ok) return parsed;
-    const { name, description = null } = parsed.value;
+    const { name, description = null, anonymous_pull: anonymousPull = false, anonymous_networks: networks = [], hostnames = [] } = parsed.value;
+    if (hostnames.length > 0 && !mayClaimHostnames(actor)) return denied(actor, 'only instance admins may give a registry hostnames');
     const created = await transact(this.#db, async (trx) => {
       // The group's lock makes count-then-insert safe against concurrent creations.
       if (!(await lockGroup(trx, groupId))) return notFound('group');
@@ -134,21 +205,23 @@ export class RegistryService {
       }
       const now = this.#now();
       const row = await trx.insertInto('registries')
-        .values({ group_id: groupId, name, description, created_at: now, updated_at: now })
+        .values({ group_id: groupId, name, description, anonymous_pull: anonymousPull ? 1 : 0, anonymous_networks: JSON.stringify(networks), created_at: now, updated_at: now })
         .returningAll()
         .executeTakeFirstOrThrow();
-      await recordAudit(trx, actor, { groupId, action: 'registry.create', targetType: 'registry', targetId: row.id, details: { after: { name, description } } });
-      return ok(row);
+      const claimed = await writeHostnames(trx, row.id, hostnames, now);
+      if (!claimed.ok) return claimed;
+      await recordAudit(trx, actor, { groupId, action: 'registry.create', targetType: 'registry', targetId: row.id, details: { after: audited(row, hostnames) } });
+      return ok(toRegistryView(row, [...new Set(hostnames)].sort()));
     }, nameTaken(name));
     if (!created.ok) return created;
     this.pullCache.clear();
-    return ok(toRegistryView(created.value));
+    return created;
   }
 
   async get(actor: Actor, registryId: number | string): Promise<Result<RegistryView>> {
     return guarded(async () => {
       const row = await this.#find(actor, registryId, 'read_virtual_registry');
-      return row.ok ? ok(toRegistryView(row.value)) : row;
+      return row.ok ? ok(toRegistryView(row.value, await hostnamesOf(this.#db, [row.value.id]).then((all) => all.get(row.value.id) ?? []))) : row;
     });
   }
 
@@ -158,7 +231,8 @@ export class RegistryService {
       const group = await authorizeGroup(this.#db, actor, groupId, 'read_virtual_registry');
       if (!group.ok) return group;
       const rows = await this.#db.selectFrom('registries').selectAll().where('group_id', '=', group.value.id).orderBy('id').execute();
-      return ok(rows.map(toRegistryView));
+      const hostnames = await hostnamesOf(this.#db, rows.map((row) => row.id));
+      return ok(rows.map((row) => toRegistryView(row, hostnames.get(row.id) ?? [])));
     });
   }
 
@@ -169,27 +243,39 @@ export class RegistryService {
     const parsed = validate(updateSchema, input);
     if (!parsed.ok) return parsed;
     const changes = parsed.value;
+    if (changes.hostnames !== undefined && !mayClaimHostnames(actor)) return denied(actor, 'only instance admins may change a registry\'s hostnames');
     const updated = await transact(this.#db, async (trx) => {
       const before = await trx.selectFrom('registries').selectAll().where('id', '=', registryId).executeTakeFirst();
       if (!before) return notFound('registry');
+      const hostnamesBefore = (await hostnamesOf(trx, [registryId])).get(registryId) ?? [];
+      const now = this.#now();
       const after = await trx.updateTable('registries')
         .set({
           name: changes.name ?? before.name,
           description: changes.description === undefined ? before.description : changes.description,
-          updated_at: this.#now(),
+          anonymous_pull: changes.anonymous_pull === undefined ? before.anonymous_pull : changes.anonymous_pull ? 1 : 0,
+          anonymous_networks: changes.anonymous_networks === undefined ? before.anonymous_networks : JSON.stringify(changes.anonymous_networks),
+          updated_at: now,
         })
         .where('id', '=', registryId)
         .returningAll()
         .executeTakeFirstOrThrow();
+      let hostnames = hostnamesBefore;
+      if (changes.hostnames !== undefined) {
+        await trx.deleteFrom('registry_hostnames').where('registry_id', '=', registryId).execute();
+        const claimed = await writeHostnames(trx, registryId, changes.hostnames, now);
+        if (!claimed.ok) return claimed;
+        hostnames = [...new Set(changes.hostnames)].sort();
+      }
       await recordAudit(trx, actor, {
         groupId: before.group_id, action: 'registry.update', targetType: 'registry', targetId: registryId,
-        details: { before: { name: before.name, description: before.description }, after: { name: after.name, description: after.description } },
+        details: { before: audited(before, hostnamesBefore), after: audited(after, hostnames) },
       });
-      return ok(after);
+      return ok(toRegistryView(after, hostnames));
     }, nameTaken(changes.name ?? found.value.name));
     if (!updated.ok) return updated;
     this.pullCache.clear();
-    return ok(toRegistryView(updated.value));
+    return updated;
   }
 
   /**
@@ -241,11 +327,19 @@ export class RegistryService {
    * DatabaseUnavailableError goes to the caller.
    */
   async findForPull(groupPath: string, registryName: string): Promise<PullRegistry | null> {
-    const key = `${groupPath}/${registryName}`;
+    return this.#findForPull(`${groupPath}/${registryName}`, (query) => query.where('groups.path', '=', groupPath).where('registries.name', '=', registryName));
+  }
+
+  /** findForPull by the registry's id (mirror routes and hostnames name registries by id); same memory. */
+  async findForPullById(registryId: number): Promise<PullRegistry | null> {
+    return this.#findForPull(`#${registryId}`, (query) => query.where('registries.id', '=', registryId));
+  }
+
+  async #findForPull(key: string, where: (query: PullQuery) => PullQuery): Promise<PullRegistry | null> {
     const remembered = this.pullCache.get(key);
     if (remembered !== undefined) return remembered;
     try {
-      return await this.#readForPull(key, groupPath, registryName);
+      return await this.#readForPull(key, where);
     } catch (error) {
       const lastKnown = isDatabaseUnavailable(error) ? this.pullCache.getDuringOutage(key) : undefined;
       if (lastKnown === undefined) throw error;
@@ -253,27 +347,15 @@ export class RegistryService {
     }
   }
 
-  async #readForPull(key: string, groupPath: string, registryName: string): Promise<PullRegistry | null> {
+  async #readForPull(key: string, where: (query: PullQuery) => PullQuery): Promise<PullRegistry | null> {
     const generation = this.pullCache.generation;
-    const rows = await this.#db.selectFrom('groups')
-      .innerJoin('registries', 'registries.group_id', 'groups.id')
-      .leftJoin('registry_upstreams', 'registry_upstreams.registry_id', 'registries.id')
-      .leftJoin('upstreams', 'upstreams.id', 'registry_upstreams.upstream_id')
-      .select([
-        'groups.id as groupId', 'groups.path as groupPath', 'registries.id as registryId', 'registries.name as registryName',
-        'registry_upstreams.position', 'upstreams.id as upstreamId', 'upstreams.name as upstreamName', 'upstreams.url',
-        'upstreams.username', 'upstreams.password_encrypted', 'upstreams.token_url', 'upstreams.cache_validity_hours', 'upstreams.freshness',
-      ])
-      .where('groups.path', '=', groupPath)
-      .where('registries.name', '=', registryName)
-      .orderBy('registry_upstreams.position')
-      .execute();
+    const rows = await where(pullQuery(this.#db)).execute();
     let found: PullRegistry | null = null;
     if (rows.length > 0) {
       const first = rows[0];
       found = deepFreeze({
         group: { id: first.groupId, path: first.groupPath },
-        registry: { id: first.registryId, name: first.registryName },
+        registry: { id: first.registryId, name: first.registryName, anonymousPull: first.anonymous_pull === 1, anonymousNetworks: networksOf(first) },
         upstreams: rows.filter((r) => r.upstreamId !== null).map((r) => ({
           id: r.upstreamId as number,
           name: r.upstreamName as string,
@@ -291,6 +373,7 @@ export class RegistryService {
     return found;
   }
 
+
   /** The registry if the actor may see it (else not_found) and do this to it (else forbidden). */
   async #find(actor: Actor, rawId: number | string, ability: 'read_virtual_registry' | 'update_virtual_registry' | 'destroy_virtual_registry'): Promise<Result<Registry>> {
     const id = parseId(rawId);
@@ -299,4 +382,39 @@ export class RegistryService {
     const allowed = authorize(actor, ability, { groupId: row.group_id }, 'registry');
     return allowed.ok ? ok(row) : allowed;
   }
+}
+
+/** The one query behind findForPull: a registry, its group and its upstreams by position. */
+function pullQuery(db: Db) {
+  return db.selectFrom('groups')
+    .innerJoin('registries', 'registries.group_id', 'groups.id')
+    .leftJoin('registry_upstreams', 'registry_upstreams.registry_id', 'registries.id')
+    .leftJoin('upstreams', 'upstreams.id', 'registry_upstreams.upstream_id')
+    .select([
+      'groups.id as groupId', 'groups.path as groupPath', 'registries.id as registryId', 'registries.name as registryName',
+      'registry_upstreams.position', 'upstreams.id as upstreamId', 'upstreams.name as upstreamName', 'upstreams.url',
+      'upstreams.username', 'upstreams.password_encrypted', 'upstreams.token_url', 'upstreams.cache_validity_hours', 'upstreams.freshness',
+      'registries.anonymous_pull', 'registries.anonymous_networks',
+    ])
+    .orderBy('registry_upstreams.position');
+}
+type PullQuery = ReturnType<typeof pullQuery>;
+
+/** The hostnames of these registries, sorted, by registry id. */
+async function hostnamesOf(db: Db, registryIds: number[]): Promise<Map<number, string[]>> {
+  const byRegistry = new Map<number, string[]>();
+  if (registryIds.length === 0) return byRegistry;
+  const rows = await db.selectFrom('registry_hostnames').select(['registry_id', 'hostname']).where('registry_id', 'in', registryIds).orderBy('hostname').execute();
+  for (const row of rows) byRegistry.set(row.registry_id, [...(byRegistry.get(row.registry_id) ?? []), row.hostname]);
+  return byRegistry;
+}
+
+/** Claims hostnames for a registry; one claimed by another registry is a conflict (and rolls back). */
+async function writeHostnames(trx: Db, registryId: number, hostnames: string[], now: number): Promise<Result<undefined>> {
+  const unique = [...new Set(hostnames)];
+  if (unique.length === 0) return ok();
+  const taken = await trx.selectFrom('registry_hostnames').select('hostname').where('hostname', 'in', unique).where('registry_id', '<>', registryId).execute();
+  if (taken.length > 0) return hostnameTaken();
+  await trx.insertInto('registry_hostnames').values(unique.map((hostname) => ({ registry_id: registryId, hostname, created_at: now }))).execute();
+  return ok();
 }

@@ -187,3 +187,38 @@ test('a private upstream: the refusal names the setting, which the CLI reads fro
   const fromFile = manifold(['registry', 'create', 'acme/onprem2', '--upstream', 'http://10.0.0.7:5000'], '', { MANIFOLD_CONFIG: file });
   assert.equal(fromFile.code, 0, fromFile.stderr);
 });
+
+test('mirror routes from the CLI: route, re-route, list, remove; registry update sets anonymous pulls and hostnames', async () => {
+  const routed = manifold(['mirror', 'route', 'registry-1.docker.io', 'acme/hub', '--default', '--json']);
+  assert.equal(routed.code, 0, routed.stderr);
+  const route = JSON.parse(routed.stdout);
+  assert.deepEqual([route.host, route.registry_path, route.default], ['docker.io', 'acme/hub', true]);
+  // Routing a host again points its route at the other registry; it stays the default.
+  const again = manifold(['mirror', 'route', 'docker.io', 'acme/other']);
+  assert.equal(again.code, 0, again.stderr);
+  assert.equal(again.stdout, 'mirror route docker.io → acme/other  [default]\n');
+  assert.equal(manifold(['mirror', 'route', 'ghcr.io', 'acme/hub']).code, 0);
+  assert.equal(manifold(['mirror', 'list']).stdout, 'docker.io → acme/other  [default]\nghcr.io → acme/hub\n');
+  const removed = manifold(['mirror', 'remove', 'ghcr.io']);
+  assert.equal(removed.code, 0, removed.stderr);
+  assert.deepEqual(JSON.parse(manifold(['mirror', 'list', '--json']).stdout).map((r: { host: string }) => r.host), ['docker.io']);
+  const missing = manifold(['mirror', 'remove', 'quay.io']);
+  assert.equal(missing.code, 1);
+  assert.match(missing.stderr, /mirror route not found/);
+  const noRegistry = manifold(['mirror', 'route', 'quay.io', 'acme/nope']);
+  assert.equal(noRegistry.code, 1);
+  assert.match(noRegistry.stderr, /no registry acme\/nope/);
+  const actions = (await database.db.selectFrom('audit_events').select('action').where('target_type', '=', 'mirror_route').orderBy('id').execute()).map((e) => e.action);
+  assert.deepEqual(actions, ['mirror_route.create', 'mirror_route.update', 'mirror_route.create', 'mirror_route.destroy']);
+
+  const updated = manifold(['registry', 'update', 'acme/hub', '--anonymous-pull', 'true', '--anonymous-network', '10.0.0.0/8', '--hostname', 'Hub.Cache.Example.com', '--json']);
+  assert.equal(updated.code, 0, updated.stderr);
+  const shown = JSON.parse(updated.stdout);
+  assert.deepEqual([shown.anonymous_pull, shown.anonymous_networks, shown.hostnames], [true, ['10.0.0.0/8'], ['hub.cache.example.com']]);
+  const cleared = manifold(['registry', 'update', 'acme/hub', '--anonymous-pull', 'false', '--no-hostnames']);
+  assert.equal(cleared.code, 0, cleared.stderr);
+  assert.match(cleared.stdout, /anonymous pulls: refused\n {2}hostnames: \(none\)/);
+  const bad = manifold(['registry', 'update', 'acme/hub', '--anonymous-network', '10.0.0.0/33']);
+  assert.equal(bad.code, 1);
+  assert.match(bad.stderr, /anonymous_networks\.0: must be a CIDR range/);
+});

@@ -59,7 +59,7 @@ export async function createTestDatabase(): Promise<TestDatabase> {
   };
 }
 
-const TABLES: (keyof Database)[] = ['users', 'groups', 'memberships', 'access_tokens', 'registries', 'upstreams', 'registry_upstreams', 'cache_entries', 'cleanup_policies', 'audit_events'];
+const TABLES: (keyof Database)[] = ['users', 'groups', 'memberships', 'access_tokens', 'registries', 'upstreams', 'registry_upstreams', 'mirror_routes', 'registry_hostnames', 'cache_entries', 'cleanup_policies', 'audit_events'];
 
 /** Row counts of every table of the data model: compare before and after a refused call (it writes nothing). */
 export async function countRows(db: Db): Promise<Record<string, number>> {

@@ -2,6 +2,7 @@
 // push through the registry HTTP API (monolithic blob uploads, manifest PUTs) with optional Basic auth.
 // Layers are random bytes labelled as tar+gzip: registries store and serve them without looking inside.
 import { createHash, randomBytes } from 'node:crypto';
+import { gzipSync } from 'node:zlib';
 
 export const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 export const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
@@ -140,6 +141,70 @@ export async function pushImage(registryUrl: string, repository: string, image: 
   } else {
     await pushManifest(image.manifest, options.tag ?? image.manifest.digest);
   }
+}
+
+/** A tar archive (ustar) of regular files, as image layers hold them. */
+export function tarArchive(files: Record<string, Buffer | string>): Buffer {
+  const blocks: Buffer[] = [];
+  for (const [name, raw] of Object.entries(files)) {
+    const data = Buffer.isBuffer(raw) ? raw : Buffer.from(raw);
+    const header = Buffer.alloc(512);
+    const field = (value: string, offset: number, length: number) => header.write(value, offset, length, 'ascii');
+    field(name, 0, 100);
+    field('0000644\0', 100, 8);
+    field('0000000\0', 108, 8);
+    field('0000000\0', 116, 8);
+    field(`${data.length.toString(8).padStart(11, '0')}\0`, 124, 12);
+    field('00000000000\0', 136, 12);
+    field('        ', 148, 8);
+    field('0', 156, 1);
+    field('ustar\0', 257, 6);
+    field('00', 263, 2);
+    let sum = 0;
+    for (const byte of header) sum += byte;
+    field(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 8);
+    blocks.push(header, data, Buffer.alloc((512 - (data.length % 512)) % 512));
+  }
+  blocks.push(Buffer.alloc(1024));
+  return Buffer.concat(blocks);
+}
+
+/**
+ * An image whose layers are real gzipped tar archives with `diff_id`s in its config: what daemons
+ * that unpack layers (containerd, Docker, podman) accept. One layer per entry of `layers`.
+ */
+export function buildUnpackableImage(options: { layers: Record<string, Buffer | string>[]; platform?: Platform }): TestImage {
+  const platform = options.platform ?? { os: 'linux', architecture: 'amd64' };
+  const tars = options.layers.map((files) => tarArchive(files));
+  const layers = tars.map((tar) => content(OCI_LAYER, gzipSync(tar)));
+  const config = content(
+    OCI_CONFIG,
+    Buffer.from(JSON.stringify({
+      ...platform,
+      created: new Date(0).toISOString(),
+      config: { Env: [`MANIFOLD_TEST=${randomBytes(4).toString('hex')}`], Cmd: ['/hello'] },
+      rootfs: { type: 'layers', diff_ids: tars.map((tar) => sha256(tar)) },
+      history: tars.map(() => ({ created: new Date(0).toISOString(), created_by: 'manifold test' })),
+    })),
+  );
+  const manifest = content(
+    OCI_MANIFEST,
+    Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST, config: descriptor(config), layers: layers.map((layer) => descriptor(layer)) })),
+  );
+  return { platform, config, layers, manifest, blobs: [config, ...layers] };
+}
+
+/** A multi-platform index of unpackable images, each with its own files (so no blob is shared). */
+export function buildUnpackableIndex(options: { platforms: Platform[]; layers: Record<string, Buffer | string>[] }): TestIndex {
+  const images = options.platforms.map((platform) => buildUnpackableImage({
+    platform,
+    layers: options.layers.map((files) => ({ ...files, [`platform-${platform.architecture}`]: randomBytes(64).toString('hex') })),
+  }));
+  const index = content(
+    OCI_INDEX,
+    Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: images.map((image) => descriptor(image.manifest, { platform: image.platform })) })),
+  );
+  return { index, images, blobs: images.flatMap((image) => image.blobs) };
 }
 
 /** A view of a Buffer's bytes (no copy) that fetch accepts under both Node's and the DOM's types (the console tests use the latter). */

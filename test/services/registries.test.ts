@@ -239,7 +239,7 @@ describe('findForPull', () => {
     const found = await services.registries.findForPull(own.path, 'hub');
     assert.deepEqual(found, {
       group: { id: own.id, path: own.path },
-      registry: { id: registry.id, name: 'hub' },
+      registry: { id: registry.id, name: 'hub', anonymousPull: false, anonymousNetworks: [] },
       upstreams: [
         { id: first.id, name: first.name, url: first.url, username: null, password: null, tokenUrl: null, cacheValidityHours: 24, freshness: policyFromHours(24), position: 1 },
         { id: second.id, name: second.name, url: second.url, username: 'robot', password: 'pull-secret', tokenUrl: null, cacheValidityHours: 24, freshness: policyFromHours(24), position: 2 },

@@ -11,7 +11,7 @@ import { TagService } from '../../src/services/tags.ts';
 import type { TagList, UpstreamResult, UpstreamTarget } from '../../src/upstream/client.ts';
 
 const upstream = (id: number) => ({ id, name: `u${id}`, url: `https://u${id}.example`, username: null, password: null, tokenUrl: null, cacheValidityHours: 24, freshness: policyFromHours(24), position: id });
-const registry: PullRegistry = { group: { id: 1, path: 'acme' }, registry: { id: 1, name: 'hub' }, upstreams: [upstream(1), upstream(2)] };
+const registry: PullRegistry = { group: { id: 1, path: 'acme' }, registry: { id: 1, name: 'hub', anonymousPull: false, anonymousNetworks: [] }, upstreams: [upstream(1), upstream(2)] };
 
 function setup(answers: Record<number, () => UpstreamResult<TagList> | Promise<UpstreamResult<TagList>>>) {
   let now = 1_000_000;

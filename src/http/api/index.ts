@@ -14,6 +14,7 @@ import { CacheEntryQueryService } from '../../services/cache-entry-queries.ts';
 import { CleanupPolicyService } from '../../services/cleanup-policies.ts';
 import type { GroupService } from '../../services/groups.ts';
 import type { MembershipService } from '../../services/memberships.ts';
+import type { MirrorRouteService } from '../../services/mirror-routes.ts';
 import type { RegistryService } from '../../services/registries.ts';
 import type { RegistryTraffic } from '../../services/registry-traffic.ts';
 import { RegistryUpstreamQueryService } from '../../services/registry-upstream-queries.ts';
@@ -32,6 +33,7 @@ import { cleanupPolicyRoutes } from './routes/cleanup-policy.ts';
 import { groupRoutes } from './routes/groups.ts';
 import { linkRoutes } from './routes/links.ts';
 import { memberRoutes } from './routes/members.ts';
+import { mirrorRouteRoutes } from './routes/mirror-routes.ts';
 import { overviewRoutes } from './routes/overview.ts';
 import { registryRoutes } from './routes/registries.ts';
 import { sessionRoutes, signInRoutes } from './routes/session.ts';
@@ -53,6 +55,7 @@ export interface ApiDeps {
   registryService: RegistryService;
   upstreamService: UpstreamService;
   registryUpstreamService: RegistryUpstreamService;
+  mirrorRouteService: MirrorRouteService;
   /** Purges and the deletion of one entry (marks for the destroy worker). */
   cacheEntries: Pick<CacheEntryService, 'markEntryForDestruction' | 'markUpstreamForDestruction' | 'markRegistryForDestruction'>;
   auditService: AuditService;
@@ -126,6 +129,7 @@ export function apiRoutes(app: FastifyInstance, deps: ApiDeps): void {
       registryRoutes(routes, resolved);
       upstreamRoutes(routes, resolved);
       linkRoutes(routes, resolved);
+      mirrorRouteRoutes(routes, resolved);
       cacheRoutes(routes, resolved);
       cleanupPolicyRoutes(routes, resolved);
       auditRoutes(routes, resolved);

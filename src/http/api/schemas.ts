@@ -12,6 +12,7 @@ import type { GroupView } from '../../services/groups.ts';
 import { groupDescriptionSchema, groupPathSchema } from '../../services/groups.ts';
 import type { MembershipView } from '../../services/memberships.ts';
 import { ROLE_NAMES, roleSchema } from '../../services/memberships.ts';
+import type { MirrorRouteView } from '../../services/mirror-routes.ts';
 import type { RegistryView } from '../../services/registries.ts';
 import type { RegistryUpstreamView } from '../../services/registry-upstreams.ts';
 import type { CreatedToken, TokenView } from '../../services/tokens.ts';
@@ -115,14 +116,44 @@ export const changeRoleBody = z.object({ role: roleSchema }, 'must be an object'
 const registryName = z.string('must be a string').min(1, 'is required').max(255, 'must be at most 255 characters')
   .describe('one lower-case OCI path component: `hub` in `<host>/<group>/hub/<image>`');
 
+const mirrorFields = {
+  anonymous_pull: z.boolean('must be true or false').optional()
+    .describe('allow pulls without credentials (Docker sends none to a mirror); default false; audited'),
+  anonymous_networks: z.array(z.string('must be a string'), 'must be a list of CIDR ranges').max(100, 'must have at most 100 ranges').optional()
+    .describe('CIDR ranges (`10.0.0.0/8`) or addresses anonymous pulls may come from; empty = anywhere'),
+  hostnames: z.array(z.string('must be a string'), 'must be a list of hostnames').max(20, 'must have at most 20 hostnames').optional()
+    .describe('hostnames (no port) whose /v2 requests go to this registry, e.g. `hub.cache.example.com`; instance admins only; unique across the instance'),
+};
+
 export const createRegistryBody = z.object({
   name: registryName,
   description: descriptionField(1024).optional(),
+  ...mirrorFields,
 }, 'must be an object');
 
 export const updateRegistryBody = z.object({
   name: registryName.optional(),
   description: descriptionField(1024).optional(),
+  ...mirrorFields,
+}, 'must be an object');
+
+const mirrorHost = z.string('must be a string').min(1, 'is required').max(255, 'must be at most 255 characters')
+  .describe('the upstream registry host as clients name it (`docker.io`, `ghcr.io`, `quay.io`); `registry-1.docker.io` and `index.docker.io` are `docker.io`');
+const routeRegistryId = z.number('must be a positive integer id').int('must be a positive integer id').positive('must be a positive integer id')
+  .describe('the registry that answers for this host');
+const routeDefault = z.boolean('must be true or false')
+  .describe('the route of requests without `ns` (Docker\'s `registry-mirrors`); at most one route is the default: setting it moves it here');
+
+export const createMirrorRouteBody = z.object({
+  host: mirrorHost,
+  registry_id: routeRegistryId,
+  default: routeDefault.optional(),
+}, 'must be an object');
+
+export const updateMirrorRouteBody = z.object({
+  host: mirrorHost.optional(),
+  registry_id: routeRegistryId.optional(),
+  default: routeDefault.optional(),
 }, 'must be an object');
 
 const urlField = z.string('must be a string').min(1, 'is required').max(2048, 'must be at most 2048 characters')
@@ -253,9 +284,22 @@ export const registrySchema = named('Registry', z.object({
   group_id: z.number().int(),
   name: z.string(),
   description: z.string().nullable(),
+  anonymous_pull: z.boolean().describe('pulls without credentials are allowed (from anonymous_networks)'),
+  anonymous_networks: z.array(z.string()).describe('CIDR ranges anonymous pulls may come from; empty = anywhere'),
+  hostnames: z.array(z.string()).describe('hostnames whose /v2 requests go to this registry'),
   created_at: time(),
   updated_at: time(),
 }));
+
+export const mirrorRouteSchema = named('MirrorRoute', z.object({
+  id: z.number().int(),
+  host: z.string().describe('canonical: lower case, `docker.io` for Docker Hub\'s other names'),
+  registry_id: z.number().int().nullable().describe('null once the registry was deleted: requests for this host are refused until the route is pointed at another registry'),
+  registry_path: z.string().nullable().describe('`<group>/<registry>` of the registry'),
+  default: z.boolean(),
+  created_at: time(),
+  updated_at: time(),
+}), 'an upstream host as clients name it → a registry (mirror requests: `?ns=<host>`, or the default route without `ns`)');
 
 export const upstreamSchema = named('Upstream', z.object({
   id: z.number().int(),
@@ -365,6 +409,7 @@ export type ViewChecks = [
   Expect<Same<Loose<Out<typeof tokenSchema>>, Loose<TokenView>>>,
   Expect<Same<Loose<Out<typeof createdTokenSchema>>, Loose<CreatedToken>>>,
   Expect<Same<Loose<Out<typeof registrySchema>>, Loose<RegistryView>>>,
+  Expect<Same<Loose<Out<typeof mirrorRouteSchema>>, Loose<MirrorRouteView>>>,
   Expect<Same<Loose<Out<typeof upstreamSchema>>, Loose<UpstreamView>>>,
   Expect<Same<Loose<Out<typeof registryUpstreamSchema>>, Loose<RegistryUpstreamView>>>,
   Expect<Same<Loose<Out<typeof cacheEntrySchema>>, Loose<CacheEntryView>>>,

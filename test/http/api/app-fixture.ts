@@ -20,6 +20,7 @@ import { CacheEntryService } from '../../../src/services/cache-entries.ts';
 import { CleanupPolicyService } from '../../../src/services/cleanup-policies.ts';
 import { GroupService } from '../../../src/services/groups.ts';
 import { MembershipService } from '../../../src/services/memberships.ts';
+import { MirrorRouteService } from '../../../src/services/mirror-routes.ts';
 import { RegistryService } from '../../../src/services/registries.ts';
 import { RegistryTraffic } from '../../../src/services/registry-traffic.ts';
 import { RegistryUpstreamService } from '../../../src/services/registry-upstreams.ts';
@@ -47,6 +48,7 @@ export interface ApiFixture {
     registries: RegistryService;
     upstreams: UpstreamService;
     links: RegistryUpstreamService;
+    mirrorRoutes: MirrorRouteService;
   };
   cleanupPolicies: CleanupPolicyService;
   /** `METHOD /path` of every route registered under /api/v1 (HEAD excluded), as Fastify's onRoute saw them. */
@@ -75,6 +77,7 @@ export async function createApiFixture(options: { allowPrivateUpstreams?: boolea
     registries,
     upstreams,
     links,
+    mirrorRoutes: new MirrorRouteService({ db, pullCache: registries.pullCache }),
   };
   const upstreamClient = new UpstreamClient({
     allowPrivate, connectTimeoutMs: 2_000, headersTimeoutMs: 2_000, bodyTimeoutMs: 2_000, probeTimeoutMs: 2_000, probeConcurrency: 3, maxManifestBytes: 4 * 1024 * 1024, logger,
@@ -101,6 +104,7 @@ export async function createApiFixture(options: { allowPrivateUpstreams?: boolea
     registryService: registries,
     upstreamService: upstreams,
     registryUpstreamService: links,
+    mirrorRouteService: services.mirrorRoutes,
     cacheEntries: new CacheEntryService({ db, dialect: database.dialect, store: new FilesystemObjectStore({ root: objectsDir }) }),
     auditService: new AuditService({ db }),
     upstreamClient,

@@ -265,7 +265,19 @@ function endpoints(): Endpoint[] {
 
     { method: 'GET', path: '/api/v1/groups/:id/audit_events', need: 'owner', success: 200, prepare: async () => ({ url: `/api/v1/groups/${G()}/audit_events` }) },
     { method: 'GET', path: '/api/v1/audit_events', need: 'instance_admin', success: 200, prepare: fixed('/api/v1/audit_events') },
+
+    { method: 'GET', path: '/api/v1/mirror_routes', need: 'instance_admin', success: 200, prepare: fixed('/api/v1/mirror_routes') },
+    { method: 'POST', path: '/api/v1/mirror_routes', need: 'instance_admin', success: 201, prepare: async () => ({ url: '/api/v1/mirror_routes', body: { host: `${unique('created')}.example.com`, registry_id: reg() } }) },
+    { method: 'GET', path: '/api/v1/mirror_routes/:id', need: 'instance_admin', success: 200, prepare: async () => ({ url: `/api/v1/mirror_routes/${await freshRoute()}` }) },
+    { method: 'PATCH', path: '/api/v1/mirror_routes/:id', need: 'instance_admin', success: 200, prepare: async () => ({ url: `/api/v1/mirror_routes/${await freshRoute()}`, body: { default: true } }) },
+    { method: 'DELETE', path: '/api/v1/mirror_routes/:id', need: 'instance_admin', success: 204, prepare: async () => ({ url: `/api/v1/mirror_routes/${await freshRoute()}` }) },
   ];
+}
+
+async function freshRoute(): Promise<number> {
+  const created = await fixture.services.mirrorRoutes.create(SYSTEM, { host: `${unique('route')}.example.com`, registry_id: persistent.registryId });
+  assert.ok(created.ok, JSON.stringify(created));
+  return created.value.id;
 }
 
 async function ensurePolicy(): Promise<void> {

@@ -187,7 +187,7 @@ test('audit events say who changed what, for group owners and, instance-wide, fo
   const event = events.json.find((e: { action: string }) => e.action === 'registry.create');
   assert.equal(event.actor_name, world.users.owner.username);
   assert.equal(event.actor_user_id, world.users.owner.id);
-  assert.deepEqual(event.details.after, { name: 'audited', description: null });
+  assert.deepEqual(event.details.after, { name: 'audited', description: null, anonymous_pull: false, anonymous_networks: [], hostnames: [] });
   assert.ok(events.json[0].id > events.json[events.json.length - 1].id, 'newest first');
 
   const admin = bearer(world.users.admin.token);
