@@ -196,18 +196,28 @@ function v2Routes(app: FastifyInstance, deps: RegistryRouteDeps): void {
     return sendError(reply, status, code, status === 500 ? 'internal error' : error.message);
   });
 
+  /**
+   * The signed-in actor of a request that names no repository (`/v2/`, `/v2/_catalog`), or the answer
+   * already sent: 503 while the database is away, 429 when throttled, 401 with the challenge otherwise.
+   */
+  async function signedIn(request: FastifyRequest, reply: FastifyReply, refusal: { scope?: string; detail?: unknown } = {}): Promise<{ ok: true; value: Actor } | { ok: false; sent: FastifyReply }> {
+    const actor = await deps.authenticate(request, null);
+    if (!actor.ok && isUnavailable(actor)) return { ok: false, sent: sendError(reply, 503, 'UNAVAILABLE', actor.message) };
+    if (!actor.ok && actor.reason === 'rate_limited') return { ok: false, sent: sendThrottled(reply, actor) };
+    if (!actor.ok || actor.value.kind === 'anonymous') {
+      reply.header('WWW-Authenticate', challenge(deps, request, null, actor.ok ? undefined : 'invalid_token', refusal.scope));
+      return { ok: false, sent: sendError(reply, 401, 'UNAUTHORIZED', actor.ok ? 'authentication required' : actor.message, refusal.detail) };
+    }
+    return { ok: true, value: actor.value };
+  }
+
   app.route({
     method: ['GET', 'HEAD'],
     url: '/v2/',
     exposeHeadRoute: false,
     handler: async (request, reply) => {
-      const actor = await deps.authenticate(request, null);
-      if (!actor.ok && isUnavailable(actor)) return sendError(reply, 503, 'UNAVAILABLE', actor.message);
-      if (!actor.ok && actor.reason === 'rate_limited') return sendThrottled(reply, actor);
-      if (!actor.ok || actor.value.kind === 'anonymous') {
-        reply.header('WWW-Authenticate', challenge(deps, request, null, actor.ok ? undefined : 'invalid_token'));
-        return sendError(reply, 401, 'UNAUTHORIZED', actor.ok ? 'authentication required' : actor.message);
-      }
+      const actor = await signedIn(request, reply);
+      if (!actor.ok) return actor.sent;
       return reply.type('application/json').send({});
     },
   });
@@ -217,13 +227,8 @@ function v2Routes(app: FastifyInstance, deps: RegistryRouteDeps): void {
     url: '/v2/_catalog',
     exposeHeadRoute: false,
     handler: async (request, reply) => {
-      const actor = await deps.authenticate(request, null);
-      if (!actor.ok && isUnavailable(actor)) return sendError(reply, 503, 'UNAVAILABLE', actor.message);
-      if (!actor.ok && actor.reason === 'rate_limited') return sendThrottled(reply, actor);
-      if (!actor.ok || actor.value.kind === 'anonymous') {
-        reply.header('WWW-Authenticate', challenge(deps, request, null, actor.ok ? undefined : 'invalid_token', 'registry:catalog:*'));
-        return sendError(reply, 401, 'UNAUTHORIZED', actor.ok ? 'authentication required' : actor.message, [{ Type: 'registry', Name: 'catalog', Action: '*' }]);
-      }
+      const actor = await signedIn(request, reply, { scope: 'registry:catalog:*', detail: [{ Type: 'registry', Name: 'catalog', Action: '*' }] });
+      if (!actor.ok) return actor.sent;
       const query = request.query as Record<string, string | string[] | undefined>;
       const n = pageSize(query.n);
       if (n === null) return sendError(reply, 400, 'PAGINATION_NUMBER_INVALID', 'n must be a whole number, 0 or more');
