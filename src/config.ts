@@ -134,6 +134,15 @@ export const configSchema = z.object({
     referrersTtlSeconds: seconds(60),
     /** How long an upstream's tag list is used before it is asked again (the last good list is kept for outages). */
     tagsTtlSeconds: seconds(30),
+    /**
+     * How long the pull path reuses what it read from the database (the actor behind a token, a cache entry
+     * lookup) without reading again: the bound within which a revoked token, a removed member or a purged
+     * entry stop being served when the change was made on another replica (at once on this one). At most 5 s.
+     */
+    hotMemoryMs: z.number().int().min(0).max(5000).default(2000),
+    /** Manifests kept in memory (by digest), in bytes and in number; 0 bytes keeps none. */
+    manifestMemoryBytes: seconds(16 * 1024 * 1024),
+    manifestMemoryEntries: positive(10_000),
   }).prefault({}),
   log: z.object({
     level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

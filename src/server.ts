@@ -69,7 +69,8 @@ export async function createServices(config: Config, database: DatabaseHandle, l
     defaultRateLimitMs: config.upstream.rateLimitDefaultSeconds * 1000,
   });
   const upstreams = new UpstreamService({ db, cipher, allowPrivate: config.upstream.allowPrivate, pullCache: registries.pullCache, health });
-  const entries = new CacheEntryService({ db, dialect, store, outageMemoryMs });
+  const hotMemoryMs = config.cache.hotMemoryMs;
+  const entries = new CacheEntryService({ db, dialect, store, outageMemoryMs, hotMemoryMs });
   const counter = new DownloadCounter({ db, flushIntervalMs: config.cache.counterFlushSeconds * 1000, logger });
   const traffic = new RegistryTraffic({ db, flushIntervalMs: config.cache.counterFlushSeconds * 1000, logger });
   const sessionTimes = { ttlMs: config.auth.sessionTtlHours * 60 * 60 * 1000, idleMs: config.auth.sessionIdleMinutes * 60 * 1000 };
@@ -90,7 +91,7 @@ export async function createServices(config: Config, database: DatabaseHandle, l
     cipher,
     registryTokens,
     throttle,
-    authenticator: new Authenticator({ db, registryTokens, throttle, sessionIdleMs: sessionTimes.idleMs, outageMemoryMs }),
+    authenticator: new Authenticator({ db, registryTokens, throttle, sessionIdleMs: sessionTimes.idleMs, outageMemoryMs, hotMemoryMs }),
     sessions: new SessionService({ db, times: sessionTimes }),
     traffic,
     users: new UserService({ db }),
@@ -119,6 +120,7 @@ export async function createServices(config: Config, database: DatabaseHandle, l
       fillGraceMs: config.cache.fillGraceSeconds * 1000,
       health,
       revalidateTimeoutMs: config.upstream.revalidateTimeoutMs,
+      manifestMemory: { maxBytes: config.cache.manifestMemoryBytes, maxEntries: config.cache.manifestMemoryEntries },
     }),
     referrers: new ReferrersService({ registries, client, logger, ttlMs: config.cache.referrersTtlSeconds * 1000 }),
     tags: new TagService({ registries, client, logger, ttlMs: config.cache.tagsTtlSeconds * 1000 }),

@@ -19,6 +19,8 @@ export interface Figure {
   unit: string;
   decimals: number;
   values: Record<CacheName, number[]>;
+  /** The direct upstream's values (the ceiling of a cache in front of it), where measured. */
+  ceiling?: number[];
   note?: string;
   target?: Target;
 }
@@ -58,11 +60,12 @@ export function markdownTable(figures: Figure[]): string {
   const rows = verdicts(figures).map(({ figure, manifold, distribution, ratio, met }) => {
     const target = figure.target ? `${figure.target.text}: ${met ? '**met**' : '**missed**'}` : '';
     const label = figure.note ? `${figure.label} (${figure.note})` : figure.label;
-    return `| ${figure.id} | ${label} | ${figure.unit} | ${cell(manifold, figure)} | ${cell(distribution, figure)} | ${Number.isFinite(ratio) ? format(ratio, 2) : '–'} | ${target} |`;
+    const ceiling = figure.ceiling && figure.ceiling.length > 0 ? cell(summarize(figure.ceiling), figure) : '';
+    return `| ${figure.id} | ${label} | ${figure.unit} | ${cell(manifold, figure)} | ${cell(distribution, figure)} | ${Number.isFinite(ratio) ? format(ratio, 2) : '–'} | ${ceiling} | ${target} |`;
   });
   return [
-    '| # | measurement | unit | Manifold median (min–max) | Distribution median (min–max) | Manifold/Distribution | target |',
-    '|---|---|---|---|---|---|---|',
+    '| # | measurement | unit | Manifold median (min–max) | Distribution median (min–max) | Manifold/Distribution | direct upstream | target |',
+    '|---|---|---|---|---|---|---|---|',
     ...rows,
   ].join('\n');
 }

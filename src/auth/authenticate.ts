@@ -36,6 +36,8 @@ export const LAST_USED_INTERVAL_MS = 60_000;
 /** How long a successful password check is remembered, so a pull's many requests run scrypt once. */
 export const PASSWORD_CACHE_MS = 10_000;
 const PASSWORD_CACHE_SIZE = 1000;
+/** Actors of tokens kept in memory at most (see #actors). */
+const ACTORS_MAX = 10_000;
 /** How long an actor resolved from credentials still stands in while the database is unavailable. */
 export const OUTAGE_MEMORY_MS = 60_000;
 const OUTAGE_MEMORY_SIZE = 10_000;
@@ -67,9 +69,16 @@ export class Authenticator {
   /** HMAC(credentials) → the actor they gave last time, for a database outage (see authenticate). */
   readonly #recentActors: BoundedCache<Actor>;
 
+  /**
+   * The actor behind a registry token's subject or an access token, reused for `hotMemoryMs` (a pull is
+   * dozens of requests with one token): a revoked token, a blocked user or a removed membership read on
+   * another replica take effect within that; invalidate() drops them all at once.
+   */
+  readonly #actors: BoundedCache<Actor>;
+
   readonly #sessionIdleMs: number;
 
-  constructor(deps: { db: Db; registryTokens: RegistryTokens; now?: () => number; verifyPassword?: typeof verifyPassword; throttle?: LoginThrottle; sessionIdleMs?: number; outageMemoryMs?: number }) {
+  constructor(deps: { db: Db; registryTokens: RegistryTokens; now?: () => number; verifyPassword?: typeof verifyPassword; throttle?: LoginThrottle; sessionIdleMs?: number; outageMemoryMs?: number; hotMemoryMs?: number }) {
     this.#db = deps.db;
     this.#sessionIdleMs = deps.sessionIdleMs ?? DEFAULT_SESSION_IDLE_MS;
     this.#registryTokens = deps.registryTokens;
@@ -78,6 +87,12 @@ export class Authenticator {
     this.#recentActors = new BoundedCache({ maxEntries: OUTAGE_MEMORY_SIZE, ttlMs: deps.outageMemoryMs ?? OUTAGE_MEMORY_MS });
     this.#passwordCache = new BoundedCache({ maxEntries: PASSWORD_CACHE_SIZE, ttlMs: PASSWORD_CACHE_MS, now: this.#now });
     this.#throttle = deps.throttle ?? new LoginThrottle();
+    this.#actors = new BoundedCache({ maxEntries: ACTORS_MAX, ttlMs: deps.hotMemoryMs ?? 0, now: this.#now });
+  }
+
+  /** Users, tokens, memberships or groups changed: actors read before are not used again. */
+  invalidate(): void {
+    this.#actors.clear();
   }
 
   /**
@@ -222,10 +237,24 @@ export class Authenticator {
 
   async #accessToken(plaintext: string, channel: Channel): Promise<Result<Actor>> {
     if (!looksLikeAccessToken(plaintext)) return refused();
-    const row = await this.#db.selectFrom('access_tokens').selectAll().where('token_digest', '=', tokenDigest(plaintext)).executeTakeFirst();
-    if (!row || !this.#usable(row)) return refused();
-    const actor = await this.#tokenActor(row, channel);
-    if (actor.ok) await this.#touch(row);
+    const digest = tokenDigest(plaintext);
+    return this.#remembered(`token:${channel}:${digest}`, async () => {
+      const row = await this.#db.selectFrom('access_tokens').selectAll().where('token_digest', '=', digest).executeTakeFirst();
+      if (!row || !this.#usable(row)) return refused();
+      const actor = await this.#tokenActor(row, channel);
+      if (actor.ok) await this.#touch(row);
+      return actor;
+    });
+  }
+
+  /** An actor from #actors, or read (and kept when it is one). Refusals are never kept. */
+  async #remembered(key: string, read: () => Promise<Result<Actor>>): Promise<Result<Actor>> {
+    const known = this.#actors.get(key);
+    // An access token's own expiry still applies to a kept actor.
+    if (known && (!('token' in known) || !known.token || known.token.expiresAt === null || known.token.expiresAt > this.#now())) return ok(known);
+    const generation = this.#actors.generation;
+    const actor = await read();
+    if (actor.ok && actor.value.kind !== 'anonymous') this.#actors.set(key, actor.value, { generation });
     return actor;
   }
 
@@ -233,7 +262,9 @@ export class Authenticator {
   async #registryToken(jwt: string): Promise<Result<Actor>> {
     const verified = await this.#registryTokens.verify(jwt);
     if (!verified.ok) return refused();
-    const actor = await this.#subjectActor(verified.value.subject);
+    const subject = verified.value.subject;
+    const key = subject.kind === 'user' ? `subject:user:${subject.id}:${subject.tokenId ?? ''}` : `subject:${subject.kind}:${'id' in subject ? subject.id : ''}`;
+    const actor = await this.#remembered(key, () => this.#subjectActor(subject));
     if (!actor.ok || actor.value.kind === 'anonymous') return actor;
     return ok({ ...actor.value, registryAccess: verified.value.access as readonly RegistryAccess[] } as Actor);
   }

@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { err, ok } from '../result.ts';
 import type { Result } from '../result.ts';
 import { isValidName } from '../oci/reference.ts';
+import { BoundedCache } from '../lib/bounded-cache.ts';
 import { SIGNING_ALGORITHM } from './keys.ts';
 import type { SigningKeys } from './keys.ts';
 import { can } from './policy.ts';
@@ -31,6 +32,14 @@ export type TokenSubject =
 
 /** Tolerated clock difference between replicas when checking exp/nbf/iat. */
 const CLOCK_TOLERANCE_SECONDS = 30;
+
+/** Verified tokens kept (a pull's requests carry the same token): in number, and in bytes of the tokens. */
+const VERIFIED_MAX_ENTRIES = 10_000;
+const VERIFIED_MAX_BYTES = 16 * 1024 * 1024;
+/** The longest a verified token is kept, whatever its exp says. */
+const VERIFIED_MAX_MS = 24 * 60 * 60 * 1000;
+
+type Verified = { subject: TokenSubject; access: GrantedAccess[] };
 
 const accessClaim = z.array(z.object({ type: z.literal('repository'), name: z.string(), actions: z.array(z.string()) }));
 
@@ -81,6 +90,7 @@ export class RegistryTokens {
   readonly #service: string;
   readonly #ttlSeconds: number;
   readonly #now: () => number;
+  readonly #verified: BoundedCache<Verified>;
 
   constructor(deps: { keys: SigningKeys; issuer: string; service: string; ttlSeconds: number; now?: () => number }) {
     this.#keys = deps.keys;
@@ -88,6 +98,7 @@ export class RegistryTokens {
     this.#service = deps.service;
     this.#ttlSeconds = deps.ttlSeconds;
     this.#now = deps.now ?? Date.now;
+    this.#verified = new BoundedCache({ maxEntries: VERIFIED_MAX_ENTRIES, maxBytes: VERIFIED_MAX_BYTES, sizeOf: (_value, jwt) => jwt.length + 256, ttlMs: VERIFIED_MAX_MS, now: this.#now });
   }
 
   get service(): string {
@@ -112,7 +123,9 @@ export class RegistryTokens {
   }
 
   /** Refuses anything not signed by our key, expired, not yet valid, or for another issuer or audience. */
-  async verify(jwt: string): Promise<Result<{ subject: TokenSubject; access: GrantedAccess[] }>> {
+  async verify(jwt: string): Promise<Result<Verified>> {
+    const known = this.#verified.get(jwt);
+    if (known) return ok(known);
     let payload: Record<string, unknown>;
     try {
       ({ payload } = await jwtVerify(jwt, this.#keys.publicKey, {
@@ -129,7 +142,11 @@ export class RegistryTokens {
     const subject = typeof payload.sub === 'string' ? decodeSubject(payload.sub) : null;
     const access = accessClaim.safeParse(payload.access ?? []);
     if (!subject || !access.success) return err('unauthorized', 'invalid registry token');
-    return ok({ subject, access: access.data });
+    const verified: Verified = { subject, access: access.data };
+    // A token's signature and claims cannot change: it is checked once, and kept until it expires.
+    const expiresAt = (payload.exp as number + CLOCK_TOLERANCE_SECONDS) * 1000;
+    this.#verified.set(jwt, verified, { ttlMs: expiresAt - this.#now() });
+    return ok(verified);
   }
 }
 

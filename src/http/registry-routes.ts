@@ -161,6 +161,7 @@ function sendObject(request: FastifyRequest, reply: FastifyReply, kind: 'manifes
   } else if (served.size !== null) {
     reply.header('Content-Length', served.size);
   }
+  if (served.bytes) return reply.send(served.bytes);
   if (!served.body) return reply.send();
   // If the body fails half-way (an upstream blob that does not verify), Fastify destroys the
   // connection: the client sees a broken transfer, never a complete-looking wrong one.

@@ -77,6 +77,8 @@ function failure(what: string, error: unknown) {
 
 /** Entries found by digest, remembered for serving cached content while the database is unavailable. */
 const RECENT_BY_DIGEST_MAX = 10_000;
+/** Pull-path lookups kept at most (see #lookups). */
+const LOOKUPS_MAX = 10_000;
 export const OUTAGE_MEMORY_MS = 60_000;
 
 /** Thrown inside the upsert transaction to roll it back when the object vanished meanwhile. */
@@ -98,12 +100,24 @@ export class CacheEntryService {
   readonly #groups = new BoundedCache<number>({ maxEntries: GROUP_CACHE_MAX, ttlMs: GROUP_CACHE_MS });
   /** `<upstream id>:<digest>` → the live entry last found for it (see findLiveByDigest). */
   readonly #recentByDigest: BoundedCache<CacheEntry>;
+  /**
+   * The pull path's lookups (findLiveByDigest, findLiveForPath) reused for `hotMemoryMs`: a hot manifest
+   * costs no query. Every write of this service drops them (after it committed); writes elsewhere (another
+   * replica, the destroy worker) are seen within hotMemoryMs, or at once through invalidateLookups().
+   */
+  readonly #lookups: BoundedCache<CacheEntry | CacheEntryForPath[]>;
 
-  constructor(deps: { db: Db; dialect: Dialect; store: ObjectStore; outageMemoryMs?: number }) {
+  constructor(deps: { db: Db; dialect: Dialect; store: ObjectStore; outageMemoryMs?: number; hotMemoryMs?: number }) {
     this.#db = deps.db;
     this.#dialect = deps.dialect;
     this.#store = deps.store;
     this.#recentByDigest = new BoundedCache({ maxEntries: RECENT_BY_DIGEST_MAX, ttlMs: deps.outageMemoryMs ?? OUTAGE_MEMORY_MS });
+    this.#lookups = new BoundedCache({ maxEntries: LOOKUPS_MAX, ttlMs: deps.hotMemoryMs ?? 0 });
+  }
+
+  /** Cache entries changed where this service did not see it: lookups read before are not used again. */
+  invalidateLookups(): void {
+    this.#lookups.clear();
   }
 
   /**
@@ -130,7 +144,9 @@ export class CacheEntryService {
     if (Object.keys(fields).length > 0) return invalid(fields, 'invalid cache entry');
 
     try {
-      return ok(await objectReferenceLock.shared(input.digest, () => this.#upsert(groupId, input)));
+      const saved = await objectReferenceLock.shared(input.digest, () => this.#upsert(groupId, input));
+      this.#lookups.clear();
+      return ok(saved);
     } catch (error) {
       if (error instanceof ObjectNotPresent) return err('object_not_present', `the object ${input.digest} is not stored`);
       if (error instanceof SizeMismatch) return invalid({ size: [`must be the stored object's size (${error.storedSize})`] }, 'invalid cache entry');
@@ -156,6 +172,10 @@ export class CacheEntryService {
    */
   async findLiveByDigest(upstreamIds: readonly number[], digest: string): Promise<CacheEntry | null> {
     if (upstreamIds.length === 0 || !parseDigest(digest)) return null;
+    const key = `d\n${upstreamIds.join(',')}\n${digest}`;
+    const known = this.#lookups.get(key);
+    if (known) return known as CacheEntry;
+    const generation = this.#lookups.generation;
     let row: CacheEntry | undefined;
     try {
       row = await this.#db.selectFrom('cache_entries').selectAll()
@@ -169,6 +189,7 @@ export class CacheEntryService {
     if (!row) return null;
     if (!(await this.#store.stat(digest))) return null;
     this.#recentByDigest.set(`${row.upstream_id}:${digest}`, row);
+    this.#lookups.set(key, row, { generation });
     return row;
   }
 
@@ -182,12 +203,19 @@ export class CacheEntryService {
 
   /** The live entries for one path across a registry's upstreams, highest priority (position 1) first. */
   async findLiveForPath(registryId: number, relativePath: string): Promise<CacheEntryForPath[]> {
-    return this.#db.selectFrom('cache_entries as e')
+    const key = `p\n${registryId}\n${relativePath}`;
+    const known = this.#lookups.get(key);
+    if (known) return known as CacheEntryForPath[];
+    const generation = this.#lookups.generation;
+    const rows = await this.#db.selectFrom('cache_entries as e')
       .innerJoin('registry_upstreams as ru', 'ru.upstream_id', 'e.upstream_id')
       .selectAll('e').select(['ru.position'])
       .where('ru.registry_id', '=', registryId).where('e.relative_path', '=', relativePath).where('e.status', '=', LIVE)
       .orderBy('ru.position')
       .execute();
+    // Only what is there: a miss is filled, and the fill's write drops the lookups anyway.
+    if (rows.length > 0) this.#lookups.set(key, rows, { generation });
+    return rows;
   }
 
   /** The upstream was asked again and still has the same digest. */
@@ -195,6 +223,7 @@ export class CacheEntryService {
     await this.#db.updateTable('cache_entries').set({ upstream_checked_at: at, updated_at: Date.now() })
       .where('id', '=', entryId).where('status', '=', LIVE)
       .execute();
+    this.#lookups.clear();
   }
 
   /** Marks one entry pending_destruction; the destroy worker deletes it (and its object if unused). */
@@ -211,6 +240,9 @@ export class CacheEntryService {
       return ok(undefined);
     } catch (error) {
       return failure('cannot mark the cache entry', error);
+    } finally {
+      // After the write: a lookup read meanwhile is not kept either (its generation is older).
+      this.#lookups.clear();
     }
   }
 
@@ -225,6 +257,9 @@ export class CacheEntryService {
       return ok({ marked: await this.#markUpstreams([upstreamId]) });
     } catch (error) {
       return failure('cannot mark the upstream\'s cache entries', error);
+    } finally {
+      // After the write: a lookup read meanwhile is not kept either (its generation is older).
+      this.#lookups.clear();
     }
   }
 
@@ -246,6 +281,9 @@ export class CacheEntryService {
       return ok({ marked: await this.#markUpstreams(exclusive.map((row) => row.upstream_id)) });
     } catch (error) {
       return failure('cannot mark the registry\'s cache entries', error);
+    } finally {
+      // After the write: a lookup read meanwhile is not kept either (its generation is older).
+      this.#lookups.clear();
     }
   }
 

@@ -30,6 +30,8 @@ const DEFAULT_REVALIDATE_TIMEOUT_MS = 2_000;
  * stale) and stale_while_revalidate, every request would otherwise send the upstream a HEAD.
  */
 const MIN_REFRESH_INTERVAL_MS = 1_000;
+/** How long a manifest stays in memory without being asked for (the byte bound evicts it sooner). */
+const MANIFEST_MEMORY_MS = 60 * 60 * 1000;
 
 /** The complete length a 416 answer names (`Content-Range: bytes *\/<length>`), when known. */
 export function unsatisfiedLength(failure: Err): number | null {
@@ -54,10 +56,19 @@ export class PullService {
     this.#refreshed = new BoundedCache({ maxEntries: 10_000, ttlMs: MIN_REFRESH_INTERVAL_MS, now: this.#now });
     this.blobFills = new BlobFills({ store: deps.store, metrics: deps.metrics, logger: deps.logger, graceMs: deps.fillGraceMs });
     this.health = deps.health ?? new UpstreamHealth({ failureThreshold: 3, openMs: 10_000, maxOpenMs: 300_000, defaultRateLimitMs: 60_000, now: this.#now });
+    const manifestBytes = deps.manifestMemory?.maxBytes ?? 16 * 1024 * 1024;
     this.#shared = {
       deps,
       health: this.health,
       negative: new NegativeCache(this.#now),
+      manifests: new BoundedCache({
+        maxEntries: deps.manifestMemory?.maxEntries ?? 10_000,
+        maxBytes: Math.max(1, manifestBytes),
+        sizeOf: (bytes, digest) => bytes.length + digest.length + 64,
+        // Content by digest never changes: it stays until evicted; what may be served is the entries' decision.
+        ttlMs: manifestBytes > 0 ? MANIFEST_MEMORY_MS : 0,
+        now: this.#now,
+      }),
       blobFills: this.blobFills,
       revalidateTimeoutMs: deps.revalidateTimeoutMs ?? DEFAULT_REVALIDATE_TIMEOUT_MS,
       now: this.#now,

@@ -49,6 +49,8 @@ export interface ServedPull {
   size: number | null;
   range: { start: number; end: number } | null;
   body: Readable | null;
+  /** A body sent from memory. */
+  bytes?: Buffer;
 }
 
 const hourOf = (at: number) => Math.floor(at / HOUR) * HOUR;
@@ -75,6 +77,10 @@ export class RegistryTraffic {
     // A tag revalidated with a HEAD, or served stale, still came from the cache.
     const fromCache = served.cache === 'hit' || served.cache === 'revalidated' || served.cache === 'stale';
     this.#add(registryId, this.#now(), { hits: fromCache ? 1 : 0, misses: fromCache ? 0 : 1 });
+    if (served.bytes) {
+      this.#add(registryId, this.#now(), fromCache ? { bytes_from_cache: served.bytes.length } : { bytes_from_upstream: served.bytes.length });
+      return;
+    }
     const body = served.body;
     if (!body) return;
     const length = served.size === null ? null : served.range ? Math.min(served.range.end, served.size - 1) - served.range.start + 1 : served.size;

@@ -2,13 +2,16 @@
 // object (ranges, Accept, counters), asking upstreams (the priority probe, timings, health and the
 // negative cache learn from every answer) and turning failures into results whose message names the
 // upstream and the cause, because that message is all `docker pull` shows.
+import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import rangeParser from 'range-parser';
 import type { Actor } from '../../auth/policy.ts';
 import type { CacheEntry } from '../../db/schema.ts';
 import type { Logger } from '../../log.ts';
 import type { CacheResult, Metrics, ObjectKind } from '../../metrics.ts';
+import type { BoundedCache } from '../../lib/bounded-cache.ts';
 import { INDEX_TYPES, MEDIA_TYPES, acceptAllows } from '../../oci/media-types.ts';
+import { parseDigest } from '../../oci/reference.ts';
 import { err, invalid, ok } from '../../result.ts';
 import type { Err, Result } from '../../result.ts';
 import type { ByteRange, ObjectStore } from '../../storage/object-store.ts';
@@ -44,8 +47,10 @@ export interface PullResponse {
   size: number | null;
   /** The part served when the client asked for a satisfiable range. */
   range: ByteRange | null;
-  /** Null for HEAD. */
+  /** Null for HEAD, and for a manifest served from memory (`bytes`). */
   body: Readable | null;
+  /** A manifest's bytes from memory (GET): sent as they are, no stream. */
+  bytes?: Buffer;
   /** Set when a stale entry is served because its upstream could not be asked. */
   warning: string | null;
   cache: CacheResult;
@@ -68,6 +73,8 @@ export interface PullDeps {
   health?: UpstreamHealth;
   /** The limit of one revalidation HEAD of a stale tag (configuration `upstream.revalidateTimeoutMs`). */
   revalidateTimeoutMs?: number;
+  /** Bounds of the manifests kept in memory (configuration `cache.manifestMemoryBytes`/`Entries`); 0 bytes keeps none. */
+  manifestMemory?: { maxBytes: number; maxEntries: number };
   now?: () => number;
 }
 
@@ -76,6 +83,8 @@ export interface PullShared {
   deps: PullDeps;
   health: UpstreamHealth;
   negative: NegativeCache;
+  /** Hot manifests by digest, verified against it; bounded in bytes and entries. */
+  manifests: BoundedCache<Buffer>;
   blobFills: BlobFills;
   revalidateTimeoutMs: number;
   now(): number;
@@ -161,6 +170,9 @@ export class PullRun {
     if (kind === 'manifest') {
       const refused = this.refuseUnaccepted(mediaType);
       if (refused) return this.count(refused);
+      const bytes = await this.manifestBytes(entry.digest);
+      if (!bytes) return null;
+      return this.serveManifestBytes(entry.id, entry.digest, mediaType, bytes, cache, warning);
     }
     const info = await this.deps.store.stat(entry.digest);
     if (!info) return null;
@@ -188,6 +200,38 @@ export class PullRun {
     }
     this.deps.metrics.cacheRequests.inc({ kind, result: cache });
     return ok({ digest: entry.digest, mediaType, size: info.size, range, body, warning, cache });
+  }
+
+  /** A manifest answered from its bytes in memory: counted as a download (GET) and as bytes from the cache. */
+  serveManifestBytes(entryId: number, digest: string, mediaType: string, bytes: Buffer, cache: CacheResult, warning: string | null): Result<PullResponse> {
+    if (this.isGet) {
+      this.deps.counter.record(entryId, this.now);
+      this.deps.metrics.bytesServed.inc({ source: cache === 'miss' ? 'upstream' : 'cache' }, bytes.length);
+    }
+    this.deps.metrics.cacheRequests.inc({ kind: 'manifest', result: cache });
+    return ok({ digest, mediaType, size: bytes.length, range: null, body: null, bytes: this.isGet ? bytes : undefined, warning, cache });
+  }
+
+  /**
+   * A stored manifest's bytes: from memory, or read from the store once, checked against the digest (so
+   * memory never holds bytes that are not the manifest) and kept. Null when the object is missing or
+   * does not match (then it is a miss, and the fill stores it again).
+   */
+  async manifestBytes(digest: string): Promise<Buffer | null> {
+    const known = this.shared.manifests.get(digest);
+    if (known) return known;
+    const parsed = parseDigest(digest);
+    const stream = parsed ? await this.deps.store.read(digest) : null;
+    if (!parsed || !stream) return null;
+    const chunks: Buffer[] = [];
+    for await (const chunk of stream) chunks.push(chunk as Buffer);
+    const bytes = Buffer.concat(chunks);
+    if (createHash(parsed.algorithm).update(bytes).digest('hex') !== parsed.hex) {
+      this.deps.logger.error({ digest }, 'a stored manifest does not match its digest; fetching it again');
+      return null;
+    }
+    this.shared.manifests.set(digest, bytes);
+    return bytes;
   }
 
   refuseUnaccepted(mediaType: string): Err | null {

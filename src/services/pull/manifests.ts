@@ -2,7 +2,6 @@
 // highest-priority upstream's entry is judged by the plan (plan.ts) and this file carries the plan out:
 // serve, revalidate with a HEAD bounded by the revalidation timeout, serve the stale copy and refresh
 // it in the background (one refresh per tag at a time), refetch a moved tag, or fill a miss.
-import { Readable } from 'node:stream';
 import { SYSTEM } from '../../auth/policy.ts';
 import type { CacheEntry } from '../../db/schema.ts';
 import type { CacheResult } from '../../metrics.ts';
@@ -224,6 +223,8 @@ function fillManifest(run: PullRun, upstream: PullUpstream, reference: string): 
       if (!byDigest.ok) return byDigest;
     }
     deps.metrics.fills.inc({ kind: 'manifest', outcome: 'committed' });
+    // Verified against its digest above: the next requests are answered from memory.
+    run.shared.manifests.set(digest, manifest.bytes);
     return ok({ bytes: manifest.bytes, digest, mediaType, entryId: byReference.value.id });
   });
 }
@@ -236,22 +237,13 @@ function fillManifest(run: PullRun, upstream: PullUpstream, reference: string): 
 async function storedSinceStart(run: PullRun, upstream: PullUpstream, path: string, reference: string): Promise<ManifestFilled | null> {
   const entry = await run.deps.entries.findLive(upstream.id, path);
   if (!entry || (!reference.includes(':') && entry.updated_at < run.startedAt)) return null;
-  const stream = await run.deps.store.read(entry.digest);
-  if (!stream) return null;
-  const chunks: Buffer[] = [];
-  for await (const chunk of stream) chunks.push(chunk as Buffer);
-  return { bytes: Buffer.concat(chunks), digest: entry.digest, mediaType: entry.content_type, entryId: entry.id, reused: true };
+  const bytes = await run.manifestBytes(entry.digest);
+  return bytes ? { bytes, digest: entry.digest, mediaType: entry.content_type, entryId: entry.id, reused: true } : null;
 }
 
 function serveFilled(run: PullRun, filled: ManifestFilled, cache: CacheResult): Result<PullResponse> {
-  const { deps } = run;
   if (filled.reused) cache = 'hit';
   const refused = run.refuseUnaccepted(filled.mediaType);
   if (refused) return run.count(refused);
-  if (run.isGet) {
-    deps.counter.record(filled.entryId, run.now);
-    deps.metrics.bytesServed.inc({ source: filled.reused ? 'cache' : 'upstream' }, filled.bytes.length);
-  }
-  deps.metrics.cacheRequests.inc({ kind: 'manifest', result: cache });
-  return ok({ digest: filled.digest, mediaType: filled.mediaType, size: filled.bytes.length, range: null, body: run.isGet ? Readable.from([filled.bytes]) : null, warning: null, cache });
+  return run.serveManifestBytes(filled.entryId, filled.digest, filled.mediaType, filled.bytes, cache, null);
 }
