@@ -237,7 +237,8 @@ function fillManifest(run: PullRun, upstream: PullUpstream, reference: string): 
 async function storedSinceStart(run: PullRun, upstream: PullUpstream, path: string, reference: string): Promise<ManifestFilled | null> {
   const entry = await run.deps.entries.findLive(upstream.id, path);
   if (!entry || (!reference.includes(':') && entry.updated_at < run.startedAt)) return null;
-  const bytes = await run.manifestBytes(entry.digest);
+  // Checked against the entry's size and digest; a damaged object is fetched again (self-repair).
+  const bytes = await run.manifestBytes(entry);
   return bytes ? { bytes, digest: entry.digest, mediaType: entry.content_type, entryId: entry.id, reused: true } : null;
 }
 
