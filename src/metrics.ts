@@ -13,6 +13,8 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
     rateLimits?: () => ReadonlyMap<number, { remaining: number | null }>;
     /** Upstream health (services/upstream-health.ts): state per upstream id. */
     health?: () => { id: number; state: 'healthy' | 'circuit_open' | 'rate_limited'; consecutiveFailures: number }[];
+    /** The bounded in-memory caches (src/lib/bounded-cache.ts) by name. */
+    memoryCaches?: () => Record<string, { entries: number; bytes: number; evictions: number }>;
   } = {};
   return {
     sources,
@@ -55,6 +57,33 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
         for (const upstream of sources.health?.() ?? []) {
           for (const state of ['healthy', 'circuit_open', 'rate_limited'] as const) this.set({ upstream: String(upstream.id), state }, upstream.state === state ? 1 : 0);
         }
+      },
+    }),
+    memoryCacheEntries: new Gauge({
+      name: 'manifold_memory_cache_entries',
+      help: 'Entries held by each bounded in-memory cache (hot manifests, entry lookups, token actors, verified tokens, registries)',
+      labelNames: ['cache'],
+      registers,
+      collect() {
+        for (const [cache, stats] of Object.entries(sources.memoryCaches?.() ?? {})) this.set({ cache }, stats.entries);
+      },
+    }),
+    memoryCacheBytes: new Gauge({
+      name: 'manifold_memory_cache_bytes',
+      help: 'Bytes held by each byte-bounded in-memory cache',
+      labelNames: ['cache'],
+      registers,
+      collect() {
+        for (const [cache, stats] of Object.entries(sources.memoryCaches?.() ?? {})) this.set({ cache }, stats.bytes);
+      },
+    }),
+    memoryCacheEvictions: new Gauge({
+      name: 'manifold_memory_cache_evictions',
+      help: 'Entries each bounded in-memory cache evicted to stay within its bounds, since the start',
+      labelNames: ['cache'],
+      registers,
+      collect() {
+        for (const [cache, stats] of Object.entries(sources.memoryCaches?.() ?? {})) this.set({ cache }, stats.evictions);
       },
     }),
     upstreamConsecutiveFailures: new Gauge({

@@ -218,6 +218,13 @@ export async function createManifold(config: Config, logger: Logger = createLogg
     const view = services.pull.health.view(id);
     return { id, state: view.state, consecutiveFailures: view.consecutive_failures };
   });
+  metrics.sources.memoryCaches = () => ({
+    hot_manifests: services.pull.manifestMemory,
+    entry_lookups: services.entries.lookupMemory,
+    token_actors: services.authenticator.actorMemory,
+    verified_tokens: services.registryTokens.verifiedMemory,
+    registries: services.registries.pullCache.stats,
+  });
   services.counter.start();
   services.traffic.start();
   services.destroyer.start();

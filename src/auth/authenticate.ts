@@ -3,6 +3,7 @@
 import { createHmac, randomBytes } from 'node:crypto';
 import { sql } from 'kysely';
 import { BoundedCache } from '../lib/bounded-cache.ts';
+import type { CacheStats } from '../lib/bounded-cache.ts';
 import type { Db } from '../db/connect.ts';
 import { isDatabaseUnavailable } from '../db/unavailable.ts';
 import type { AccessLevel, AccessToken, User } from '../db/schema.ts';
@@ -88,6 +89,11 @@ export class Authenticator {
     this.#passwordCache = new BoundedCache({ maxEntries: PASSWORD_CACHE_SIZE, ttlMs: PASSWORD_CACHE_MS, now: this.#now });
     this.#throttle = deps.throttle ?? new LoginThrottle();
     this.#actors = new BoundedCache({ maxEntries: ACTORS_MAX, ttlMs: deps.hotMemoryMs ?? 0, now: this.#now });
+  }
+
+  /** The actors of tokens in memory (for /metrics). */
+  get actorMemory(): CacheStats {
+    return this.#actors.stats;
   }
 
   /** Users, tokens, memberships or groups changed: actors read before are not used again. */

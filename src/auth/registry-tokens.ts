@@ -8,6 +8,7 @@ import { err, ok } from '../result.ts';
 import type { Result } from '../result.ts';
 import { isValidName } from '../oci/reference.ts';
 import { BoundedCache } from '../lib/bounded-cache.ts';
+import type { CacheStats } from '../lib/bounded-cache.ts';
 import { SIGNING_ALGORITHM } from './keys.ts';
 import type { SigningKeys } from './keys.ts';
 import { can } from './policy.ts';
@@ -99,6 +100,11 @@ export class RegistryTokens {
     this.#ttlSeconds = deps.ttlSeconds;
     this.#now = deps.now ?? Date.now;
     this.#verified = new BoundedCache({ maxEntries: VERIFIED_MAX_ENTRIES, maxBytes: VERIFIED_MAX_BYTES, sizeOf: (_value, jwt) => jwt.length + 256, ttlMs: VERIFIED_MAX_MS, now: this.#now });
+  }
+
+  /** The verified tokens in memory (for /metrics). */
+  get verifiedMemory(): CacheStats {
+    return this.#verified.stats;
   }
 
   get service(): string {

@@ -11,6 +11,7 @@ import { err, invalid, ok } from '../result.ts';
 import type { FieldErrors, Result } from '../result.ts';
 import type { ObjectStore } from '../storage/object-store.ts';
 import { BoundedCache } from '../lib/bounded-cache.ts';
+import type { CacheStats } from '../lib/bounded-cache.ts';
 import { isDatabaseUnavailable, unavailable } from './database.ts';
 import { lockDigestShared, objectReferenceLock } from './object-references.ts';
 
@@ -113,6 +114,11 @@ export class CacheEntryService {
     this.#store = deps.store;
     this.#recentByDigest = new BoundedCache({ maxEntries: RECENT_BY_DIGEST_MAX, ttlMs: deps.outageMemoryMs ?? OUTAGE_MEMORY_MS });
     this.#lookups = new BoundedCache({ maxEntries: LOOKUPS_MAX, ttlMs: deps.hotMemoryMs ?? 0 });
+  }
+
+  /** The pull path's entry lookups in memory (for /metrics). */
+  get lookupMemory(): CacheStats {
+    return this.#lookups.stats;
   }
 
   /** Cache entries changed where this service did not see it: lookups read before are not used again. */

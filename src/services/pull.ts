@@ -8,6 +8,7 @@ import type { Err, Result } from '../result.ts';
 import { BlobFills } from './blob-fills.ts';
 import { unavailableAsResult } from './database.ts';
 import { BoundedCache } from '../lib/bounded-cache.ts';
+import type { CacheStats } from '../lib/bounded-cache.ts';
 import { SingleFlight } from '../lib/single-flight.ts';
 import { UpstreamHealth } from './upstream-health.ts';
 import { referenceError } from './pull/access.ts';
@@ -76,6 +77,11 @@ export class PullService {
       revalidate: <T>(key: string, work: () => Promise<T>) => this.#revalidations.run(key, work) as Promise<T>,
       background: (key, work) => this.#runInBackground(key, work),
     };
+  }
+
+  /** The hot manifests in memory (for /metrics). */
+  get manifestMemory(): CacheStats {
+    return this.#shared.manifests.stats;
   }
 
   /** A database that is unavailable with nothing in memory to stand in is `unavailable` (services/database.ts). */

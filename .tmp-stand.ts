@@ -1,0 +1,20 @@
+// Scratch (not committed): an upstream with the small image and a Manifold, kept running for probing.
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { pushSmallImage } from './bench/lib/images.ts';
+import { ManifoldCache } from './bench/lib/manifold-cache.ts';
+import { RegistryProcess } from './bench/lib/registry-process.ts';
+import { skopeoPull } from './bench/lib/clients.ts';
+const workDir = mkdtempSync(path.join(tmpdir(), 'h-hot-stand-'));
+mkdirSync(path.join(workDir, 'up'));
+const upstream = await RegistryProcess.start({ workDir, name: 'upstream', storage: path.join(workDir, 'up'), logLevel: 'warn' });
+const small = await pushSmallImage(upstream.url, 'bench/small', 'v1', [1 << 20, 4 << 20]);
+const manifold = await ManifoldCache.start(upstream.url, workDir, {});
+await skopeoPull(manifold, small.image, small.tag, workDir);
+const repo = manifold.repository(small.image);
+const headers = await manifold.requestHeaders(repo);
+writeFileSync('/tmp/h-hot-stand.json', JSON.stringify({ pid: manifold.pid, url: manifold.url, repo, tag: small.tag, digest: small.manifestDigest, auth: headers.authorization, upstreamPid: upstream.pid, workDir }));
+console.log('ready');
+process.on('SIGTERM', async () => { await manifold.stop(); await upstream.stop(); process.exit(0); });
+setInterval(() => {}, 1 << 30);
