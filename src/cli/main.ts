@@ -5,6 +5,7 @@ import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from '../config.ts';
 import { createManifold, databaseOptions } from '../server.ts';
 import { openDatabase } from '../db/connect.ts';
+import { warmUp } from '../warm-up.ts';
 import { ADMIN_COMMANDS, ADMIN_USAGE, runAdmin } from './admin.ts';
 
 const USAGE = `usage: manifold <command>
@@ -35,6 +36,9 @@ async function serve(): Promise<void> {
   };
   process.on('SIGTERM', () => void stop('SIGTERM'));
   process.on('SIGINT', () => void stop('SIGINT'));
+  // The first pull after a start should not pay for compiling the pull path (src/warm-up.ts).
+  const warmUpMs = await warmUp(manifold);
+  manifold.logger.info({ ms: Math.round(warmUpMs) }, 'warmed up');
   await manifold.app.listen({ host: config.server.host, port: config.server.port });
   // With NODE_COMPILE_CACHE set (`npm start`), write the cache now rather than at exit, so that even a
   // killed first process spares the next start the type stripping (about 30 MB resident) and compiling.

@@ -24,6 +24,8 @@ async function age(server: TestManifold, upstreamId: number, relativePath: strin
     .where('upstream_id', '=', upstreamId).where('relative_path', '=', relativePath).where('status', '=', 0)
     .executeTakeFirst();
   assert.equal(Number(result.numUpdatedRows), 1, `one entry for ${relativePath}`);
+  // Time passing, written straight in the database: the process would read it within cache.hotMemoryMs.
+  server.manifold.services.entries.invalidateLookups();
 }
 
 interface Pulled {
@@ -259,6 +261,7 @@ describe('rules by tag pattern against a real Distribution', () => {
     const purged = await server.manifold.database.db.updateTable('cache_entries').set({ status: 2 })
       .where('upstream_id', '=', upstreamId).where('relative_path', '=', '/library/app/manifests/v1.0.0').executeTakeFirst();
     assert.equal(Number(purged.numUpdatedRows), 1);
+    server.manifold.services.entries.invalidateLookups();
     assert.equal((await getManifest(server, token, 'acme/hub/library/app/manifests/v1.0.0')).digest, v2image.manifest.digest, 'until purged');
   });
 });

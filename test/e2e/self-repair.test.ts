@@ -28,7 +28,9 @@ describe('self-repair and storage check', () => {
   before(async () => {
     upstream = await Distribution.start();
     await pushImage(upstream.url, 'library/app', image, { tag: '1.0' });
-    server = await startManifold();
+    // Hot manifests are answered from memory (checked against their digest) and never read from disk
+    // again while they stay there; this test is about what a pull finds on disk.
+    server = await startManifold({ cache: { manifestMemoryBytes: 0 } });
     await createVirtualRegistry(server, { group: 'acme', registry: 'hub', upstreamUrls: [upstream.url] });
     client = new SkopeoClient(server.host);
     const login = await client.login('admin', await personalToken(server));

@@ -19,6 +19,8 @@ async function age(server: TestManifold, upstreamId: number, relativePath: strin
     .where('upstream_id', '=', upstreamId).where('relative_path', '=', relativePath).where('status', '=', 0)
     .executeTakeFirst();
   assert.equal(Number(result.numUpdatedRows), 1, `one entry for ${relativePath}`);
+  // Time passing, written straight in the database: the process would read it within cache.hotMemoryMs.
+  server.manifold.services.entries.invalidateLookups();
 }
 
 async function manifestDigest(server: TestManifold, token: string, repository: string, reference: string): Promise<{ digest: string | null; warning: string | null; status: number }> {
