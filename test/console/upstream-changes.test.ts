@@ -30,7 +30,7 @@ describe('the console on a day-old registry', () => {
       unwrap(await services.registryUpstreams.createUpstreamForRegistry(server.admin, registry.id, { name, url }));
     }
     const yesterday = Date.now() - DAY_MS;
-    await server.manifold.database.db.updateTable('registries').set({ created_at: yesterday, updated_at: yesterday }).where('id', '=', registry.id).execute();
+    await server.manifold.database.db.updateTable('registries').set({ updated_at: yesterday }).where('id', '=', registry.id).execute();
 
     const context = await newContext(browser, server.url);
     page = await context.newPage();
