@@ -47,8 +47,9 @@ describe('the console, as a first-time admin', () => {
     return found.id;
   };
   const upstreamOrder = async () => (await page.locator('ol.upstreams > li strong').allTextContents());
-  /** What the flush timers would write within a second, written now. */
+  /** The fills done (a blob's entry is written as its last bytes leave), and what the flush timers would write within a second, written now. */
   const flushCounters = async () => {
+    await server.manifold.services.pull.settle();
     await server.manifold.services.counter.flush();
     await server.manifold.services.traffic.flush();
   };
