@@ -5,7 +5,7 @@ import { useLayoutEffect, useRef, useState } from 'preact/hooks';
 import { ApiError, call, del, get, patch, post } from '../api.ts';
 import type { CacheEntry, ConnectionTest, Group, Instance, Link, RegistryDetail, Statistics, Upstream } from '../api.ts';
 import { canMaintain, useSession } from '../session.ts';
-import { ConfirmButton, Field, Form, FormMessage, Loading, Section, SelectField, Snippet, bytes, href, percent, useForm, useLoad, when } from '../ui.tsx';
+import { ConfirmButton, DataTable, Field, Form, FormMessage, Loading, Section, SelectField, Snippet, bytes, href, percent, useForm, useLoad, when } from '../ui.tsx';
 import { Chart } from './chart.tsx';
 
 export function RegistryPage({ id }: { id: number }) {
@@ -284,14 +284,14 @@ function Entries({ registry, maintain, version }: { registry: RegistryDetail; ma
       {!entries.data ? <Loading error={entries.error} /> : entries.data.items.length === 0 ? <p>No cache entries{applied ? ` matching “${applied}”` : ''}.</p> : (
         <>
           <p class="hint" aria-live="polite">{entries.data.total} {entries.data.total === 1 ? 'entry' : 'entries'}</p>
-          <div class="table-wrap"><table class="entries">
+          <DataTable class="entries">
             <thead><tr><th scope="col">Image</th><th scope="col">Upstream</th><th scope="col">Size</th><th scope="col">Last pulled</th><th scope="col">Downloads</th>{maintain && <th scope="col"><span class="visually-hidden">Actions</span></th>}</tr></thead>
             <tbody>
               {entries.data.items.map((entry) => (
                 <tr key={entry.id}>
                   <td><code class="path">{entry.relative_path}</code></td>
                   <td>{upstreamName(entry.upstream_id)}</td>
-                  <td>{bytes(entry.size)}</td>
+                  <td class="nowrap">{bytes(entry.size)}</td>
                   <td>{when(entry.downloaded_at)}</td>
                   <td>{entry.downloads_count}</td>
                   {maintain && <td><ConfirmButton label="Purge" ariaLabel={`Purge ${entry.relative_path}`} question={`Purge ${entry.relative_path}? The next pull fetches it again.`} confirm="Purge entry"
@@ -299,7 +299,7 @@ function Entries({ registry, maintain, version }: { registry: RegistryDetail; ma
                 </tr>
               ))}
             </tbody>
-          </table></div>
+          </DataTable>
           {entries.data.pages > 1 && (
             <nav aria-label="Cache entry pages" class="pager">
               <button type="button" disabled={page <= 1} onClick={() => setPage(page - 1)}>Previous</button>
