@@ -24,6 +24,8 @@ import { ensureAdminUser, ADMIN_USERNAME } from './services/bootstrap.ts';
 import { AuditService } from './services/audit.ts';
 import { CacheDestroyer } from './services/cache-destroyer.ts';
 import { CacheEntryService } from './services/cache-entries.ts';
+import { CacheEntryQueryService } from './services/cache-entry-queries.ts';
+import { CleanupPolicyService } from './services/cleanup-policies.ts';
 import { DownloadCounter } from './services/download-counter.ts';
 import { GroupService } from './services/groups.ts';
 import { MembershipService } from './services/memberships.ts';
@@ -36,6 +38,7 @@ import { UpstreamHealth } from './services/upstream-health.ts';
 import { RegistryService } from './services/registries.ts';
 import { RegistryTraffic } from './services/registry-traffic.ts';
 import { RegistryUpstreamService } from './services/registry-upstreams.ts';
+import { RegistryUpstreamQueryService } from './services/registry-upstream-queries.ts';
 import { SessionService } from './services/sessions.ts';
 import { TagService } from './services/tags.ts';
 import { TokenService } from './services/tokens.ts';
@@ -104,6 +107,9 @@ export async function createServices(config: Config, database: DatabaseHandle, l
     routing: new MirrorRouting({ db, registries }),
     registryUpstreams: new RegistryUpstreamService({ db, limits: config.limits, upstreams, pullCache: registries.pullCache }),
     entries,
+    cacheEntryQueries: new CacheEntryQueryService({ db }),
+    cleanupPolicies: new CleanupPolicyService({ db }),
+    linkQueries: new RegistryUpstreamQueryService({ db }),
     counter,
     destroyer: new CacheDestroyer({ db, dialect, store, logger, intervalMs: config.cache.destroyIntervalSeconds * 1000 }),
     client,
@@ -156,7 +162,6 @@ export function createHttp(config: Config, database: DatabaseHandle, services: S
   });
   consoleRoutes(app);
   apiRoutes(app, {
-    db: database.db,
     authenticator: services.authenticator,
     userService: services.users,
     groupService: services.groups,
@@ -167,6 +172,9 @@ export function createHttp(config: Config, database: DatabaseHandle, services: S
     registryUpstreamService: services.registryUpstreams,
     mirrorRouteService: services.mirrorRoutes,
     cacheEntries: services.entries,
+    cacheEntryQueries: services.cacheEntryQueries,
+    cleanupPolicies: services.cleanupPolicies,
+    linkQueries: services.linkQueries,
     auditService: services.audit,
     upstreamClient: services.client,
     allowPrivateUpstreams: config.upstream.allowPrivate,
@@ -177,6 +185,35 @@ export function createHttp(config: Config, database: DatabaseHandle, services: S
   });
 
   return app;
+}
+
+/** The services over a migrated database, without HTTP: what the server and the CLI (src/cli/admin.ts) share. */
+export interface ServiceRuntime {
+  database: DatabaseHandle;
+  services: Services;
+  /** Closes the upstream connections, the password hashing workers and the database. */
+  close(): Promise<void>;
+}
+
+/** Opens and migrates the configured database and builds the services on it. */
+export async function openServices(config: Config, logger: Logger, metrics: Metrics): Promise<ServiceRuntime> {
+  const database = openDatabase(databaseOptions(config, logger));
+  try {
+    await database.migrate();
+    const services = await createServices(config, database, logger, metrics);
+    return {
+      database,
+      services,
+      async close() {
+        await services.client.close();
+        await closePasswordHashing();
+        await database.close();
+      },
+    };
+  } catch (error) {
+    await database.close();
+    throw error;
+  }
 }
 
 export interface Manifold {
@@ -191,8 +228,9 @@ export interface Manifold {
 }
 
 export async function createManifold(config: Config, logger: Logger = createLogger(config.log.level)): Promise<Manifold> {
-  const database = openDatabase(databaseOptions(config, logger));
-  await database.migrate();
+  const metrics = createMetrics();
+  const runtime = await openServices(config, logger, metrics);
+  const { database, services } = runtime;
 
   const admin = await ensureAdminUser(database.db, config.adminPassword);
   if (admin.generatedPassword) {
@@ -202,8 +240,6 @@ export async function createManifold(config: Config, logger: Logger = createLogg
     logger.info({ username: ADMIN_USERNAME }, 'admin user created with the configured password');
   }
 
-  const metrics = createMetrics();
-  const services = await createServices(config, database, logger, metrics);
   metrics.sources.rateLimits = () => services.client.rateLimits();
   metrics.sources.health = () => services.pull.health.ids().map((id) => {
     const view = services.pull.health.view(id);
@@ -229,9 +265,7 @@ export async function createManifold(config: Config, logger: Logger = createLogg
       await services.counter.stop();
       await services.traffic.stop();
       await services.destroyer.stop();
-      await services.client.close();
-      await closePasswordHashing();
-      await database.close();
+      await runtime.close();
     },
   };
 }

@@ -118,6 +118,14 @@ export class UserService {
     return ok(userView(row.value));
   }
 
+  /** Admins only (the CLI acts as the system): the user of this name, regardless of case. */
+  async getByUsername(actor: Actor, username: string): Promise<Result<UserView>> {
+    const allowed = authorize(actor, 'admin_instance', 'instance');
+    if (!allowed.ok) return allowed;
+    const user = await this.#findByUsername(username);
+    return user ? ok(userView(user)) : err('not_found', `no user named ${username}`);
+  }
+
   async block(actor: Actor, id: number | string): Promise<Result<UserView>> {
     return this.#setBlocked(actor, id, true);
   }
