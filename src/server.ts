@@ -4,7 +4,7 @@ import type { Config } from './config.ts';
 import { resolvedPaths } from './config.ts';
 import { openDatabase } from './db/connect.ts';
 import type { DatabaseHandle, DatabaseOptions } from './db/connect.ts';
-import { Authenticator } from './auth/authenticate.ts';
+import { Authenticator } from './services/authentication.ts';
 import { LoginThrottle } from './auth/login-throttle.ts';
 import { closePasswordHashing, configurePasswordHashing } from './auth/password-hashing.ts';
 import { CredentialsCipher } from './auth/credentials-cipher.ts';
@@ -185,6 +185,17 @@ export function createHttp(config: Config, database: DatabaseHandle, services: S
   });
 
   return app;
+}
+
+/** `manifold migrate`: the configured database's migrations, and nothing else. Returns the dialect. */
+export async function migrateDatabase(config: Config): Promise<DatabaseHandle['dialect']> {
+  const database = openDatabase(databaseOptions(config));
+  try {
+    await database.migrate();
+    return database.dialect;
+  } finally {
+    await database.close();
+  }
 }
 
 /** The services over a migrated database, without HTTP: what the server and the CLI (src/cli/admin.ts) share. */

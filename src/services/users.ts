@@ -26,7 +26,7 @@ export const usernameSchema = z.string('must be a string')
 export const passwordSchema = z.string('must be a string')
   .min(MIN_PASSWORD_LENGTH, `must be at least ${MIN_PASSWORD_LENGTH} characters`)
   .max(1024, 'must be at most 1024 characters')
-  // Basic credentials whose password starts with a token prefix are read as tokens (src/auth/authenticate.ts).
+  // Basic credentials whose password starts with a token prefix are read as tokens (src/services/authentication.ts).
   .refine((password) => !Object.values(TOKEN_PREFIX).some((prefix) => password.startsWith(prefix)), 'must not start with an access token prefix');
 
 const createSchema = z.object({

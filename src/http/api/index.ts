@@ -6,7 +6,7 @@ import fastifySwaggerUi from '@fastify/swagger-ui';
 import type { FastifyBaseLogger, FastifyInstance, RawReplyDefaultExpression, RawRequestDefaultExpression, RawServerDefault } from 'fastify';
 import { createJsonSchemaTransform, createJsonSchemaTransformObject, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
-import type { Authenticator } from '../../auth/authenticate.ts';
+import type { Authenticator } from '../../services/authentication.ts';
 import type { AuditService } from '../../services/audit.ts';
 import type { CacheEntryService } from '../../services/cache-entries.ts';
 import type { CacheEntryQueryService } from '../../services/cache-entry-queries.ts';

@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
-import { Authenticator } from '../../../src/auth/authenticate.ts';
+import { Authenticator } from '../../../src/services/authentication.ts';
 import { CredentialsCipher } from '../../../src/auth/credentials-cipher.ts';
 import type { Actor } from '../../../src/auth/policy.ts';
 import { SYSTEM } from '../../../src/auth/policy.ts';
