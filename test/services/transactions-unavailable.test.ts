@@ -1,23 +1,30 @@
 // A database that goes away inside a write transaction, for the services that write users, groups,
-// memberships and tokens: each write answers the `unavailable` result (the API's 503 with Retry-After)
-// instead of throwing, and nothing of the change is left behind (the transaction rolled back, no audit
-// event). The outage is injected by a Kysely plugin that fails the first write statement with the error
+// memberships, tokens and cache entries, and for the destroy worker: each write answers the `unavailable`
+// result (the API's 503 with Retry-After) instead of throwing, and nothing of the change is left behind
+// (the transaction rolled back, no audit event). The outage is injected by a Kysely plugin that fails the first write statement with the error
 // the driver of the database under test gives when the server goes away: PostgreSQL's 57P01
 // (pg_terminate_backend), SQLite's SQLITE_BUSY (a file locked past the busy timeout).
 import { after, before, beforeEach, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import type { KyselyPlugin, PluginTransformQueryArgs, PluginTransformResultArgs, QueryResult, RootOperationNode, UnknownRow } from 'kysely';
 import { SYSTEM } from '../../src/auth/policy.ts';
 import type { Db } from '../../src/db/connect.ts';
-import { ROLES } from '../../src/db/schema.ts';
+import { CACHE_ENTRY_STATUS, ROLES } from '../../src/db/schema.ts';
 import type { Result } from '../../src/result.ts';
+import { CacheDestroyer } from '../../src/services/cache-destroyer.ts';
+import { CacheEntryService } from '../../src/services/cache-entries.ts';
 import { GroupService } from '../../src/services/groups.ts';
 import { MembershipService } from '../../src/services/memberships.ts';
 import { TokenService } from '../../src/services/tokens.ts';
 import { UserService } from '../../src/services/users.ts';
+import { FilesystemObjectStore } from '../../src/storage/filesystem.ts';
 import { createTestDatabase, dialectUnderTest } from '../helpers/db.ts';
 import type { TestDatabase } from '../helpers/db.ts';
-import { insertGroup, insertMembership, insertUser, uniqueName, userActor } from '../helpers/fixtures.ts';
+import { insertGroup, insertMembership, insertUpstream, insertUser, uniqueName, userActor } from '../helpers/fixtures.ts';
 
 /** The error the driver under test throws when the database goes away mid-transaction. */
 function outageError(): Error {
@@ -61,6 +68,10 @@ describe(`an outage inside a write transaction (${dialectUnderTest})`, () => {
   let groups: GroupService;
   let memberships: MembershipService;
   let tokens: TokenService;
+  let objectsDir: string;
+  let store: FilesystemObjectStore;
+  let entries: CacheEntryService;
+  let destroyer: CacheDestroyer;
   let auditEvents: () => Promise<number>;
 
   before(async () => {
@@ -71,10 +82,16 @@ describe(`an outage inside a write transaction (${dialectUnderTest})`, () => {
     groups = new GroupService({ db: failing });
     memberships = new MembershipService({ db: failing });
     tokens = new TokenService({ db: failing });
+    objectsDir = mkdtempSync(path.join(tmpdir(), 'manifold-outage-objects-'));
+    store = new FilesystemObjectStore({ root: objectsDir });
+    await store.init();
+    entries = new CacheEntryService({ db: failing, dialect: database.dialect, store });
+    destroyer = new CacheDestroyer({ db: failing, dialect: database.dialect, store });
     auditEvents = async () => Number((await db.selectFrom('audit_events').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow()).n);
   });
   after(async () => {
     await database?.destroy();
+    if (objectsDir) rmSync(objectsDir, { recursive: true, force: true });
   });
   beforeEach(() => {
     outage.armed = false;
@@ -158,5 +175,41 @@ describe(`an outage inside a write transaction (${dialectUnderTest})`, () => {
     assert.ok(created.ok, 'without the outage the same service writes');
     await duringOutage('token revoke', () => tokens.revoke(SYSTEM, { id: created.value.id }));
     assert.equal((await db.selectFrom('access_tokens').select('revoked_at').where('id', '=', created.value.id).executeTakeFirstOrThrow()).revoked_at, null, 'the token is not revoked');
+  });
+
+  it('cache entries: recording a filled object answers unavailable and records no entry', async () => {
+    const group = await insertGroup(db);
+    const upstream = await insertUpstream(db, group.id);
+    const bytes = randomBytes(64);
+    const writer = await store.createWriter(`sha256:${createHash('sha256').update(bytes).digest('hex')}`);
+    await writer.write(bytes);
+    const object = await writer.commit(bytes.length);
+    assert.ok(object.ok);
+    const relativePath = `/library/alpine/blobs/${object.value.digest}`;
+    await duringOutage('cache entry upsert', () => entries.createOrUpdate(SYSTEM, {
+      upstreamId: upstream.id, relativePath, digest: object.value.digest, size: object.value.size, contentType: 'application/octet-stream', upstreamEtag: null,
+    }));
+    assert.equal(await db.selectFrom('cache_entries').select('id').where('relative_path', '=', relativePath).executeTakeFirst(), undefined, 'no entry was recorded');
+  });
+
+  it('the destroy worker: a batch that meets the outage counts an error and leaves its rows for the next run', async () => {
+    const group = await insertGroup(db);
+    const upstream = await insertUpstream(db, group.id);
+    const now = Date.now();
+    const digest = `sha256:${randomBytes(32).toString('hex')}`;
+    const row = await db.insertInto('cache_entries').values({
+      group_id: group.id, upstream_id: upstream.id, relative_path: `/library/gone/blobs/${digest}`, digest, size: 1, content_type: 'application/octet-stream',
+      upstream_etag: null, upstream_checked_at: now, downloaded_at: null, downloads_count: 0, status: CACHE_ENTRY_STATUS.pending_destruction, created_at: now, updated_at: now,
+    }).returning('id').executeTakeFirstOrThrow();
+    outage.armed = true;
+    const run = await destroyer.runOnce();
+    assert.equal(outage.failures > 0 && !outage.armed, true, 'the batch reached a write statement');
+    assert.equal(run.errors, 1, 'the failed batch is counted');
+    assert.equal(run.entries, 0);
+    const left = await db.selectFrom('cache_entries').select('status').where('id', '=', row.id).executeTakeFirst();
+    assert.equal(left?.status, CACHE_ENTRY_STATUS.pending_destruction, 'the row waits for the next run');
+    const retried = await destroyer.runOnce();
+    assert.equal(retried.errors, 0, 'the next run, with the database back, destroys it');
+    assert.equal(await db.selectFrom('cache_entries').select('id').where('id', '=', row.id).executeTakeFirst(), undefined);
   });
 });
