@@ -22,6 +22,8 @@ import { createMetrics } from './metrics.ts';
 import type { Metrics } from './metrics.ts';
 import { ensureAdminUser, ADMIN_USERNAME } from './services/bootstrap.ts';
 import { AuditService } from './services/audit.ts';
+import { StorageRepairs } from './services/storage-repairs.ts';
+import { StorageCheck } from './services/storage-check.ts';
 import { CacheDestroyer } from './services/cache-destroyer.ts';
 import { CacheEntryService } from './services/cache-entries.ts';
 import { CacheEntryQueryService } from './services/cache-entry-queries.ts';
@@ -78,6 +80,8 @@ export async function createServices(config: Config, database: DatabaseHandle, l
   const sessionTimes = { ttlMs: config.auth.sessionTtlHours * 60 * 60 * 1000, idleMs: config.auth.sessionIdleMinutes * 60 * 1000 };
   const client = new UpstreamClient({ ...config.upstream, maxManifestBytes: config.limits.maxManifestBytes, logger });
   const audit = new AuditService({ db });
+  const repairs = new StorageRepairs({ db, metrics, logger });
+  const destroyer = new CacheDestroyer({ db, dialect, store, logger, intervalMs: config.cache.destroyIntervalSeconds * 1000 });
   configurePasswordHashing({ threads: config.auth.passwordHashThreads, queue: config.auth.passwordHashQueue });
   const throttle = new LoginThrottle({
     settings: config.auth.throttle,
@@ -111,7 +115,8 @@ export async function createServices(config: Config, database: DatabaseHandle, l
     cleanupPolicies: new CleanupPolicyService({ db }),
     linkQueries: new RegistryUpstreamQueryService({ db }),
     counter,
-    destroyer: new CacheDestroyer({ db, dialect, store, logger, intervalMs: config.cache.destroyIntervalSeconds * 1000 }),
+    destroyer,
+    storageCheck: new StorageCheck({ db, store, destroyer, repairs }),
     client,
     pull: new PullService({
       registries,
@@ -120,6 +125,7 @@ export async function createServices(config: Config, database: DatabaseHandle, l
       client,
       counter,
       traffic,
+      repairs,
       metrics,
       logger,
       fillGraceMs: config.cache.fillGraceSeconds * 1000,
@@ -129,6 +135,7 @@ export async function createServices(config: Config, database: DatabaseHandle, l
     referrers: new ReferrersService({ registries, client, logger, ttlMs: config.cache.referrersTtlSeconds * 1000 }),
     tags: new TagService({ registries, client, logger, ttlMs: config.cache.tagsTtlSeconds * 1000 }),
     catalog: new CatalogService({ db, dialect }),
+    repairs,
   };
 }
 
