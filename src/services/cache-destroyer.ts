@@ -129,10 +129,13 @@ export class CacheDestroyer {
     if (this.#dialect === 'postgres') {
       for (let i = 0; i < unique.length; i += this.#batchSize) {
         const batch = unique.slice(i, i + this.#batchSize);
-        await this.#db.transaction().execute(async (trx) => {
+        const done = await transact(this.#db, async (trx) => {
           await lockDigestsExclusive(trx, batch);
           await decide(trx, batch);
+          return ok(undefined);
         });
+        // The storage check reports a failure as it happened (its callers expect the database's error).
+        if (!done.ok) throw done.cause ?? new Error(done.message);
       }
     } else {
       for (const digest of unique) await objectReferenceLock.exclusive(digest, () => decide(this.#db, [digest]));
