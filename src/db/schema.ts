@@ -203,6 +203,16 @@ export interface RegistryTrafficTable {
   bytes_from_upstream: number;
 }
 
+/** The lease of one fill held by one replica (cluster-wide single flight, services/fill-leases.ts). */
+export interface FillLeasesTable {
+  key: string;
+  owner: string;
+  owner_url: string;
+  acquired_at: number;
+  expires_at: number;
+  takeovers: Generated<number>;
+}
+
 export interface Database {
   users: UsersTable;
   groups: GroupsTable;
@@ -218,6 +228,7 @@ export interface Database {
   audit_events: AuditEventsTable;
   sessions: SessionsTable;
   registry_traffic: RegistryTrafficTable;
+  fill_leases: FillLeasesTable;
 }
 
 export type User = Selectable<UsersTable>;

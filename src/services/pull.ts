@@ -51,7 +51,7 @@ export class PullService {
   constructor(deps: PullDeps) {
     this.#deps = deps;
     this.#now = deps.now ?? Date.now;
-    this.blobFills = new BlobFills({ store: deps.store, metrics: deps.metrics, logger: deps.logger, graceMs: deps.fillGraceMs });
+    this.blobFills = new BlobFills({ store: deps.store, metrics: deps.metrics, logger: deps.logger, graceMs: deps.fillGraceMs, cluster: deps.cluster });
     this.health = deps.health ?? new UpstreamHealth({ failureThreshold: 3, openMs: 10_000, maxOpenMs: 300_000, defaultRateLimitMs: 60_000, now: this.#now });
     this.#shared = {
       deps,
