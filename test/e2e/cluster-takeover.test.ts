@@ -9,16 +9,15 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
-import { Distribution } from '../helpers/distribution.ts';
-import { buildImage, pushImage } from '../helpers/oci-image.ts';
+import type { Distribution } from '../helpers/distribution.ts';
+import { buildImage } from '../helpers/oci-image.ts';
 import { basicToken } from '../helpers/manifold.ts';
 import { SkopeoClient } from '../helpers/skopeo.ts';
 import { rawGet, settleLog, until } from '../helpers/e2e.ts';
-import { startS3Server } from '../helpers/s3-server.ts';
 import type { TestS3Server } from '../helpers/s3-server.ts';
-import { GatedProxy } from '../helpers/gated-proxy.ts';
-import { startCluster } from '../helpers/cluster.ts';
-import type { TestCluster } from '../helpers/cluster.ts';
+import type { GatedProxy } from '../helpers/gated-proxy.ts';
+import { startClusterOnDistribution } from '../helpers/cluster.ts';
+import type { ClusterOnDistribution, TestCluster } from '../helpers/cluster.ts';
 import { CACHE_ENTRY_STATUS } from '../../src/db/schema.ts';
 
 const MiB = 1024 * 1024;
@@ -31,21 +30,16 @@ describe('SIGKILL of the replica that owns a fill halfway through a large layer'
   let proxy: GatedProxy;
   let s3: TestS3Server;
   let cluster: TestCluster;
+  let setup: ClusterOnDistribution | undefined;
   let client: SkopeoClient | undefined;
 
   before(async () => {
-    upstream = await Distribution.start();
-    await pushImage(upstream.url, 'library/app', image, { tag: '1.0' });
-    proxy = await GatedProxy.start(upstream.url);
-    s3 = await startS3Server();
-    cluster = await startCluster({ replicas: 3, upstreamUrl: proxy.url, s3 });
+    setup = await startClusterOnDistribution(image, 3);
+    ({ upstream, proxy, s3, cluster } = setup);
   });
   after(async () => {
     client?.cleanup();
-    await cluster?.stop();
-    await proxy?.close();
-    await upstream?.stop();
-    await s3?.stop();
+    await setup?.stop();
   });
 
   /** Every object in the cluster's part of the bucket, with whether its bytes hash to its key. */

@@ -8,17 +8,15 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { request } from 'node:http';
 import { performance } from 'node:perf_hooks';
-import { Distribution } from '../helpers/distribution.ts';
-import { buildImage, pushImage } from '../helpers/oci-image.ts';
+import type { Distribution } from '../helpers/distribution.ts';
+import { buildImage } from '../helpers/oci-image.ts';
 import { basicToken } from '../helpers/manifold.ts';
 import { SkopeoClient } from '../helpers/skopeo.ts';
 import { settleLog, until } from '../helpers/e2e.ts';
-import { startS3Server } from '../helpers/s3-server.ts';
-import type { TestS3Server } from '../helpers/s3-server.ts';
-import { GatedProxy } from '../helpers/gated-proxy.ts';
-import { startCluster } from '../helpers/cluster.ts';
+import type { GatedProxy } from '../helpers/gated-proxy.ts';
+import { startClusterOnDistribution } from '../helpers/cluster.ts';
 import { signPeerRequest } from '../../src/auth/peer-signature.ts';
-import type { TestCluster } from '../helpers/cluster.ts';
+import type { ClusterOnDistribution, TestCluster } from '../helpers/cluster.ts';
 
 const MiB = 1024 * 1024;
 const CLIENTS = 24;
@@ -52,23 +50,17 @@ describe('three replicas, one PostgreSQL, one bucket: one upstream fetch per blo
   const big = image.layers[2];
   let upstream: Distribution;
   let proxy: GatedProxy;
-  let s3: TestS3Server;
   let cluster: TestCluster;
+  let setup: ClusterOnDistribution | undefined;
   const clients: SkopeoClient[] = [];
 
   before(async () => {
-    upstream = await Distribution.start();
-    await pushImage(upstream.url, 'library/app', image, { tag: '1.0' });
-    proxy = await GatedProxy.start(upstream.url);
-    s3 = await startS3Server();
-    cluster = await startCluster({ replicas: 3, upstreamUrl: proxy.url, s3 });
+    setup = await startClusterOnDistribution(image, 3);
+    ({ upstream, proxy, cluster } = setup);
   });
   after(async () => {
     clients.forEach((client) => client.cleanup());
-    await cluster?.stop();
-    await proxy?.close();
-    await upstream?.stop();
-    await s3?.stop();
+    await setup?.stop();
   });
 
   it(`${CLIENTS} skopeo copies round-robin over three replicas: each blob fetched once, identical bytes, followers stream before the owner's fill ends`, async (t) => {

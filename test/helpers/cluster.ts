@@ -11,7 +11,12 @@ import pg from 'pg';
 import { createVirtualRegistry, personalToken, startManifold } from './manifold.ts';
 import { freePort, spawnManifold } from './manifold-process.ts';
 import type { ManifoldProcess } from './manifold-process.ts';
+import { startS3Server } from './s3-server.ts';
 import type { TestS3Server } from './s3-server.ts';
+import { Distribution } from './distribution.ts';
+import { GatedProxy } from './gated-proxy.ts';
+import { pushImage } from './oci-image.ts';
+import type { TestImage } from './oci-image.ts';
 
 export const clusterDatabaseUrl = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 
@@ -139,4 +144,36 @@ export async function startCluster(options: ClusterOptions): Promise<TestCluster
     await stop();
     throw error;
   }
+}
+
+export interface ClusterOnDistribution {
+  /** Debian's Distribution holding the image as `library/app:1.0`. */
+  upstream: Distribution;
+  /** The replicas' upstream: a proxy in front of it that can hold a blob's body halfway. */
+  proxy: GatedProxy;
+  s3: TestS3Server;
+  cluster: TestCluster;
+  stop(): Promise<void>;
+}
+
+/** A real upstream with `image`, the gating proxy in front of it, an s3rver bucket and `replicas` replicas on them. */
+export async function startClusterOnDistribution(image: TestImage, replicas: number): Promise<ClusterOnDistribution> {
+  const parts: Partial<ClusterOnDistribution> = {};
+  const stop = async () => {
+    await parts.cluster?.stop();
+    await parts.proxy?.close();
+    await parts.upstream?.stop();
+    await parts.s3?.stop();
+  };
+  try {
+    parts.upstream = await Distribution.start();
+    await pushImage(parts.upstream.url, 'library/app', image, { tag: '1.0' });
+    parts.proxy = await GatedProxy.start(parts.upstream.url);
+    parts.s3 = await startS3Server();
+    parts.cluster = await startCluster({ replicas, upstreamUrl: parts.proxy.url, s3: parts.s3 });
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+  return { ...(parts as Omit<ClusterOnDistribution, 'stop'>), stop };
 }
