@@ -9,6 +9,7 @@ import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { sql } from 'kysely';
 import type { Db } from '../db/connect.ts';
+import { PeriodicTask } from '../lib/periodic-task.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 
@@ -39,13 +40,15 @@ export class FillLeases {
   readonly expiryMs: number;
   readonly #options: FillLeaseOptions;
   readonly #owned = new Set<string>();
-  #timer: NodeJS.Timeout | null = null;
-  #beating: Promise<void> | null = null;
+  // A failed run means the database is away: the leases expire, and another replica may take a fill
+  // over (one more upstream GET, never wrong bytes).
+  readonly #heartbeat: PeriodicTask<void>;
 
   constructor(options: FillLeaseOptions) {
     this.#options = options;
     this.advertiseUrl = options.advertiseUrl;
     this.expiryMs = options.expiryMs;
+    this.#heartbeat = new PeriodicTask({ name: 'fill lease heartbeat', intervalMs: options.heartbeatMs, run: () => this.#renew(), logger: options.logger });
   }
 
   /**
@@ -89,22 +92,12 @@ export class FillLeases {
 
   /** Renews this replica's leases every heartbeat and removes leases long expired. */
   start(): void {
-    if (this.#timer) return;
-    this.#timer = setInterval(() => {
-      if (this.#beating) return;
-      this.#beating = this.#heartbeat().catch((error: unknown) => {
-        // The database is away: the leases expire, and another replica may take a fill over (one more upstream GET, never wrong bytes).
-        this.#options.logger.warn({ err: (error as Error).message }, 'cannot renew fill leases');
-      }).finally(() => (this.#beating = null));
-    }, this.#options.heartbeatMs);
-    this.#timer.unref();
+    this.#heartbeat.start();
   }
 
   /** Stops renewing and releases what this replica still owns (shutdown, after fills settled). */
   async stop(): Promise<void> {
-    if (this.#timer) clearInterval(this.#timer);
-    this.#timer = null;
-    await this.#beating;
+    await this.#heartbeat.stop();
     const keys = [...this.#owned];
     this.#owned.clear();
     if (keys.length > 0) {
@@ -112,7 +105,7 @@ export class FillLeases {
     }
   }
 
-  async #heartbeat(): Promise<void> {
+  async #renew(): Promise<void> {
     const { db, expiryMs } = this.#options;
     const keys = [...this.#owned];
     if (keys.length > 0) {
