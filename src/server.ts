@@ -23,6 +23,8 @@ import { createMetrics } from './metrics.ts';
 import type { Metrics } from './metrics.ts';
 import { ensureAdminUser, ADMIN_USERNAME } from './services/bootstrap.ts';
 import { AuditService } from './services/audit.ts';
+import { StorageRepairs } from './services/storage-repairs.ts';
+import { StorageCheck } from './services/storage-check.ts';
 import { CacheDestroyer } from './services/cache-destroyer.ts';
 import { CacheEntryService } from './services/cache-entries.ts';
 import { DownloadCounter } from './services/download-counter.ts';
@@ -84,6 +86,8 @@ export async function createServices(config: Config, database: DatabaseHandle, l
     leases: new FillLeases({ db, advertiseUrl, heartbeatMs: config.cluster.heartbeatMs, expiryMs: config.cluster.leaseExpiryMs, logger, metrics }),
     peers: new PeerFills({ secret, store, metrics }),
   } : undefined;
+  const repairs = new StorageRepairs({ db, metrics, logger });
+  const destroyer = new CacheDestroyer({ db, dialect, store, logger, intervalMs: config.cache.destroyIntervalSeconds * 1000 });
   configurePasswordHashing({ threads: config.auth.passwordHashThreads, queue: config.auth.passwordHashQueue });
   const throttle = new LoginThrottle({
     settings: config.auth.throttle,
@@ -114,7 +118,8 @@ export async function createServices(config: Config, database: DatabaseHandle, l
     registryUpstreams: new RegistryUpstreamService({ db, limits: config.limits, upstreams, pullCache: registries.pullCache }),
     entries,
     counter,
-    destroyer: new CacheDestroyer({ db, dialect, store, logger, intervalMs: config.cache.destroyIntervalSeconds * 1000 }),
+    destroyer,
+    storageCheck: new StorageCheck({ db, store, destroyer, repairs }),
     client,
     pull: new PullService({
       registries,
@@ -123,6 +128,7 @@ export async function createServices(config: Config, database: DatabaseHandle, l
       client,
       counter,
       traffic,
+      repairs,
       metrics,
       logger,
       fillGraceMs: config.cache.fillGraceSeconds * 1000,
@@ -134,6 +140,7 @@ export async function createServices(config: Config, database: DatabaseHandle, l
     referrers: new ReferrersService({ registries, client, logger, ttlMs: config.cache.referrersTtlSeconds * 1000 }),
     tags: new TagService({ registries, client, logger, ttlMs: config.cache.tagsTtlSeconds * 1000 }),
     catalog: new CatalogService({ db, dialect }),
+    repairs,
   };
 }
 
