@@ -1,7 +1,7 @@
 // Small building blocks every page uses: form fields that show the API's message for their field,
-// a form hook, confirmation dialogs, copy buttons, formatting, and the hash router.
+// a form hook, confirmation dialogs, copy buttons, tables that stack on phones, formatting, and the hash router.
 import type { ComponentChildren, InputHTMLAttributes, JSX } from 'preact';
-import { useEffect, useId, useRef, useState } from 'preact/hooks';
+import { useEffect, useId, useLayoutEffect, useRef, useState } from 'preact/hooks';
 import { ApiError } from './api.ts';
 
 // ---- routing ------------------------------------------------------------------------------------------
@@ -215,16 +215,21 @@ export function Snippet({ title, text }: { title: string; text: string }) {
   );
 }
 
-/** Loads `load()` when `key` changes; `reload` fetches again. */
+/** Loads `load()` when `key` changes; `reload` fetches again. Only the answer to the latest load is kept. */
 export function useLoad<T>(load: () => Promise<T>, key: unknown[] = []): { data: T | undefined; error: string | null; reload: () => Promise<void> } {
   const [data, setData] = useState<T>();
   const [error, setError] = useState<string | null>(null);
+  // Only the latest load's answer counts: answers can arrive out of order (a slow search, then a quick one).
+  const latest = useRef(0);
   const reload = async () => {
+    const mine = ++latest.current;
     try {
-      setData(await load());
+      const value = await load();
+      if (mine !== latest.current) return;
+      setData(value);
       setError(null);
     } catch (caught) {
-      setError(caught instanceof Error ? caught.message : String(caught));
+      if (mine === latest.current) setError(caught instanceof Error ? caught.message : String(caught));
     }
   };
   useEffect(() => {
@@ -236,6 +241,21 @@ export function useLoad<T>(load: () => Promise<T>, key: unknown[] = []): { data:
 
 export function Loading({ error }: { error: string | null }) {
   return error ? <p class="form-error" role="alert">{error}</p> : <p aria-busy="true">Loading…</p>;
+}
+
+/**
+ * A table that scrolls in its own box where it is wide, and on a phone shows each row as a block of
+ * labelled cells: every body cell gets its column's header as `data-label`, which the stylesheet shows.
+ */
+export function DataTable(props: { children: ComponentChildren; class?: string }) {
+  const table = useRef<HTMLTableElement>(null);
+  useLayoutEffect(() => {
+    const headers = [...table.current?.tHead?.rows[0]?.cells ?? []].map((cell) => (cell.querySelector('.visually-hidden') ? '' : cell.textContent ?? ''));
+    for (const row of table.current?.tBodies[0]?.rows ?? []) {
+      for (const [index, cell] of [...row.cells].entries()) cell.dataset.label = headers[index] ?? '';
+    }
+  });
+  return <div class="table-wrap"><table ref={table} class={props.class}>{props.children}</table></div>;
 }
 
 export function Section(props: { title: string; children: ComponentChildren; actions?: JSX.Element | null; id?: string }) {

@@ -16,7 +16,7 @@ import { err, invalid, ok } from '../../result.ts';
 import type { Err, Result } from '../../result.ts';
 import type { ByteRange, ObjectStore } from '../../storage/object-store.ts';
 import type { ProbeResult, UpstreamClient, UpstreamFailure, UpstreamResult, UpstreamTarget } from '../../upstream/client.ts';
-import type { BlobFills } from '../blob-fills.ts';
+import type { BlobFills, FillCluster } from '../blob-fills.ts';
 import type { CacheEntryService } from '../cache-entries.ts';
 import type { DownloadCounter } from '../download-counter.ts';
 import type { RegistryService } from '../registries.ts';
@@ -79,6 +79,8 @@ export interface PullDeps {
   revalidateTimeoutMs?: number;
   /** Bounds of the manifests kept in memory (configuration `cache.manifestMemoryBytes`/`Entries`); 0 bytes keeps none. */
   manifestMemory?: { maxBytes: number; maxEntries: number };
+  /** Several replicas: fills are claimed through leases and followed from their owner (fill-leases.ts, peer-fills.ts). */
+  cluster?: FillCluster;
   now?: () => number;
 }
 
