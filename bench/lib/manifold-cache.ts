@@ -127,6 +127,16 @@ export class ManifoldCache implements CacheUnderTest {
     return { authorization: `Bearer ${token}` };
   }
 
+  /** A registry token from /auth/token signed in with the admin's password (scrypt), as `docker login` with a password. */
+  async passwordToken(repository: string): Promise<string> {
+    const url = new URL('/auth/token', this.url);
+    url.searchParams.set('service', 'manifold');
+    url.searchParams.set('scope', `repository:${repository}:pull`);
+    const response = await fetch(url, { headers: { authorization: `Basic ${Buffer.from(`admin:${ADMIN_PASSWORD}`).toString('base64')}` } });
+    if (response.status !== 200) throw new Error(`token endpoint answered ${response.status}: ${await response.text()}`);
+    return ((await response.json()) as { token: string }).token;
+  }
+
   async restartEmpty(): Promise<void> {
     await this.stop();
     await this.#startEmpty();

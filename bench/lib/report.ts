@@ -10,7 +10,7 @@ export type CacheName = (typeof CACHES)[number];
 export interface Target {
   text: string;
   /** Whether the medians (and, for counts, every run) meet it. */
-  met(manifold: Summary, distribution: Summary): boolean;
+  met(manifold: Summary, distribution: Summary | null): boolean;
 }
 
 export interface Figure {
@@ -40,18 +40,19 @@ function cell(summary: Summary, figure: Figure): string {
 export interface FigureVerdict {
   figure: Figure;
   manifold: Summary;
-  distribution: Summary;
+  /** Null for a figure only Manifold has (its password sign-in). */
+  distribution: Summary | null;
   ratio: number;
   met: boolean | null;
 }
 
 export function verdicts(figures: Figure[]): FigureVerdict[] {
   return figures
-    .filter((figure) => figure.values.Manifold.length > 0 && figure.values.Distribution.length > 0)
+    .filter((figure) => figure.values.Manifold.length > 0)
     .map((figure) => {
       const manifold = summarize(figure.values.Manifold);
-      const distribution = summarize(figure.values.Distribution);
-      const ratio = distribution.median === 0 ? Number.NaN : manifold.median / distribution.median;
+      const distribution = figure.values.Distribution.length > 0 ? summarize(figure.values.Distribution) : null;
+      const ratio = !distribution || distribution.median === 0 ? Number.NaN : manifold.median / distribution.median;
       return { figure, manifold, distribution, ratio, met: figure.target ? figure.target.met(manifold, distribution) : null };
     });
 }
@@ -61,7 +62,7 @@ export function markdownTable(figures: Figure[]): string {
     const target = figure.target ? `${figure.target.text}: ${met ? '**met**' : '**missed**'}` : '';
     const label = figure.note ? `${figure.label} (${figure.note})` : figure.label;
     const ceiling = figure.ceiling && figure.ceiling.length > 0 ? cell(summarize(figure.ceiling), figure) : '';
-    return `| ${figure.id} | ${label} | ${figure.unit} | ${cell(manifold, figure)} | ${cell(distribution, figure)} | ${Number.isFinite(ratio) ? format(ratio, 2) : '–'} | ${ceiling} | ${target} |`;
+    return `| ${figure.id} | ${label} | ${figure.unit} | ${cell(manifold, figure)} | ${distribution ? cell(distribution, figure) : '–'} | ${Number.isFinite(ratio) ? format(ratio, 2) : '–'} | ${ceiling} | ${target} |`;
   });
   return [
     '| # | measurement | unit | Manifold median (min–max) | Distribution median (min–max) | Manifold/Distribution | direct upstream | target |',
