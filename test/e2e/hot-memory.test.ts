@@ -38,15 +38,24 @@ async function manifestStatus(server: TestManifold, path: string, authorization:
 }
 
 /**
- * Polls until `stopped` (every 50 ms); returns how long after `since` it was first seen. Fails when it
- * is still served after twice the issue's bound.
+ * Asks again and again (every 50 ms) whether the change shows (`stopped`), and checks that every request
+ * started later than `boundMs` after the change saw it; earlier ones may or may not. Judged by when each
+ * request started, so that a loaded machine's slow answers do not blur the bound. Returns when the
+ * change was first seen (ms after it), for the message.
  */
-async function stoppedAfter(since: number, stopped: () => Promise<boolean>): Promise<number> {
-  for (;;) {
-    if (await stopped()) return performance.now() - since;
-    if (performance.now() - since > 2 * ISSUE_BOUND_MS) assert.fail('still served after twice the bound');
+async function assertStopsWithin(boundMs: number, since: number, stopped: () => Promise<boolean>): Promise<number> {
+  let firstSeen: number | null = null;
+  const late: { startedMs: number; stopped: boolean }[] = [];
+  while (late.length < 3) {
+    const startedMs = performance.now() - since;
+    const seen = await stopped();
+    if (seen && firstSeen === null) firstSeen = performance.now() - since;
+    if (startedMs > boundMs + 50) late.push({ startedMs, stopped: seen });
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
+  const stale = late.find((request) => !request.stopped);
+  assert.equal(stale, undefined, `still served by a request started ${stale?.startedMs.toFixed(0)} ms after the change (bound ${boundMs} ms)`);
+  return firstSeen ?? 0;
 }
 
 describe('what the pull path keeps in memory stops being served within its bound', () => {
@@ -88,9 +97,8 @@ describe('what the pull path keeps in memory stops being served within its bound
     const services = server.manifold.services;
     const revokedAt = performance.now();
     unwrap(await services.tokens.revoke(server.admin, { id }));
-    const basicMs = await stoppedAfter(revokedAt, async () => (await manifestStatus(server, path, basicToken(token))) === 401);
-    const jwtMs = await stoppedAfter(revokedAt, async () => (await manifestStatus(server, path, `Bearer ${jwt}`)) === 401);
-    assert.ok(basicMs <= HOT_MEMORY_MS + 1_000 && jwtMs <= HOT_MEMORY_MS + 1_000, `revocation took ${basicMs.toFixed(0)} ms (token) and ${jwtMs.toFixed(0)} ms (registry token); bound ${HOT_MEMORY_MS} ms`);
+    await assertStopsWithin(HOT_MEMORY_MS, revokedAt, async () => (await manifestStatus(server, path, basicToken(token))) === 401);
+    await assertStopsWithin(HOT_MEMORY_MS, revokedAt, async () => (await manifestStatus(server, path, `Bearer ${jwt}`)) === 401);
   });
 
   it('a token revoked straight in the database (as by another replica) stops within the bound', async () => {
@@ -101,8 +109,7 @@ describe('what the pull path keeps in memory stops being served within its bound
     const revokedAt = performance.now();
     const updated = await server.manifold.database.db.updateTable('access_tokens').set({ revoked_at: Date.now() }).where('id', '=', id).executeTakeFirst();
     assert.equal(Number(updated.numUpdatedRows), 1);
-    const ms = await stoppedAfter(revokedAt, async () => (await manifestStatus(server, path, `Bearer ${jwt}`)) === 401);
-    assert.ok(ms <= HOT_MEMORY_MS + 1_000, `took ${ms.toFixed(0)} ms; bound ${HOT_MEMORY_MS} ms`);
+    await assertStopsWithin(HOT_MEMORY_MS, revokedAt, async () => (await manifestStatus(server, path, `Bearer ${jwt}`)) === 401);
   });
 
   it('a removed member stops being served', async () => {
@@ -117,8 +124,7 @@ describe('what the pull path keeps in memory stops being served within its bound
     const removedAt = performance.now();
     unwrap(await services.memberships.remove(server.admin, { group_id: groupId, user_id: user.id }));
     // Outsiders learn nothing: the registry is as unknown to them as one that does not exist.
-    const ms = await stoppedAfter(removedAt, async () => [401, 404].includes(await manifestStatus(server, path, `Bearer ${jwt}`)));
-    assert.ok(ms <= HOT_MEMORY_MS + 1_000, `took ${ms.toFixed(0)} ms; bound ${HOT_MEMORY_MS} ms`);
+    await assertStopsWithin(HOT_MEMORY_MS, removedAt, async () => [401, 404].includes(await manifestStatus(server, path, `Bearer ${jwt}`)));
   });
 
   it('a purged entry is not served from memory: the next pull fetches from the upstream again', async () => {
@@ -132,12 +138,11 @@ describe('what the pull path keeps in memory stops being served within its bound
     assert.deepEqual(logSince(upstream, mark), [], 'a hot manifest costs the upstream nothing');
     const purgedAt = performance.now();
     unwrap(await server.manifold.services.entries.markUpstreamForDestruction(server.admin, upstreamId));
-    const ms = await stoppedAfter(purgedAt, async () => {
+    await assertStopsWithin(HOT_MEMORY_MS, purgedAt, async () => {
       assert.equal(await manifestStatus(server, byDigest, basicToken(token)), 200);
       await settleLog(upstream);
       return logSince(upstream, mark).some((entry) => entry.path === `/v2/library/app/manifests/${image.manifest.digest}`);
     });
-    assert.ok(ms <= HOT_MEMORY_MS + 1_000, `took ${ms.toFixed(0)} ms; bound ${HOT_MEMORY_MS} ms`);
   });
 
   it('an entry purged straight in the database (as by another replica) stops within the bound', async () => {
@@ -148,12 +153,11 @@ describe('what the pull path keeps in memory stops being served within its bound
     const mark = upstream.accessLog.length;
     const purgedAt = performance.now();
     await server.manifold.database.db.updateTable('cache_entries').set({ status: 2 }).where('upstream_id', '=', upstreamId).where('status', '=', 0).execute();
-    const ms = await stoppedAfter(purgedAt, async () => {
+    await assertStopsWithin(HOT_MEMORY_MS, purgedAt, async () => {
       assert.equal(await manifestStatus(server, path, basicToken(token)), 200);
       await settleLog(upstream);
       return logSince(upstream, mark).some((entry) => entry.method === 'GET' && entry.path === '/v2/library/app/manifests/v1');
     });
-    assert.ok(ms <= HOT_MEMORY_MS + 1_000, `took ${ms.toFixed(0)} ms; bound ${HOT_MEMORY_MS} ms`);
   });
 
   it('a registry change (its upstream unlinked) is served within the bound', async () => {
@@ -165,9 +169,8 @@ describe('what the pull path keeps in memory stops being served within its bound
     for (let i = 0; i < 3; i++) assert.equal(await manifestStatus(server, path, basicToken(token)), 200);
     const changedAt = performance.now();
     unwrap(await services.registryUpstreams.unlink(server.admin, link.id));
-    const ms = await stoppedAfter(changedAt, async () => (await manifestStatus(server, path, basicToken(token))) === 404);
+    await assertStopsWithin(ISSUE_BOUND_MS, changedAt, async () => (await manifestStatus(server, path, basicToken(token))) === 404);
     // Registries are re-read every 5 s at most (their own bound, the issue's).
-    assert.ok(ms <= ISSUE_BOUND_MS + 1_000, `took ${ms.toFixed(0)} ms; bound ${ISSUE_BOUND_MS} ms`);
   });
 
   it('the manifest memory stays within its byte bound: older manifests are evicted', async () => {
