@@ -24,6 +24,10 @@ import { ensureAdminUser, ADMIN_USERNAME } from './services/bootstrap.ts';
 import { AuditService } from './services/audit.ts';
 import { CacheDestroyer } from './services/cache-destroyer.ts';
 import { CacheEntryService } from './services/cache-entries.ts';
+import { CleanupRunner } from './services/cleanup-runner.ts';
+import { Evictor } from './services/eviction.ts';
+import { StorageQuota } from './services/storage-quota.ts';
+import { StorageUsage } from './services/storage-usage.ts';
 import { DownloadCounter } from './services/download-counter.ts';
 import { GroupService } from './services/groups.ts';
 import { MembershipService } from './services/memberships.ts';
@@ -85,6 +89,28 @@ export async function createServices(config: Config, database: DatabaseHandle, l
       });
     },
   });
+  const evictor = new Evictor({ db, graceMs: config.storage.evictionGraceSeconds * 1000 });
+  // An object this process is reading or filling is not deleted yet (cache-destroyer.ts).
+  const destroyer: CacheDestroyer = new CacheDestroyer({ db, dialect, store, logger, intervalMs: config.cache.destroyIntervalSeconds * 1000, inUse: (digest: string): boolean => store.reading(digest) || pull.blobFills.filling(digest) });
+  const quota: StorageQuota = new StorageQuota({
+    db, dialect, evictor, destroyer, counter, metrics, logger,
+    settings: { maxBytes: config.storage.maxBytes, highWatermarkPercent: config.storage.highWatermarkPercent, lowWatermarkPercent: config.storage.lowWatermarkPercent },
+    intervalMs: config.storage.quotaCheckSeconds * 1000,
+  });
+  const pull: PullService = new PullService({
+    registries,
+    entries,
+    store,
+    client,
+    counter,
+    traffic,
+    quota,
+    metrics,
+    logger,
+    fillGraceMs: config.cache.fillGraceSeconds * 1000,
+    health,
+    revalidateTimeoutMs: config.upstream.revalidateTimeoutMs,
+  });
   return {
     store,
     cipher,
@@ -105,21 +131,13 @@ export async function createServices(config: Config, database: DatabaseHandle, l
     registryUpstreams: new RegistryUpstreamService({ db, limits: config.limits, upstreams, pullCache: registries.pullCache }),
     entries,
     counter,
-    destroyer: new CacheDestroyer({ db, dialect, store, logger, intervalMs: config.cache.destroyIntervalSeconds * 1000 }),
+    destroyer,
+    evictor,
+    quota,
+    cleanup: new CleanupRunner({ db, dialect, evictor, destroyer, counter, metrics, logger, intervalMs: config.cache.cleanupCheckSeconds * 1000 }),
+    usage: new StorageUsage({ db }),
     client,
-    pull: new PullService({
-      registries,
-      entries,
-      store,
-      client,
-      counter,
-      traffic,
-      metrics,
-      logger,
-      fillGraceMs: config.cache.fillGraceSeconds * 1000,
-      health,
-      revalidateTimeoutMs: config.upstream.revalidateTimeoutMs,
-    }),
+    pull,
     referrers: new ReferrersService({ registries, client, logger, ttlMs: config.cache.referrersTtlSeconds * 1000 }),
     tags: new TagService({ registries, client, logger, ttlMs: config.cache.tagsTtlSeconds * 1000 }),
     catalog: new CatalogService({ db, dialect }),
@@ -172,6 +190,7 @@ export function createHttp(config: Config, database: DatabaseHandle, services: S
     allowPrivateUpstreams: config.upstream.allowPrivate,
     sessionService: services.sessions,
     registryTraffic: services.traffic,
+    storageUsage: services.usage,
     publicUrl: config.server.publicUrl,
     service: config.auth.service,
   });
@@ -212,6 +231,8 @@ export async function createManifold(config: Config, logger: Logger = createLogg
   services.counter.start();
   services.traffic.start();
   services.destroyer.start();
+  services.quota.start();
+  services.cleanup.start();
 
   const app = createHttp(config, database, services, logger, metrics);
 
@@ -228,6 +249,8 @@ export async function createManifold(config: Config, logger: Logger = createLogg
       await services.pull.settle();
       await services.counter.stop();
       await services.traffic.stop();
+      await services.quota.stop();
+      await services.cleanup.stop();
       await services.destroyer.stop();
       await services.client.close();
       await closePasswordHashing();

@@ -10,6 +10,8 @@
 //   3. delete the orphans' objects, still holding the locks;
 //   4. delete the batch rows, except those whose object could not be deleted: they get status error and
 //      a later run retries them.
+// An orphan this process is still reading or filling (a response, a follower, a fill: `inUse`) is not
+// deleted yet: its rows stay pending and a later run takes them again.
 // A fill commits its object, then creates its entry holding the same digest lock shared and re-checking
 // that the object is stored. Either the entry is committed before step 2 (the destroyer sees it and
 // keeps the object) or the creator runs after step 3 (it sees the object gone and creates no entry:
@@ -54,10 +56,11 @@ export class CacheDestroyer {
   readonly #logger: Logger | undefined;
   readonly #intervalMs: number;
   readonly #retryAfterMs: number;
+  readonly #inUse: (digest: string) => boolean;
   #timer: NodeJS.Timeout | null = null;
   #running: Promise<DestroyRun> | null = null;
 
-  constructor(deps: { db: Db; dialect: Dialect; store: ObjectStore; batchSize?: number; logger?: Logger; intervalMs?: number; retryAfterMs?: number }) {
+  constructor(deps: { db: Db; dialect: Dialect; store: ObjectStore; batchSize?: number; logger?: Logger; intervalMs?: number; retryAfterMs?: number; inUse?: (digest: string) => boolean }) {
     this.#db = deps.db;
     this.#dialect = deps.dialect;
     this.#store = deps.store;
@@ -65,6 +68,7 @@ export class CacheDestroyer {
     this.#logger = deps.logger;
     this.#intervalMs = deps.intervalMs ?? DEFAULT_INTERVAL_MS;
     this.#retryAfterMs = deps.retryAfterMs ?? DEFAULT_RETRY_AFTER_MS;
+    this.#inUse = deps.inUse ?? (() => false);
   }
 
   /** Destroys batches until none is left (or one fails). */
@@ -74,9 +78,11 @@ export class CacheDestroyer {
     const retryBefore = Date.now() - this.#retryAfterMs;
     for (;;) {
       let claimed: number;
+      let deferred: number;
       try {
         const batch = this.#dialect === 'postgres' ? await this.#postgresBatch(retryBefore) : await sqliteBatches.exclusive('batch', () => this.#sqliteBatch(retryBefore));
         claimed = batch.claimed;
+        deferred = batch.deferred;
         total.entries += batch.entries;
         total.objects += batch.objects;
         total.errors += batch.errors;
@@ -85,7 +91,8 @@ export class CacheDestroyer {
         total.errors++;
         return total;
       }
-      if (claimed < this.#batchSize) return total;
+      // A full batch of rows whose objects are all in use: leave them for the next run.
+      if (claimed < this.#batchSize || claimed === deferred) return total;
     }
   }
 
@@ -121,32 +128,39 @@ export class CacheDestroyer {
       .limit(this.#batchSize);
   }
 
-  async #postgresBatch(retryBefore: number): Promise<DestroyRun & { claimed: number }> {
+  async #postgresBatch(retryBefore: number): Promise<DestroyRun & { claimed: number; deferred: number }> {
     return this.#db.transaction().execute(async (trx) => {
       const rows: Claimed[] = await this.#claimable(retryBefore).forUpdate().skipLocked().execute();
-      if (rows.length === 0) return { claimed: 0, entries: 0, objects: 0, errors: 0 };
+      if (rows.length === 0) return { claimed: 0, deferred: 0, entries: 0, objects: 0, errors: 0 };
       const digests = [...new Set(rows.map((row) => row.digest))];
       await lockDigestsExclusive(trx, digests);
       const live = await this.#liveDigests(trx, digests);
-      const { deleted, failed } = await this.#deleteObjects(digests.filter((digest) => !live.has(digest)));
-      return { claimed: rows.length, objects: deleted, ...(await this.#finish(trx, rows, failed)) };
+      const orphans = digests.filter((digest) => !live.has(digest));
+      const busy = new Set(orphans.filter((digest) => this.#inUse(digest)));
+      const { deleted, failed } = await this.#deleteObjects(orphans.filter((digest) => !busy.has(digest)));
+      return { claimed: rows.length, objects: deleted, ...(await this.#finish(trx, rows, failed, busy)) };
     });
   }
 
-  async #sqliteBatch(retryBefore: number): Promise<DestroyRun & { claimed: number }> {
+  async #sqliteBatch(retryBefore: number): Promise<DestroyRun & { claimed: number; deferred: number }> {
     const rows: Claimed[] = await this.#claimable(retryBefore).execute();
-    if (rows.length === 0) return { claimed: 0, entries: 0, objects: 0, errors: 0 };
+    if (rows.length === 0) return { claimed: 0, deferred: 0, entries: 0, objects: 0, errors: 0 };
     let deleted = 0;
     const failed = new Set<string>();
+    const busy = new Set<string>();
     for (const digest of new Set(rows.map((row) => row.digest))) {
       await objectReferenceLock.exclusive(digest, async () => {
         if ((await this.#liveDigests(this.#db, [digest])).size > 0) return;
+        if (this.#inUse(digest)) {
+          busy.add(digest);
+          return;
+        }
         const result = await this.#deleteObjects([digest]);
         deleted += result.deleted;
         for (const failure of result.failed) failed.add(failure);
       });
     }
-    return { claimed: rows.length, objects: deleted, ...(await this.#finish(this.#db, rows, failed)) };
+    return { claimed: rows.length, objects: deleted, ...(await this.#finish(this.#db, rows, failed, busy)) };
   }
 
   async #liveDigests(db: Db, digests: string[]): Promise<Set<string>> {
@@ -180,10 +194,14 @@ export class CacheDestroyer {
     return { deleted, failed };
   }
 
-  /** Deletes the batch rows, except those whose object is still to be deleted: status error. */
-  async #finish(db: Db, rows: Claimed[], failed: Set<string>): Promise<{ entries: number; errors: number }> {
-    const done = rows.filter((row) => !failed.has(row.digest)).map((row) => row.id);
+  /**
+   * Deletes the batch rows, except those whose object could not be deleted (status error) and those
+   * whose object is in use (left as they are, for a later run).
+   */
+  async #finish(db: Db, rows: Claimed[], failed: Set<string>, busy: Set<string>): Promise<{ entries: number; errors: number; deferred: number }> {
+    const done = rows.filter((row) => !failed.has(row.digest) && !busy.has(row.digest)).map((row) => row.id);
     const kept = rows.filter((row) => failed.has(row.digest)).map((row) => row.id);
+    const deferred = rows.filter((row) => busy.has(row.digest)).length;
     let entries = 0;
     if (done.length > 0) {
       const result = await db.deleteFrom('cache_entries').where('id', 'in', done).executeTakeFirst();
@@ -192,6 +210,6 @@ export class CacheDestroyer {
     if (kept.length > 0) {
       await db.updateTable('cache_entries').set({ status: ERROR, updated_at: Date.now() }).where('id', 'in', kept).execute();
     }
-    return { entries, errors: kept.length };
+    return { entries, errors: kept.length, deferred };
   }
 }

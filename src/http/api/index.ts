@@ -20,6 +20,7 @@ import type { RegistryTraffic } from '../../services/registry-traffic.ts';
 import { RegistryUpstreamQueryService } from '../../services/registry-upstream-queries.ts';
 import type { RegistryUpstreamService } from '../../services/registry-upstreams.ts';
 import type { SessionService } from '../../services/sessions.ts';
+import { StorageUsage } from '../../services/storage-usage.ts';
 import type { TokenService } from '../../services/tokens.ts';
 import type { UpstreamService } from '../../services/upstreams.ts';
 import type { UserService } from '../../services/users.ts';
@@ -74,6 +75,7 @@ export interface ApiDeps {
   cacheEntryQueries?: CacheEntryQueryService;
   cleanupPolicies?: CleanupPolicyService;
   linkQueries?: RegistryUpstreamQueryService;
+  storageUsage?: StorageUsage;
 }
 
 /** ApiDeps with the API's own read services filled in. */
@@ -88,6 +90,7 @@ export function apiRoutes(app: FastifyInstance, deps: ApiDeps): void {
     cacheEntryQueries: deps.cacheEntryQueries ?? new CacheEntryQueryService({ db: deps.db }),
     cleanupPolicies: deps.cleanupPolicies ?? new CleanupPolicyService({ db: deps.db }),
     linkQueries: deps.linkQueries ?? new RegistryUpstreamQueryService({ db: deps.db }),
+    storageUsage: deps.storageUsage ?? new StorageUsage({ db: deps.db }),
   };
   app.register(async (api) => {
     api.setErrorHandler(handleError);

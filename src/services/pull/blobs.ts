@@ -66,8 +66,10 @@ function joinBlobFill(run: PullRun, upstream: PullUpstream, path: string, digest
       if (got.kind !== 'found') return run.failureResult(upstream, got);
       return ok({ body: got.value.body, size: got.value.size });
     },
+    admit: (size) => deps.quota?.admits(size, run.registry.group.id) ?? true,
     onCommit: async (info) => {
       const entry = await deps.entries.createOrUpdate(SYSTEM, { upstreamId: upstream.id, relativePath: path, digest, size: info.size, contentType: BLOB_CONTENT_TYPE, upstreamEtag: null, checkedAt: Date.now() });
+      deps.quota?.committed(info.size, run.registry.group.id);
       // The object is stored either way; without its entry the next pull fills again.
       if (entry.ok) deps.counter.record(entry.value.id);
       else deps.logger.error({ digest, reason: entry.message }, 'blob stored but its cache entry was not recorded');

@@ -18,6 +18,7 @@ import type { CacheEntryService } from '../cache-entries.ts';
 import type { DownloadCounter } from '../download-counter.ts';
 import type { RegistryService } from '../registries.ts';
 import type { RegistryTraffic } from '../registry-traffic.ts';
+import type { StorageQuota } from '../storage-quota.ts';
 import type { UpstreamHealth } from '../upstream-health.ts';
 import type { PullRegistry, PullUpstream, RepositoryName } from './access.ts';
 import type { NegativeCache } from './negative-cache.ts';
@@ -61,6 +62,8 @@ export interface PullDeps {
   counter: DownloadCounter;
   /** Hourly hits, misses and bytes per registry, for the console (optional in tests). */
   traffic?: Pick<RegistryTraffic, 'record'>;
+  /** The storage quotas: whether a blob may be stored, and what fills add (optional in tests). */
+  quota?: Pick<StorageQuota, 'admits' | 'committed'>;
   metrics: Metrics;
   logger: Logger;
   fillGraceMs: number;
