@@ -311,7 +311,7 @@ export function migrationProvider(dialect: Dialect): MigrationProvider {
         '0002c_mirror_routing': mirrorRouting(dialect),
         '0002e_freshness_policy': freshnessPolicy(),
         '0002f_console_sessions_traffic': consoleSessionsAndTraffic(dialect),
-        '0002h_storage_lifecycle': storageLifecycle(dialect),
+        '0003u_storage_lifecycle': storageLifecycle(dialect),
       };
     },
   };
