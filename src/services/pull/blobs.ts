@@ -35,11 +35,19 @@ export async function pullBlob(run: PullRun): Promise<Result<PullResponse>> {
   }
   const winner = await run.winner(candidates, path, 'head_blob', headBlob);
   if (!winner.ok) return run.count(winner);
-  const fill = await joinBlobFill(run, winner.value, path, digest);
+  let fill = await joinBlobFill(run, winner.value, path, digest);
   if (!fill.ok) return run.count(fill);
-  const range = run.resolveRange(fill.value.size);
+  let range = run.resolveRange(fill.value.size);
   if (range && 'unsatisfiable' in range) return range.unsatisfiable;
-  const body = await fill.value.attach(range ?? undefined);
+  let body = await fill.value.attach(range ?? undefined);
+  if (!body.ok && body.reason === 'object_not_present') {
+    // Evicted between the fill's look at the cache and the read: its entry is gone, so this fills anew.
+    fill = await joinBlobFill(run, winner.value, path, digest);
+    if (!fill.ok) return run.count(fill);
+    range = run.resolveRange(fill.value.size);
+    if (range && 'unsatisfiable' in range) return range.unsatisfiable;
+    body = await fill.value.attach(range ?? undefined);
+  }
   if (!body.ok) return run.count(body);
   const cache: CacheResult = fill.value.stored ? 'hit' : 'miss';
   deps.metrics.cacheRequests.inc({ kind: 'blob', result: cache });
