@@ -18,6 +18,7 @@
 // object_not_present). A live entry never points at a deleted object.
 import type { Db, Dialect } from '../db/connect.ts';
 import { CACHE_ENTRY_STATUS } from '../db/schema.ts';
+import { PeriodicTask } from '../lib/periodic-task.ts';
 import type { Logger } from '../log.ts';
 import type { ObjectStore } from '../storage/object-store.ts';
 import { KeyedLock, lockDigestsExclusive, objectReferenceLock } from './object-references.ts';
@@ -54,11 +55,9 @@ export class CacheDestroyer {
   readonly #store: ObjectStore;
   readonly #batchSize: number;
   readonly #logger: Logger | undefined;
-  readonly #intervalMs: number;
   readonly #retryAfterMs: number;
   readonly #inUse: (digest: string) => boolean;
-  #timer: NodeJS.Timeout | null = null;
-  #running: Promise<DestroyRun> | null = null;
+  readonly #runs: PeriodicTask<DestroyRun>;
 
   constructor(deps: { db: Db; dialect: Dialect; store: ObjectStore; batchSize?: number; logger?: Logger; intervalMs?: number; retryAfterMs?: number; inUse?: (digest: string) => boolean }) {
     this.#db = deps.db;
@@ -66,9 +65,17 @@ export class CacheDestroyer {
     this.#store = deps.store;
     this.#batchSize = deps.batchSize ?? DEFAULT_BATCH_SIZE;
     this.#logger = deps.logger;
-    this.#intervalMs = deps.intervalMs ?? DEFAULT_INTERVAL_MS;
     this.#retryAfterMs = deps.retryAfterMs ?? DEFAULT_RETRY_AFTER_MS;
     this.#inUse = deps.inUse ?? (() => false);
+    this.#runs = new PeriodicTask({
+      name: 'cache destruction',
+      intervalMs: deps.intervalMs ?? DEFAULT_INTERVAL_MS,
+      logger: deps.logger,
+      run: () => this.runOnce(),
+      onResult: (run) => {
+        if (run.entries > 0 || run.errors > 0) this.#logger?.info(run, 'cache entries destroyed');
+      },
+    });
   }
 
   /** Destroys batches until none is left (or one fails). */
@@ -98,23 +105,11 @@ export class CacheDestroyer {
 
   /** Runs every intervalMs until stop(); a run still going when the next is due is not doubled. */
   start(): void {
-    if (this.#timer) return;
-    this.#timer = setInterval(() => {
-      if (this.#running) return;
-      this.#running = this.runOnce();
-      this.#running.then((run) => {
-        if (run.entries > 0 || run.errors > 0) this.#logger?.info(run, 'cache entries destroyed');
-      }, () => {}).finally(() => {
-        this.#running = null;
-      });
-    }, this.#intervalMs);
-    this.#timer.unref();
+    this.#runs.start();
   }
 
   async stop(): Promise<void> {
-    if (this.#timer) clearInterval(this.#timer);
-    this.#timer = null;
-    await this.#running?.catch(() => {});
+    await this.#runs.stop();
   }
 
   /** Rows waiting for this worker: marked, upstream gone, or failed long enough ago. */

@@ -10,7 +10,7 @@ import { isValidName, parseDigest, parseReference } from '../oci/reference.ts';
 import { err, invalid, ok } from '../result.ts';
 import type { FieldErrors, Result } from '../result.ts';
 import type { ObjectStore } from '../storage/object-store.ts';
-import { LRUCache } from 'lru-cache';
+import { BoundedCache } from '../lib/bounded-cache.ts';
 import { isDatabaseUnavailable, unavailable } from './database.ts';
 import { lockDigestShared, objectReferenceLock } from './object-references.ts';
 
@@ -95,15 +95,15 @@ export class CacheEntryService {
   readonly #db: Db;
   readonly #dialect: Dialect;
   readonly #store: ObjectStore;
-  readonly #groups = new Map<number, { groupId: number; until: number }>();
+  readonly #groups = new BoundedCache<number>({ maxEntries: GROUP_CACHE_MAX, ttlMs: GROUP_CACHE_MS });
   /** `<upstream id>:<digest>` → the live entry last found for it (see findLiveByDigest). */
-  readonly #recentByDigest: LRUCache<string, CacheEntry>;
+  readonly #recentByDigest: BoundedCache<CacheEntry>;
 
   constructor(deps: { db: Db; dialect: Dialect; store: ObjectStore; outageMemoryMs?: number }) {
     this.#db = deps.db;
     this.#dialect = deps.dialect;
     this.#store = deps.store;
-    this.#recentByDigest = new LRUCache({ max: RECENT_BY_DIGEST_MAX, ttl: Math.max(1, deps.outageMemoryMs ?? OUTAGE_MEMORY_MS) });
+    this.#recentByDigest = new BoundedCache({ maxEntries: RECENT_BY_DIGEST_MAX, ttlMs: deps.outageMemoryMs ?? OUTAGE_MEMORY_MS });
   }
 
   /**
@@ -307,12 +307,11 @@ export class CacheEntryService {
   }
 
   async #upstreamGroup(upstreamId: number): Promise<number | null> {
-    const cached = this.#groups.get(upstreamId);
-    if (cached && cached.until > Date.now()) return cached.groupId;
+    const cached = this.#groups.get(String(upstreamId));
+    if (cached !== undefined) return cached;
     const row = await this.#db.selectFrom('upstreams').select('group_id').where('id', '=', upstreamId).executeTakeFirst();
     if (!row) return null;
-    if (this.#groups.size >= GROUP_CACHE_MAX) this.#groups.clear();
-    this.#groups.set(upstreamId, { groupId: row.group_id, until: Date.now() + GROUP_CACHE_MS });
+    this.#groups.set(String(upstreamId), row.group_id);
     return row.group_id;
   }
 }

@@ -11,6 +11,7 @@ import type { Metrics } from '../metrics.ts';
 import type { CacheDestroyer } from './cache-destroyer.ts';
 import type { DownloadCounter } from './download-counter.ts';
 import type { Evictor } from './eviction.ts';
+import { PeriodicTask } from '../lib/periodic-task.ts';
 
 const DAY = 24 * 60 * 60 * 1000;
 
@@ -26,12 +27,10 @@ export class CleanupRunner {
   readonly #evictor: Evictor;
   readonly #destroyer: Pick<CacheDestroyer, 'runOnce'>;
   readonly #counter: Pick<DownloadCounter, 'flush'> | undefined;
-  readonly #intervalMs: number;
   readonly #metrics: Metrics | undefined;
   readonly #logger: Logger | undefined;
   readonly #now: () => number;
-  #timer: NodeJS.Timeout | null = null;
-  #running: Promise<CleanupRunResult> | null = null;
+  readonly #runs: PeriodicTask<CleanupRunResult>;
 
   constructor(deps: { db: Db; dialect: Dialect; evictor: Evictor; destroyer: Pick<CacheDestroyer, 'runOnce'>; counter?: Pick<DownloadCounter, 'flush'>; intervalMs: number; metrics?: Metrics; logger?: Logger; now?: () => number }) {
     this.#db = deps.db;
@@ -39,32 +38,23 @@ export class CleanupRunner {
     this.#evictor = deps.evictor;
     this.#destroyer = deps.destroyer;
     this.#counter = deps.counter;
-    this.#intervalMs = deps.intervalMs;
+    this.#runs = new PeriodicTask({ name: 'cleanup policies', intervalMs: deps.intervalMs, logger: deps.logger, run: () => this.#runDue() });
     this.#metrics = deps.metrics;
     this.#logger = deps.logger;
     this.#now = deps.now ?? Date.now;
   }
 
-  /** Runs every policy that is due, one after another; one call at a time per process. */
+  /** Runs every policy that is due, one after another; one run at a time per process. */
   runDue(): Promise<CleanupRunResult> {
-    this.#running ??= this.#runDue().finally(() => {
-      this.#running = null;
-    });
-    return this.#running;
+    return this.#runs.runNow();
   }
 
   start(): void {
-    if (this.#timer) return;
-    this.#timer = setInterval(() => {
-      void this.runDue().catch((error: unknown) => this.#logger?.error({ err: error }, 'cleanup policies not run; retrying at the next check'));
-    }, this.#intervalMs);
-    this.#timer.unref();
+    this.#runs.start();
   }
 
-  async stop(): Promise<void> {
-    if (this.#timer) clearInterval(this.#timer);
-    this.#timer = null;
-    await this.#running?.catch(() => {});
+  stop(): Promise<void> {
+    return this.#runs.stop();
   }
 
   async #runDue(): Promise<CleanupRunResult> {

@@ -11,7 +11,7 @@ import type { Result } from '../result.ts';
 import { authorize, notFound } from './access.ts';
 import { recordAudit } from './audit.ts';
 import { guarded, transact } from './registry-store.ts';
-import type { LookupCache } from './registry-store.ts';
+import type { BoundedCache } from '../lib/bounded-cache.ts';
 import type { Trx } from './registry-store.ts';
 import { parseId, validate } from './validation.ts';
 
@@ -59,10 +59,10 @@ function audited(row: MirrorRoute) {
 export class MirrorRouteService {
   readonly #db: Db;
   /** The pull path's memory (RegistryService.pullCache): cleared by every change, so routing sees it at once. */
-  readonly #pullCache: Pick<LookupCache<unknown>, 'clear'>;
+  readonly #pullCache: Pick<BoundedCache<unknown>, 'clear'>;
   readonly #now: () => number;
 
-  constructor(deps: { db: Db; pullCache: Pick<LookupCache<unknown>, 'clear'>; now?: () => number }) {
+  constructor(deps: { db: Db; pullCache: Pick<BoundedCache<unknown>, 'clear'>; now?: () => number }) {
     this.#db = deps.db;
     this.#pullCache = deps.pullCache;
     this.#now = deps.now ?? Date.now;

@@ -19,6 +19,7 @@ import { isValidName } from '../oci/reference.ts';
 import { DOCKER_HUB, canonicalHostname, canonicalRegistryHost, dockerHubName } from '../oci/registry-host.ts';
 import { err, invalid, ok } from '../result.ts';
 import type { Result } from '../result.ts';
+import { SingleFlight } from '../lib/single-flight.ts';
 import { PULL_CACHE_TTL_MS } from './registries.ts';
 import type { PullRegistry, RegistryService } from './registries.ts';
 
@@ -70,7 +71,7 @@ export class MirrorRouting {
   readonly #ttlMs: number;
   readonly #now: () => number;
   #snapshot: { value: Snapshot; generation: number; expiresAt: number } | null = null;
-  #loading: Promise<Snapshot> | null = null;
+  readonly #loading = new SingleFlight<Snapshot>();
   #lastRead: Snapshot | null = null;
 
   constructor(deps: MirrorRoutingDeps) {
@@ -161,12 +162,9 @@ export class MirrorRouting {
     const now = this.#now();
     if (this.#snapshot && this.#snapshot.generation === generation && this.#snapshot.expiresAt > now) return this.#snapshot.value;
     // One read at a time: a burst of requests after expiry shares it.
-    this.#loading ??= this.#load().finally(() => {
-      this.#loading = null;
-    });
     let value: Snapshot;
     try {
-      value = await this.#loading;
+      value = await this.#loading.run('routes', () => this.#load());
     } catch (error) {
       // While the database is away the last table read stands in, so cached pulls keep their routes.
       if (isDatabaseUnavailable(error) && this.#lastRead) return this.#lastRead;

@@ -17,7 +17,8 @@ import { can } from '../auth/policy.ts';
 import { descriptionSchema as descriptionText, parseId, validate } from './validation.ts';
 import { storedPolicy } from './freshness.ts';
 import type { FreshnessPolicy } from './freshness.ts';
-import { guarded, lockGroup, lockRegistries, lockUpstreams, LookupCache, markEntriesForDestruction, transact } from './registry-store.ts';
+import { BoundedCache } from '../lib/bounded-cache.ts';
+import { guarded, lockGroup, lockRegistries, lockUpstreams, markEntriesForDestruction, transact } from './registry-store.ts';
 
 export const PULL_CACHE_TTL_MS = 5_000;
 export const OUTAGE_MEMORY_MS = 60_000;
@@ -173,7 +174,7 @@ export class RegistryService {
    * RegistryUpstreamService (`pullCache`) so their writes clear it too. Other replicas see changes
    * after at most the TTL (DESIGN §8).
    */
-  readonly pullCache: LookupCache<PullRegistry | null>;
+  readonly pullCache: BoundedCache<PullRegistry | null>;
   readonly #db: Db;
   readonly #cipher: CredentialsCipher;
   readonly #limits: RegistryServiceDeps['limits'];
@@ -184,7 +185,8 @@ export class RegistryService {
     this.#cipher = deps.cipher;
     this.#limits = deps.limits;
     this.#now = deps.now ?? Date.now;
-    this.pullCache = new LookupCache({ ttlMs: deps.pullCacheTtlMs ?? PULL_CACHE_TTL_MS, outageMs: deps.outageMemoryMs ?? OUTAGE_MEMORY_MS });
+    // Bounded: unknown names must not grow it forever. Kept through a database outage (getStale).
+    this.pullCache = new BoundedCache({ maxEntries: 10_000, ttlMs: deps.pullCacheTtlMs ?? PULL_CACHE_TTL_MS, keepMs: deps.outageMemoryMs ?? OUTAGE_MEMORY_MS, now: this.#now });
   }
 
   async create(actor: Actor, rawGroupId: number | string, input: RegistryInput): Promise<Result<RegistryView>> {
@@ -341,7 +343,7 @@ export class RegistryService {
     try {
       return await this.#readForPull(key, where);
     } catch (error) {
-      const lastKnown = isDatabaseUnavailable(error) ? this.pullCache.getDuringOutage(key) : undefined;
+      const lastKnown = isDatabaseUnavailable(error) ? this.pullCache.getStale(key) : undefined;
       if (lastKnown === undefined) throw error;
       return lastKnown;
     }
@@ -369,7 +371,7 @@ export class RegistryService {
         })),
       });
     }
-    this.pullCache.set(key, found, generation);
+    this.pullCache.set(key, found, { generation });
     return found;
   }
 

@@ -14,6 +14,7 @@ import type { CacheDestroyer } from './cache-destroyer.ts';
 import type { DownloadCounter } from './download-counter.ts';
 import type { EvictionTally, Evictor } from './eviction.ts';
 import { ADVISORY_NAMESPACE } from './object-references.ts';
+import { PeriodicTask } from '../lib/periodic-task.ts';
 
 /** Second key of the quota check's advisory lock (the first is object-references.ts's namespace). */
 const QUOTA_LOCK_KEY = 0x71756f74; // "quot"
@@ -41,16 +42,14 @@ export class StorageQuota {
   readonly #destroyer: Pick<CacheDestroyer, 'runOnce'>;
   readonly #counter: Pick<DownloadCounter, 'flush'> | undefined;
   readonly #settings: QuotaSettings;
-  readonly #intervalMs: number;
   readonly #metrics: Metrics | undefined;
   readonly #logger: Logger | undefined;
   /** Bytes stored as last measured plus the fills committed since. */
   #instanceFigure = 0;
   /** Group id → [quota, bytes as last measured plus fills since]. */
   #groups = new Map<number, { quota: number; figure: number }>();
-  #running: Promise<QuotaCheck> | null = null;
-  #again = false;
-  #timer: NodeJS.Timeout | null = null;
+  readonly #runs: PeriodicTask<QuotaCheck>;
+  #stopped = false;
 
   constructor(deps: { db: Db; dialect: Dialect; evictor: Evictor; destroyer: Pick<CacheDestroyer, 'runOnce'>; counter?: Pick<DownloadCounter, 'flush'>; settings: QuotaSettings; intervalMs: number; metrics?: Metrics; logger?: Logger }) {
     this.#db = deps.db;
@@ -59,7 +58,7 @@ export class StorageQuota {
     this.#destroyer = deps.destroyer;
     this.#counter = deps.counter;
     this.#settings = deps.settings;
-    this.#intervalMs = deps.intervalMs;
+    this.#runs = new PeriodicTask({ name: 'storage quota check', intervalMs: deps.intervalMs, logger: deps.logger, run: () => this.#checkExclusive() });
     this.#metrics = deps.metrics;
     this.#logger = deps.logger;
     this.#metrics?.storageLimitBytes.set(deps.settings.maxBytes);
@@ -91,41 +90,28 @@ export class StorageQuota {
     if (group) group.figure += size;
     const { maxBytes } = this.#settings;
     const over = (maxBytes > 0 && this.#instanceFigure > this.#high(maxBytes)) || (group !== undefined && group.figure > this.#high(group.quota));
-    if (over) void this.check().catch((error: unknown) => this.#logger?.error({ err: error }, 'storage quota check failed'));
+    if (over) this.#checkInBackground();
   }
 
   /** Measures storage and evicts what is over the limits; a call during a check runs one more after it. */
   check(): Promise<QuotaCheck> {
-    if (this.#running) {
-      this.#again = true;
-      return this.#running;
-    }
-    const run = this.#checkExclusive().finally(() => {
-      this.#running = null;
-      if (this.#again) {
-        this.#again = false;
-        void this.check().catch((error: unknown) => this.#logger?.error({ err: error }, 'storage quota check failed'));
-      }
-    });
-    this.#running = run;
-    return run;
+    return this.#runs.runNow();
   }
 
   start(): void {
-    if (this.#timer) return;
     // The group quotas are read at once, so that admits() knows them before the first interval.
-    void this.check().catch((error: unknown) => this.#logger?.error({ err: error }, 'storage quota check failed'));
-    this.#timer = setInterval(() => {
-      void this.check().catch((error: unknown) => this.#logger?.error({ err: error }, 'storage quota check failed'));
-    }, this.#intervalMs);
-    this.#timer.unref();
+    this.#checkInBackground();
+    this.#runs.start();
   }
 
-  async stop(): Promise<void> {
-    if (this.#timer) clearInterval(this.#timer);
-    this.#timer = null;
-    this.#again = false;
-    await this.#running?.catch(() => {});
+  stop(): Promise<void> {
+    this.#stopped = true;
+    return this.#runs.stop();
+  }
+
+  #checkInBackground(): void {
+    if (this.#stopped) return;
+    this.check().catch((error: unknown) => this.#logger?.error({ err: error }, 'storage quota check failed'));
   }
 
   async #checkExclusive(): Promise<QuotaCheck> {
