@@ -24,6 +24,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
     anonymousPulls: new Counter({ name: 'manifold_anonymous_pulls_total', help: 'Requests without credentials served on registries with anonymous_pull, by registry and endpoint', labelNames: ['registry', 'kind'], registers }),
     fillsInFlight: new Gauge({ name: 'manifold_fills_in_flight', help: 'Cache fills streaming from upstreams now', registers }),
     fillFollowers: new Gauge({ name: 'manifold_fill_followers', help: 'Responses attached to a fill in flight', registers }),
+    storageRepairs: new Counter({ name: 'manifold_storage_repairs_total', help: 'Cache entries found with their object missing, of another size or unreadable: refetched by a pull (source pull) or marked for refetch by storage check (source check)', labelNames: ['reason', 'source'], registers }),
     passThroughs: new Counter({ name: 'manifold_cache_pass_through_total', help: 'Blobs served from the upstream without being stored, because storage could not hold them even after eviction', labelNames: ['reason'], registers }),
     passThroughBytes: new Counter({ name: 'manifold_cache_pass_through_bytes_total', help: 'Sizes of the blobs served as pass-through streams', registers }),
     evictions: new Counter({ name: 'manifold_cache_evictions_total', help: 'Cache entries marked for destruction by cleanup policies and storage quotas', labelNames: ['reason'], registers }),

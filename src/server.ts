@@ -22,6 +22,8 @@ import { createMetrics } from './metrics.ts';
 import type { Metrics } from './metrics.ts';
 import { ensureAdminUser, ADMIN_USERNAME } from './services/bootstrap.ts';
 import { AuditService } from './services/audit.ts';
+import { StorageRepairs } from './services/storage-repairs.ts';
+import { StorageCheck } from './services/storage-check.ts';
 import { CacheDestroyer } from './services/cache-destroyer.ts';
 import { CacheEntryService } from './services/cache-entries.ts';
 import { CleanupRunner } from './services/cleanup-runner.ts';
@@ -79,6 +81,7 @@ export async function createServices(config: Config, database: DatabaseHandle, l
   const sessionTimes = { ttlMs: config.auth.sessionTtlHours * 60 * 60 * 1000, idleMs: config.auth.sessionIdleMinutes * 60 * 1000 };
   const client = new UpstreamClient({ ...config.upstream, maxManifestBytes: config.limits.maxManifestBytes, logger });
   const audit = new AuditService({ db });
+  const repairs = new StorageRepairs({ db, metrics, logger });
   configurePasswordHashing({ threads: config.auth.passwordHashThreads, queue: config.auth.passwordHashQueue });
   const throttle = new LoginThrottle({
     settings: config.auth.throttle,
@@ -104,6 +107,7 @@ export async function createServices(config: Config, database: DatabaseHandle, l
     client,
     counter,
     traffic,
+    repairs,
     quota,
     metrics,
     logger,
@@ -132,6 +136,7 @@ export async function createServices(config: Config, database: DatabaseHandle, l
     entries,
     counter,
     destroyer,
+    storageCheck: new StorageCheck({ db, store, destroyer, repairs }),
     evictor,
     quota,
     cleanup: new CleanupRunner({ db, dialect, evictor, destroyer, counter, metrics, logger, intervalMs: config.cache.cleanupCheckSeconds * 1000 }),
@@ -141,6 +146,7 @@ export async function createServices(config: Config, database: DatabaseHandle, l
     referrers: new ReferrersService({ registries, client, logger, ttlMs: config.cache.referrersTtlSeconds * 1000 }),
     tags: new TagService({ registries, client, logger, ttlMs: config.cache.tagsTtlSeconds * 1000 }),
     catalog: new CatalogService({ db, dialect }),
+    repairs,
   };
 }
 

@@ -112,6 +112,38 @@ export class CacheDestroyer {
     await this.#runs.stop();
   }
 
+  /**
+   * Deletes the objects of these digests that no live entry refers to, under the same per-digest lock
+   * as a batch (steps 2-3 above), so that an entry created meanwhile keeps its object. `keep` is asked
+   * under the lock too (storage check: an object committed since it was listed stays).
+   */
+  async deleteUnreferenced(digests: readonly string[], keep: (digest: string) => Promise<boolean> = async () => false): Promise<{ deleted: string[]; kept: string[]; failed: string[] }> {
+    const outcome = { deleted: [] as string[], kept: [] as string[], failed: [] as string[] };
+    const decide = async (db: Db, batch: string[]) => {
+      const live = await this.#liveDigests(db, batch);
+      const doomed: string[] = [];
+      for (const digest of batch) {
+        if (live.has(digest) || (await keep(digest))) outcome.kept.push(digest);
+        else doomed.push(digest);
+      }
+      const { failed } = await this.#deleteObjects(doomed);
+      for (const digest of doomed) (failed.has(digest) ? outcome.failed : outcome.deleted).push(digest);
+    };
+    const unique = [...new Set(digests)];
+    if (this.#dialect === 'postgres') {
+      for (let i = 0; i < unique.length; i += this.#batchSize) {
+        const batch = unique.slice(i, i + this.#batchSize);
+        await this.#db.transaction().execute(async (trx) => {
+          await lockDigestsExclusive(trx, batch);
+          await decide(trx, batch);
+        });
+      }
+    } else {
+      for (const digest of unique) await objectReferenceLock.exclusive(digest, () => decide(this.#db, [digest]));
+    }
+    return outcome;
+  }
+
   /** Rows waiting for this worker: marked, upstream gone, or failed long enough ago. */
   #claimable(retryBefore: number) {
     return this.#db.selectFrom('cache_entries').select(['id', 'digest'])

@@ -148,7 +148,8 @@ export class CacheEntryService {
 
   /**
    * A live entry of any of these upstreams with this digest (blob, manifest by digest, or a tag whose
-   * manifest has it), provided the object is stored; null otherwise.
+   * manifest has it); null otherwise. Whether its object is stored and whole is the caller's check
+   * (the pull path's serveStored: a missing or damaged object is a miss that repairs it).
    *
    * While the database is unavailable, an entry found within the outage window for one of these very
    * upstreams stands in (content by digest never goes stale); an upstream that never had the digest
@@ -167,7 +168,6 @@ export class CacheEntryService {
       if (!row) throw error;
     }
     if (!row) return null;
-    if (!(await this.#store.stat(digest))) return null;
     this.#recentByDigest.set(`${row.upstream_id}:${digest}`, row);
     return row;
   }

@@ -3,7 +3,7 @@
 import fastifyCookie from '@fastify/cookie';
 import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
-import type { FastifyBaseLogger, FastifyInstance, RawReplyDefaultExpression, RawRequestDefaultExpression, RawServerDefault } from 'fastify';
+import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest, RawReplyDefaultExpression, RawRequestDefaultExpression, RawServerDefault } from 'fastify';
 import { createJsonSchemaTransform, createJsonSchemaTransformObject, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { Authenticator } from '../../auth/authenticate.ts';
@@ -83,6 +83,16 @@ export type ResolvedApiDeps = Required<Omit<ApiDeps, 'publicUrl'>> & Pick<ApiDep
 
 export type ApiInstance = FastifyInstance<RawServerDefault, RawRequestDefaultExpression, RawReplyDefaultExpression, FastifyBaseLogger, ZodTypeProvider>;
 
+/**
+ * Answers about resources are the caller's own and change at any time. Without this, a browser keeps an
+ * answer that has a Last-Modified for a tenth of its age (RFC 9111 §4.2.2): a registry set up yesterday
+ * would show its old upstream list for hours after a change, since moving a link leaves the registry's
+ * own Last-Modified as it was.
+ */
+async function noStore(_request: FastifyRequest, reply: FastifyReply): Promise<void> {
+  reply.header('cache-control', 'no-store');
+}
+
 /** Registers /api/v1 on the app (call before app.ready()). */
 export function apiRoutes(app: FastifyInstance, deps: ApiDeps): void {
   const resolved: ResolvedApiDeps = {
@@ -114,6 +124,7 @@ export function apiRoutes(app: FastifyInstance, deps: ApiDeps): void {
 
     // Public: signing in to the console.
     await api.register(async (open) => {
+      open.addHook('onRequest', noStore);
       open.setValidatorCompiler(validatorCompiler);
       open.setSerializerCompiler(serializerCompiler);
       signInRoutes(open.withTypeProvider<ZodTypeProvider>(), resolved);
@@ -123,6 +134,7 @@ export function apiRoutes(app: FastifyInstance, deps: ApiDeps): void {
     await api.register(async (secured) => {
       secured.setValidatorCompiler(validatorCompiler);
       secured.setSerializerCompiler(serializerCompiler);
+      secured.addHook('onRequest', noStore);
       secured.addHook('onRequest', authenticationHook(resolved.authenticator));
       const routes: ApiInstance = secured.withTypeProvider<ZodTypeProvider>();
       userRoutes(routes, resolved);
