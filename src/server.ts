@@ -12,6 +12,7 @@ import { loadEncryptionKey, loadSigningKeys } from './auth/keys.ts';
 import { RegistryTokens } from './auth/registry-tokens.ts';
 import { apiRoutes } from './http/api/index.ts';
 import { buildApp } from './http/app.ts';
+import { buildPeerApp } from './http/peer-routes.ts';
 import { consoleRoutes } from './http/console.ts';
 import { registryRoutes } from './http/registry-routes.ts';
 import { actorFor, tokenRealm } from './http/request-auth.ts';
@@ -31,6 +32,8 @@ import { Evictor } from './services/eviction.ts';
 import { StorageQuota } from './services/storage-quota.ts';
 import { StorageUsage } from './services/storage-usage.ts';
 import { DownloadCounter } from './services/download-counter.ts';
+import { FillLeases } from './services/fill-leases.ts';
+import { PeerFills } from './services/peer-fills.ts';
 import { GroupService } from './services/groups.ts';
 import { MembershipService } from './services/memberships.ts';
 import { MirrorRouteService } from './services/mirror-routes.ts';
@@ -81,6 +84,12 @@ export async function createServices(config: Config, database: DatabaseHandle, l
   const sessionTimes = { ttlMs: config.auth.sessionTtlHours * 60 * 60 * 1000, idleMs: config.auth.sessionIdleMinutes * 60 * 1000 };
   const client = new UpstreamClient({ ...config.upstream, maxManifestBytes: config.limits.maxManifestBytes, logger });
   const audit = new AuditService({ db });
+  // Several replicas (config refuses cluster.advertiseUrl without PostgreSQL): fills claimed through leases.
+  const { advertiseUrl, secret } = config.cluster;
+  const cluster = advertiseUrl && secret ? {
+    leases: new FillLeases({ db, advertiseUrl, heartbeatMs: config.cluster.heartbeatMs, expiryMs: config.cluster.leaseExpiryMs, logger, metrics }),
+    peers: new PeerFills({ secret, store, metrics }),
+  } : undefined;
   const repairs = new StorageRepairs({ db, metrics, logger });
   configurePasswordHashing({ threads: config.auth.passwordHashThreads, queue: config.auth.passwordHashQueue });
   const throttle = new LoginThrottle({
@@ -114,6 +123,7 @@ export async function createServices(config: Config, database: DatabaseHandle, l
     fillGraceMs: config.cache.fillGraceSeconds * 1000,
     health,
     revalidateTimeoutMs: config.upstream.revalidateTimeoutMs,
+    cluster,
   });
   return {
     store,
@@ -143,6 +153,7 @@ export async function createServices(config: Config, database: DatabaseHandle, l
     usage: new StorageUsage({ db }),
     client,
     pull,
+    cluster,
     referrers: new ReferrersService({ registries, client, logger, ttlMs: config.cache.referrersTtlSeconds * 1000 }),
     tags: new TagService({ registries, client, logger, ttlMs: config.cache.tagsTtlSeconds * 1000 }),
     catalog: new CatalogService({ db, dialect }),
@@ -206,6 +217,8 @@ export function createHttp(config: Config, database: DatabaseHandle, services: S
 
 export interface Manifold {
   app: FastifyInstance;
+  /** The peer listener (cluster.host:cluster.port) the other replicas stream fills from; null with one replica. */
+  peer: FastifyInstance | null;
   database: DatabaseHandle;
   services: Services;
   metrics: Metrics;
@@ -237,13 +250,16 @@ export async function createManifold(config: Config, logger: Logger = createLogg
   services.counter.start();
   services.traffic.start();
   services.destroyer.start();
+  services.cluster?.leases.start();
   services.quota.start();
   services.cleanup.start();
 
   const app = createHttp(config, database, services, logger, metrics);
+  const peer = services.cluster && config.cluster.secret ? buildPeerApp({ logger, secret: config.cluster.secret, fills: services.pull.blobFills }) : null;
 
   return {
     app,
+    peer,
     database,
     services,
     metrics,
@@ -253,6 +269,10 @@ export async function createManifold(config: Config, logger: Logger = createLogg
       // Stop accepting; responses in flight finish. Fills go on until they settle (bounded by the caller).
       await app.close();
       await services.pull.settle();
+      // After the fills: the other replicas streamed from them until they ended.
+      await peer?.close();
+      await services.cluster?.leases.stop();
+      await services.cluster?.peers.close();
       await services.counter.stop();
       await services.traffic.stop();
       await services.quota.stop();

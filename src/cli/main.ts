@@ -35,6 +35,8 @@ async function serve(): Promise<void> {
   };
   process.on('SIGTERM', () => void stop('SIGTERM'));
   process.on('SIGINT', () => void stop('SIGINT'));
+  // The peer listener first: a replica that takes client requests may own fills the others stream.
+  await manifold.peer?.listen({ host: config.cluster.host, port: config.cluster.port });
   await manifold.app.listen({ host: config.server.host, port: config.server.port });
   // With NODE_COMPILE_CACHE set (`npm start`), write the cache now rather than at exit, so that even a
   // killed first process spares the next start the type stripping (about 30 MB resident) and compiling.
