@@ -21,6 +21,9 @@ import { CACHE_ENTRY_STATUS } from '../db/schema.ts';
 import { PeriodicTask } from '../lib/periodic-task.ts';
 import type { Logger } from '../log.ts';
 import type { ObjectStore } from '../storage/object-store.ts';
+import { ok } from '../result.ts';
+import type { Result } from '../result.ts';
+import { guarded, transact } from './database.ts';
 import { KeyedLock, lockDigestsExclusive, objectReferenceLock } from './object-references.ts';
 
 const { default: LIVE, processing: PROCESSING, pending_destruction: PENDING_DESTRUCTION, error: ERROR } = CACHE_ENTRY_STATUS;
@@ -40,6 +43,10 @@ export interface DestroyRun {
   /** Rows set to status error (their object could not be deleted), plus batches that failed outright. */
   errors: number;
 }
+
+/** One batch of runOnce: the rows it claimed (fewer than the batch size: nothing is left). */
+/** `deferred`: rows left pending because their object is in use. */
+type Batch = DestroyRun & { claimed: number; deferred: number };
 
 interface Claimed {
   id: number;
@@ -84,22 +91,17 @@ export class CacheDestroyer {
     // Rows that fail during this run are set to error with a later time: this run does not retry them.
     const retryBefore = Date.now() - this.#retryAfterMs;
     for (;;) {
-      let claimed: number;
-      let deferred: number;
-      try {
-        const batch = this.#dialect === 'postgres' ? await this.#postgresBatch(retryBefore) : await sqliteBatches.exclusive('batch', () => this.#sqliteBatch(retryBefore));
-        claimed = batch.claimed;
-        deferred = batch.deferred;
-        total.entries += batch.entries;
-        total.objects += batch.objects;
-        total.errors += batch.errors;
-      } catch (error) {
-        this.#logger?.error({ err: error }, 'cache destruction batch failed; retrying at the next run');
+      const batch = this.#dialect === 'postgres' ? await this.#postgresBatch(retryBefore) : await sqliteBatches.exclusive('batch', () => guarded(() => this.#sqliteBatch(retryBefore)));
+      if (!batch.ok) {
+        this.#logger?.error({ err: batch.cause, reason: batch.reason }, `cache destruction batch failed (${batch.message}); retrying at the next run`);
         total.errors++;
         return total;
       }
+      total.entries += batch.value.entries;
+      total.objects += batch.value.objects;
+      total.errors += batch.value.errors;
       // A full batch of rows whose objects are all in use: leave them for the next run.
-      if (claimed < this.#batchSize || claimed === deferred) return total;
+      if (batch.value.claimed < this.#batchSize || batch.value.claimed === batch.value.deferred) return total;
     }
   }
 
@@ -123,7 +125,7 @@ export class CacheDestroyer {
       const live = await this.#liveDigests(db, batch);
       const doomed: string[] = [];
       for (const digest of batch) {
-        if (live.has(digest) || (await keep(digest))) outcome.kept.push(digest);
+        if (live.has(digest) || this.#inUse(digest) || (await keep(digest))) outcome.kept.push(digest);
         else doomed.push(digest);
       }
       const { failed } = await this.#deleteObjects(doomed);
@@ -133,10 +135,13 @@ export class CacheDestroyer {
     if (this.#dialect === 'postgres') {
       for (let i = 0; i < unique.length; i += this.#batchSize) {
         const batch = unique.slice(i, i + this.#batchSize);
-        await this.#db.transaction().execute(async (trx) => {
+        const done = await transact(this.#db, async (trx) => {
           await lockDigestsExclusive(trx, batch);
           await decide(trx, batch);
+          return ok(undefined);
         });
+        // The storage check reports a failure as it happened (its callers expect the database's error).
+        if (!done.ok) throw done.cause ?? new Error(done.message);
       }
     } else {
       for (const digest of unique) await objectReferenceLock.exclusive(digest, () => decide(this.#db, [digest]));
@@ -155,23 +160,24 @@ export class CacheDestroyer {
       .limit(this.#batchSize);
   }
 
-  async #postgresBatch(retryBefore: number): Promise<DestroyRun & { claimed: number; deferred: number }> {
-    return this.#db.transaction().execute(async (trx) => {
+  async #postgresBatch(retryBefore: number): Promise<Result<Batch>> {
+    return transact(this.#db, async (trx) => {
       const rows: Claimed[] = await this.#claimable(retryBefore).forUpdate().skipLocked().execute();
-      if (rows.length === 0) return { claimed: 0, deferred: 0, entries: 0, objects: 0, errors: 0 };
+      if (rows.length === 0) return ok({ claimed: 0, deferred: 0, entries: 0, objects: 0, errors: 0 });
       const digests = [...new Set(rows.map((row) => row.digest))];
       await lockDigestsExclusive(trx, digests);
       const live = await this.#liveDigests(trx, digests);
       const orphans = digests.filter((digest) => !live.has(digest));
       const busy = new Set(orphans.filter((digest) => this.#inUse(digest)));
       const { deleted, failed } = await this.#deleteObjects(orphans.filter((digest) => !busy.has(digest)));
-      return { claimed: rows.length, objects: deleted, ...(await this.#finish(trx, rows, failed, busy)) };
+      return ok({ claimed: rows.length, objects: deleted, ...(await this.#finish(trx, rows, failed, busy)) });
     });
   }
 
-  async #sqliteBatch(retryBefore: number): Promise<DestroyRun & { claimed: number; deferred: number }> {
+  /** SQLite: no transaction; the process-wide digest locks keep pulls and this worker apart. */
+  async #sqliteBatch(retryBefore: number): Promise<Result<Batch>> {
     const rows: Claimed[] = await this.#claimable(retryBefore).execute();
-    if (rows.length === 0) return { claimed: 0, deferred: 0, entries: 0, objects: 0, errors: 0 };
+    if (rows.length === 0) return ok({ claimed: 0, deferred: 0, entries: 0, objects: 0, errors: 0 });
     let deleted = 0;
     const failed = new Set<string>();
     const busy = new Set<string>();
@@ -187,7 +193,7 @@ export class CacheDestroyer {
         for (const failure of result.failed) failed.add(failure);
       });
     }
-    return { claimed: rows.length, objects: deleted, ...(await this.#finish(this.#db, rows, failed, busy)) };
+    return ok({ claimed: rows.length, objects: deleted, ...(await this.#finish(this.#db, rows, failed, busy)) });
   }
 
   async #liveDigests(db: Db, digests: string[]): Promise<Set<string>> {
@@ -221,10 +227,7 @@ export class CacheDestroyer {
     return { deleted, failed };
   }
 
-  /**
-   * Deletes the batch rows, except those whose object could not be deleted (status error) and those
-   * whose object is in use (left as they are, for a later run).
-   */
+  /** Deletes the batch rows, except those whose object is still to be deleted: status error. */
   async #finish(db: Db, rows: Claimed[], failed: Set<string>, busy: Set<string>): Promise<{ entries: number; errors: number; deferred: number }> {
     const done = rows.filter((row) => !failed.has(row.digest) && !busy.has(row.digest)).map((row) => row.id);
     const kept = rows.filter((row) => failed.has(row.digest)).map((row) => row.id);
