@@ -172,6 +172,8 @@ describe('an upstream answering 429 with Retry-After', () => {
     // After the reset the upstream is asked again.
     upstream.clearFaults();
     await new Promise((resolve) => setTimeout(resolve, Math.max(0, limitedAt + retryAfter * 1000 + 100 - Date.now())));
+    // The limit runs from when Manifold read the 429, which a loaded machine does a moment after limitedAt.
+    await until(() => server.manifold.services.pull.health.condition(upstreamId).limitedUntil === null, 'the rate limit to end', 10_000);
     const again = upstream.requests.length;
     const revalidated = await getManifest(server, token, 'acme/hub/library/app/manifests/1');
     assert.equal(revalidated.warning, null);
