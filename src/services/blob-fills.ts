@@ -1,6 +1,8 @@
 // Single flight for blob fills (DESIGN §3.2): one upstream fetch per object however many clients ask;
 // every client streams from the growing temporary object, none waits for the end. A client that
-// disconnects does not stop the fill; with nobody attached it stops after a grace period.
+// disconnects does not stop the fill; with nobody attached it stops after a grace period. With several
+// replicas (DESIGN §8) the fill is claimed through a lease first (fill-leases.ts): the owner fills, the
+// others stream from the owner's peer listener (peer-fills.ts).
 import type { Readable } from 'node:stream';
 import type { ByteRange, ObjectInfo, ObjectStore, ObjectWriter } from '../storage/object-store.ts';
 import type { Logger } from '../log.ts';
