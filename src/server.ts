@@ -4,7 +4,7 @@ import type { Config } from './config.ts';
 import { resolvedPaths } from './config.ts';
 import { openDatabase } from './db/connect.ts';
 import type { DatabaseHandle, DatabaseOptions } from './db/connect.ts';
-import { Authenticator } from './auth/authenticate.ts';
+import { Authenticator } from './services/authentication.ts';
 import { LoginThrottle } from './auth/login-throttle.ts';
 import { closePasswordHashing, configurePasswordHashing } from './auth/password-hashing.ts';
 import { CredentialsCipher } from './auth/credentials-cipher.ts';
@@ -27,6 +27,8 @@ import { StorageRepairs } from './services/storage-repairs.ts';
 import { StorageCheck } from './services/storage-check.ts';
 import { CacheDestroyer } from './services/cache-destroyer.ts';
 import { CacheEntryService } from './services/cache-entries.ts';
+import { CacheEntryQueryService } from './services/cache-entry-queries.ts';
+import { CleanupPolicyService } from './services/cleanup-policies.ts';
 import { DownloadCounter } from './services/download-counter.ts';
 import { FillLeases } from './services/fill-leases.ts';
 import { PeerFills } from './services/peer-fills.ts';
@@ -41,6 +43,7 @@ import { UpstreamHealth } from './services/upstream-health.ts';
 import { RegistryService } from './services/registries.ts';
 import { RegistryTraffic } from './services/registry-traffic.ts';
 import { RegistryUpstreamService } from './services/registry-upstreams.ts';
+import { RegistryUpstreamQueryService } from './services/registry-upstream-queries.ts';
 import { SessionService } from './services/sessions.ts';
 import { TagService } from './services/tags.ts';
 import { TokenService } from './services/tokens.ts';
@@ -117,6 +120,9 @@ export async function createServices(config: Config, database: DatabaseHandle, l
     routing: new MirrorRouting({ db, registries }),
     registryUpstreams: new RegistryUpstreamService({ db, limits: config.limits, upstreams, pullCache: registries.pullCache }),
     entries,
+    cacheEntryQueries: new CacheEntryQueryService({ db }),
+    cleanupPolicies: new CleanupPolicyService({ db }),
+    linkQueries: new RegistryUpstreamQueryService({ db }),
     counter,
     destroyer,
     storageCheck: new StorageCheck({ db, store, destroyer, repairs }),
@@ -174,7 +180,6 @@ export function createHttp(config: Config, database: DatabaseHandle, services: S
   });
   consoleRoutes(app);
   apiRoutes(app, {
-    db: database.db,
     authenticator: services.authenticator,
     userService: services.users,
     groupService: services.groups,
@@ -185,6 +190,9 @@ export function createHttp(config: Config, database: DatabaseHandle, services: S
     registryUpstreamService: services.registryUpstreams,
     mirrorRouteService: services.mirrorRoutes,
     cacheEntries: services.entries,
+    cacheEntryQueries: services.cacheEntryQueries,
+    cleanupPolicies: services.cleanupPolicies,
+    linkQueries: services.linkQueries,
     auditService: services.audit,
     upstreamClient: services.client,
     allowPrivateUpstreams: config.upstream.allowPrivate,
@@ -195,6 +203,46 @@ export function createHttp(config: Config, database: DatabaseHandle, services: S
   });
 
   return app;
+}
+
+/** `manifold migrate`: the configured database's migrations, and nothing else. Returns the dialect. */
+export async function migrateDatabase(config: Config): Promise<DatabaseHandle['dialect']> {
+  const database = openDatabase(databaseOptions(config));
+  try {
+    await database.migrate();
+    return database.dialect;
+  } finally {
+    await database.close();
+  }
+}
+
+/** The services over a migrated database, without HTTP: what the server and the CLI (src/cli/admin.ts) share. */
+export interface ServiceRuntime {
+  database: DatabaseHandle;
+  services: Services;
+  /** Closes the upstream connections, the password hashing workers and the database. */
+  close(): Promise<void>;
+}
+
+/** Opens and migrates the configured database and builds the services on it. */
+export async function openServices(config: Config, logger: Logger, metrics: Metrics): Promise<ServiceRuntime> {
+  const database = openDatabase(databaseOptions(config, logger));
+  try {
+    await database.migrate();
+    const services = await createServices(config, database, logger, metrics);
+    return {
+      database,
+      services,
+      async close() {
+        await services.client.close();
+        await closePasswordHashing();
+        await database.close();
+      },
+    };
+  } catch (error) {
+    await database.close();
+    throw error;
+  }
 }
 
 export interface Manifold {
@@ -211,8 +259,9 @@ export interface Manifold {
 }
 
 export async function createManifold(config: Config, logger: Logger = createLogger(config.log.level)): Promise<Manifold> {
-  const database = openDatabase(databaseOptions(config, logger));
-  await database.migrate();
+  const metrics = createMetrics();
+  const runtime = await openServices(config, logger, metrics);
+  const { database, services } = runtime;
 
   const admin = await ensureAdminUser(database.db, config.adminPassword);
   if (admin.generatedPassword) {
@@ -222,8 +271,6 @@ export async function createManifold(config: Config, logger: Logger = createLogg
     logger.info({ username: ADMIN_USERNAME }, 'admin user created with the configured password');
   }
 
-  const metrics = createMetrics();
-  const services = await createServices(config, database, logger, metrics);
   metrics.sources.rateLimits = () => services.client.rateLimits();
   metrics.sources.health = () => services.pull.health.ids().map((id) => {
     const view = services.pull.health.view(id);
@@ -256,9 +303,7 @@ export async function createManifold(config: Config, logger: Logger = createLogg
       await services.counter.stop();
       await services.traffic.stop();
       await services.destroyer.stop();
-      await services.client.close();
-      await closePasswordHashing();
-      await database.close();
+      await runtime.close();
     },
   };
 }

@@ -3,8 +3,7 @@
 import { flushCompileCache } from 'node:module';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from '../config.ts';
-import { createManifold, databaseOptions } from '../server.ts';
-import { openDatabase } from '../db/connect.ts';
+import { createManifold, migrateDatabase } from '../server.ts';
 import { ADMIN_COMMANDS, ADMIN_USAGE, runAdmin } from './admin.ts';
 
 const USAGE = `usage: manifold <command>
@@ -44,11 +43,7 @@ async function serve(): Promise<void> {
 }
 
 async function migrate(): Promise<void> {
-  const config = loadConfig();
-  const database = openDatabase(databaseOptions(config));
-  await database.migrate();
-  await database.close();
-  console.log(`migrated (${database.dialect})`);
+  console.log(`migrated (${await migrateDatabase(loadConfig())})`);
 }
 
 const COMMANDS: Record<string, (args: string[]) => Promise<void>> = { serve, migrate };
