@@ -91,15 +91,17 @@ export class BoundedCache<V> {
 
   /**
    * Keeps a value (fresh for ttlMs, default the cache's). Not kept when the cache keeps nothing, when
-   * `generation` is given and an invalidation came since, or when it alone exceeds maxBytes.
+   * `generation` is given and an invalidation came since, or when it alone exceeds maxBytes. `since`:
+   * when the value was read from its source (default now); its freshness counts from then, so that a
+   * slow read does not stretch the bound.
    */
-  set(key: string, value: V, options: { generation?: number; ttlMs?: number } = {}): void {
+  set(key: string, value: V, options: { generation?: number; ttlMs?: number; since?: number } = {}): void {
     // A ttl given per entry never exceeds the cache's: that is the bound the cache documents.
     const ttlMs = Math.max(0, Math.min(options.ttlMs ?? this.#ttlMs, this.#ttlMs));
     if (Math.max(ttlMs, this.#keepMs) <= 0) return;
     if (options.generation !== undefined && options.generation !== this.#generation) return;
-    const now = this.#now();
-    this.#entries.set(key, { value, readAt: now, freshUntil: now + ttlMs }, { ttl: Math.max(ttlMs, this.#keepMs) });
+    const readAt = Math.min(options.since ?? Infinity, this.#now());
+    this.#entries.set(key, { value, readAt, freshUntil: readAt + ttlMs }, { ttl: Math.max(ttlMs, this.#keepMs) });
   }
 
   delete(key: string): void {

@@ -259,8 +259,9 @@ export class Authenticator {
     // An access token's own expiry still applies to a kept actor.
     if (known && (!('token' in known) || !known.token || known.token.expiresAt === null || known.token.expiresAt > this.#now())) return ok(known);
     const generation = this.#actors.generation;
+    const since = this.#now();
     const actor = await read();
-    if (actor.ok && actor.value.kind !== 'anonymous') this.#actors.set(key, actor.value, { generation });
+    if (actor.ok && actor.value.kind !== 'anonymous') this.#actors.set(key, actor.value, { generation, since });
     return actor;
   }
 

@@ -167,6 +167,7 @@ export class CacheEntryService {
     const known = this.#lookups.get(key);
     if (known) return known as CacheEntry;
     const generation = this.#lookups.generation;
+    const since = Date.now();
     let row: CacheEntry | undefined;
     try {
       row = await this.#db.selectFrom('cache_entries').selectAll()
@@ -179,7 +180,7 @@ export class CacheEntryService {
     }
     if (!row) return null;
     this.#recentByDigest.set(`${row.upstream_id}:${digest}`, row);
-    this.#lookups.set(key, row, { generation });
+    this.#lookups.set(key, row, { generation, since });
     return row;
   }
 
@@ -197,6 +198,7 @@ export class CacheEntryService {
     const known = this.#lookups.get(key);
     if (known) return known as CacheEntryForPath[];
     const generation = this.#lookups.generation;
+    const since = Date.now();
     const rows = await this.#db.selectFrom('cache_entries as e')
       .innerJoin('registry_upstreams as ru', 'ru.upstream_id', 'e.upstream_id')
       .selectAll('e').select(['ru.position'])
@@ -204,7 +206,7 @@ export class CacheEntryService {
       .orderBy('ru.position')
       .execute();
     // Only what is there: a miss is filled, and the fill's write drops the lookups anyway.
-    if (rows.length > 0) this.#lookups.set(key, rows, { generation });
+    if (rows.length > 0) this.#lookups.set(key, rows, { generation, since });
     return rows;
   }
 

@@ -351,6 +351,7 @@ export class RegistryService {
 
   async #readForPull(key: string, where: (query: PullQuery) => PullQuery): Promise<PullRegistry | null> {
     const generation = this.pullCache.generation;
+    const since = this.#now();
     const rows = await where(pullQuery(this.#db)).execute();
     let found: PullRegistry | null = null;
     if (rows.length > 0) {
@@ -371,7 +372,7 @@ export class RegistryService {
         })),
       });
     }
-    this.pullCache.set(key, found, { generation });
+    this.pullCache.set(key, found, { generation, since });
     return found;
   }
 

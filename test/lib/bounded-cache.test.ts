@@ -96,3 +96,15 @@ test('a ttl of 0 keeps nothing', () => {
   assert.equal(cache.get('k'), undefined);
   assert.equal(cache.size, 0);
 });
+
+test('freshness counts from when the value was read (since), not from when it was kept', () => {
+  const time = clock();
+  const cache = new BoundedCache<string>({ maxEntries: 10, ttlMs: 2_000, now: time.now });
+  const readAt = time.now();
+  time.advance(1_500);
+  cache.set('slow read', 'v', { since: readAt });
+  time.advance(499);
+  assert.equal(cache.get('slow read'), 'v');
+  time.advance(1);
+  assert.equal(cache.get('slow read'), undefined);
+});
