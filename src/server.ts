@@ -24,6 +24,8 @@ import { ensureAdminUser, ADMIN_USERNAME } from './services/bootstrap.ts';
 import { AuditService } from './services/audit.ts';
 import { StorageRepairs } from './services/storage-repairs.ts';
 import { StorageCheck } from './services/storage-check.ts';
+import { PrefetchJobService } from './services/prefetch-jobs.ts';
+import { PrefetchRunner } from './services/prefetch-runner.ts';
 import { CacheDestroyer } from './services/cache-destroyer.ts';
 import { CacheEntryService } from './services/cache-entries.ts';
 import { DownloadCounter } from './services/download-counter.ts';
@@ -78,6 +80,7 @@ export async function createServices(config: Config, database: DatabaseHandle, l
   const client = new UpstreamClient({ ...config.upstream, maxManifestBytes: config.limits.maxManifestBytes, logger });
   const audit = new AuditService({ db });
   const repairs = new StorageRepairs({ db, metrics, logger });
+  const prefetchJobs = new PrefetchJobService({ db });
   const destroyer = new CacheDestroyer({ db, dialect, store, logger, intervalMs: config.cache.destroyIntervalSeconds * 1000 });
   configurePasswordHashing({ threads: config.auth.passwordHashThreads, queue: config.auth.passwordHashQueue });
   const throttle = new LoginThrottle({
@@ -89,6 +92,22 @@ export async function createServices(config: Config, database: DatabaseHandle, l
       });
     },
   });
+  const pull = new PullService({
+    registries,
+    entries,
+    store,
+    client,
+    counter,
+    traffic,
+    repairs,
+    metrics,
+    logger,
+    fillGraceMs: config.cache.fillGraceSeconds * 1000,
+    health,
+    revalidateTimeoutMs: config.upstream.revalidateTimeoutMs,
+  });
+  const prefetchRunner = new PrefetchRunner({ db, pull, registries, logger });
+  prefetchJobs.onQueued = () => prefetchRunner.poke();
   return {
     store,
     cipher,
@@ -111,21 +130,10 @@ export async function createServices(config: Config, database: DatabaseHandle, l
     counter,
     destroyer,
     storageCheck: new StorageCheck({ db, store, destroyer, repairs }),
+    prefetchJobs,
     client,
-    pull: new PullService({
-      registries,
-      entries,
-      store,
-      client,
-      counter,
-      traffic,
-      repairs,
-      metrics,
-      logger,
-      fillGraceMs: config.cache.fillGraceSeconds * 1000,
-      health,
-      revalidateTimeoutMs: config.upstream.revalidateTimeoutMs,
-    }),
+    pull,
+    prefetchRunner,
     referrers: new ReferrersService({ registries, client, logger, ttlMs: config.cache.referrersTtlSeconds * 1000 }),
     tags: new TagService({ registries, client, logger, ttlMs: config.cache.tagsTtlSeconds * 1000 }),
     catalog: new CatalogService({ db, dialect }),
@@ -179,6 +187,7 @@ export function createHttp(config: Config, database: DatabaseHandle, services: S
     allowPrivateUpstreams: config.upstream.allowPrivate,
     sessionService: services.sessions,
     registryTraffic: services.traffic,
+    prefetchJobs: services.prefetchJobs,
     publicUrl: config.server.publicUrl,
     service: config.auth.service,
   });
@@ -219,6 +228,7 @@ export async function createManifold(config: Config, logger: Logger = createLogg
   services.counter.start();
   services.traffic.start();
   services.destroyer.start();
+  services.prefetchRunner.start();
 
   const app = createHttp(config, database, services, logger, metrics);
 
@@ -232,6 +242,7 @@ export async function createManifold(config: Config, logger: Logger = createLogg
     async close() {
       // Stop accepting; responses in flight finish. Fills go on until they settle (bounded by the caller).
       await app.close();
+      await services.prefetchRunner.stop();
       await services.pull.settle();
       await services.counter.stop();
       await services.traffic.stop();
