@@ -31,6 +31,10 @@ import { CacheDestroyer } from './services/cache-destroyer.ts';
 import { CacheEntryService } from './services/cache-entries.ts';
 import { CacheEntryQueryService } from './services/cache-entry-queries.ts';
 import { CleanupPolicyService } from './services/cleanup-policies.ts';
+import { CleanupRunner } from './services/cleanup-runner.ts';
+import { Evictor } from './services/eviction.ts';
+import { StorageQuota } from './services/storage-quota.ts';
+import { StorageUsage } from './services/storage-usage.ts';
 import { DownloadCounter } from './services/download-counter.ts';
 import { FillLeases } from './services/fill-leases.ts';
 import { PeerFills } from './services/peer-fills.ts';
@@ -93,7 +97,6 @@ export async function createServices(config: Config, database: DatabaseHandle, l
   } : undefined;
   const repairs = new StorageRepairs({ db, metrics, logger });
   const prefetchJobs = new PrefetchJobService({ db });
-  const destroyer = new CacheDestroyer({ db, dialect, store, logger, intervalMs: config.cache.destroyIntervalSeconds * 1000 });
   configurePasswordHashing({ threads: config.auth.passwordHashThreads, queue: config.auth.passwordHashQueue });
   const throttle = new LoginThrottle({
     settings: config.auth.throttle,
@@ -104,7 +107,15 @@ export async function createServices(config: Config, database: DatabaseHandle, l
       });
     },
   });
-  const pull = new PullService({
+  const evictor = new Evictor({ db, graceMs: config.storage.evictionGraceSeconds * 1000 });
+  // An object this process is reading or filling is not deleted yet (cache-destroyer.ts).
+  const destroyer: CacheDestroyer = new CacheDestroyer({ db, dialect, store, logger, intervalMs: config.cache.destroyIntervalSeconds * 1000, inUse: (digest: string): boolean => store.reading(digest) || pull.blobFills.filling(digest) });
+  const quota: StorageQuota = new StorageQuota({
+    db, dialect, evictor, destroyer, counter, metrics, logger,
+    settings: { maxBytes: config.storage.maxBytes, highWatermarkPercent: config.storage.highWatermarkPercent, lowWatermarkPercent: config.storage.lowWatermarkPercent },
+    intervalMs: config.storage.quotaCheckSeconds * 1000,
+  });
+  const pull: PullService = new PullService({
     registries,
     entries,
     store,
@@ -112,6 +123,7 @@ export async function createServices(config: Config, database: DatabaseHandle, l
     counter,
     traffic,
     repairs,
+    quota,
     metrics,
     logger,
     fillGraceMs: config.cache.fillGraceSeconds * 1000,
@@ -146,9 +158,13 @@ export async function createServices(config: Config, database: DatabaseHandle, l
     counter,
     destroyer,
     storageCheck: new StorageCheck({ db, store, destroyer, repairs }),
-    prefetchJobs,
+    evictor,
+    quota,
+    cleanup: new CleanupRunner({ db, dialect, evictor, destroyer, counter, metrics, logger, intervalMs: config.cache.cleanupCheckSeconds * 1000 }),
+    storageUsage: new StorageUsage({ db }),
     client,
     pull,
+    prefetchJobs,
     prefetchRunner,
     cluster,
     referrers: new ReferrersService({ registries, client, logger, ttlMs: config.cache.referrersTtlSeconds * 1000 }),
@@ -207,6 +223,7 @@ export function createHttp(config: Config, database: DatabaseHandle, services: S
     sessionService: services.sessions,
     registryTraffic: services.traffic,
     prefetchJobs: services.prefetchJobs,
+    storageUsage: services.storageUsage,
     publicUrl: config.server.publicUrl,
     service: config.auth.service,
   });
@@ -290,6 +307,8 @@ export async function createManifold(config: Config, logger: Logger = createLogg
   services.destroyer.start();
   services.cluster?.leases.start();
   services.prefetchRunner.start();
+  services.quota.start();
+  services.cleanup.start();
 
   const app = createHttp(config, database, services, logger, metrics);
   const peer = services.cluster && config.cluster.secret ? buildPeerApp({ logger, secret: config.cluster.secret, fills: services.pull.blobFills }) : null;
@@ -313,6 +332,8 @@ export async function createManifold(config: Config, logger: Logger = createLogg
       await services.cluster?.peers.close();
       await services.counter.stop();
       await services.traffic.stop();
+      await services.quota.stop();
+      await services.cleanup.stop();
       await services.destroyer.stop();
       await runtime.close();
     },
