@@ -2,7 +2,9 @@
 // every client streams from the growing temporary object, none waits for the end. A client that
 // disconnects does not stop the fill; with nobody attached it stops after a grace period. A blob the
 // storage quota cannot hold (spec.admit) is not stored: each client gets the upstream's stream, checked
-// against the digest on its way through (a pass-through).
+// against the digest on its way through (a pass-through). With several replicas (DESIGN §8) the fill is
+// claimed through a lease first (fill-leases.ts): the owner fills, the others stream from the owner's
+// peer listener (peer-fills.ts).
 import { createHash } from 'node:crypto';
 import { Transform } from 'node:stream';
 import type { Readable } from 'node:stream';

@@ -9,10 +9,12 @@
 import { sql } from 'kysely';
 import type { Db, Dialect } from '../db/connect.ts';
 import type { Logger } from '../log.ts';
+import { ok } from '../result.ts';
 import type { Metrics } from '../metrics.ts';
 import type { CacheDestroyer } from './cache-destroyer.ts';
 import type { DownloadCounter } from './download-counter.ts';
 import type { EvictionTally, Evictor } from './eviction.ts';
+import { transact } from './database.ts';
 import { ADVISORY_NAMESPACE } from './object-references.ts';
 import { PeriodicTask } from '../lib/periodic-task.ts';
 
@@ -117,11 +119,14 @@ export class StorageQuota {
   async #checkExclusive(): Promise<QuotaCheck> {
     if (this.#dialect !== 'postgres') return this.#checkNow();
     // The lock lives as long as this transaction; the check's statements run on other connections.
-    return this.#db.transaction().execute(async (trx) => {
+    const checked = await transact(this.#db, async (trx) => {
       const { rows } = await sql<{ locked: boolean }>`select pg_try_advisory_xact_lock(${ADVISORY_NAMESPACE}, ${QUOTA_LOCK_KEY}) as locked`.execute(trx);
-      if (!rows[0]?.locked) return { storedBytes: this.#instanceFigure, evictedEntries: 0, evictedBytes: 0, ran: false };
-      return this.#checkNow();
+      if (!rows[0]?.locked) return ok({ storedBytes: this.#instanceFigure, evictedEntries: 0, evictedBytes: 0, ran: false });
+      return ok(await this.#checkNow());
     });
+    // A failed check is reported by its caller, as when it runs without the lock (SQLite).
+    if (!checked.ok) throw checked.cause ?? new Error(checked.message);
+    return checked.value;
   }
 
   async #checkNow(): Promise<QuotaCheck> {
