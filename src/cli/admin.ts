@@ -18,6 +18,7 @@ import { createMetrics } from '../metrics.ts';
 import { openServices } from '../server.ts';
 import type { ServiceRuntime } from '../server.ts';
 import { describeStorageCheck } from './storage.ts';
+import { describeJob, followJob } from './prefetch.ts';
 
 export const ADMIN_USAGE = `admin commands (they work on the local database, with the server's configuration; add --json for JSON):
   user create <username> [--admin] [--email <email>] [--password-stdin]
@@ -25,9 +26,17 @@ export const ADMIN_USAGE = `admin commands (they work on the local database, wit
   token create --user <username> --name <name> --scopes <scope,...> [--expires-days <n>]
       a personal access token; scopes: ${SCOPES.join(', ')}; prints the token once
   group create <path> [--name <name>] [--owner <username>]
+  group quota <path> <size>|none
+      the group's storage quota (e.g. 50GiB, 500MB); above its high watermark its least recently pulled
+      entries are evicted; none removes it
+  cleanup runs <group>
+      the group's latest cleanup policy runs and quota evictions: when, why, entries and bytes removed
   registry create <group>/<name> [--upstream <url>]... [--username <user> --password-stdin] [--cache-validity-hours <n>]
       creates the registry and its upstreams in this order (an upstream of the group with the same URL is reused)
   registry list <group>
+  registry usage <group>/<name>
+      what the registry's cache holds and saves: bytes stored, entries, hits, misses, bytes served from
+      the cache and fetched from upstreams, evictions; per upstream
   registry update <group>/<name> [--anonymous-pull true|false] [--anonymous-network <cidr>]... [--hostname <name>]...
       --anonymous-network and --hostname replace the lists; --no-anonymous-networks, --no-hostnames empty them
   mirror route <host> <group>/<registry> [--default]
@@ -45,7 +54,10 @@ export const ADMIN_USAGE = `admin commands (they work on the local database, wit
   storage check [--repair] [--grace-minutes <n>]
       walks cache entries against stored objects: entries whose object is missing or of another size,
       objects no entry refers to (older than the grace period, default 60), and what pulls repaired;
-      --repair marks those entries for refetch and deletes those objects; exit code 3: problems found, not repaired`;
+      --repair marks those entries for refetch and deletes those objects; exit code 3: problems found, not repaired
+  prefetch <group>/<registry> <image>[:<tag>|@<digest>]... [--platform <os>/<arch>[/<variant>]]... [--detach]
+      fills the cache with the images (only the platforms given; default all) through a running server,
+      showing its progress; Ctrl-C cancels the job; --detach queues it and prints the job`;
 
 /** What a command writes; tests give their own. */
 export interface AdminIo {
@@ -101,6 +113,27 @@ async function readSecret(io: AdminIo, what: string): Promise<string> {
   const secret = (await io.readStdin()).replace(/\r?\n$/, '');
   if (secret === '') throw new UsageError(`--password-stdin: no ${what} on standard input`);
   return secret;
+}
+
+const SIZE_UNITS: Record<string, number> = { b: 1, kb: 1e3, mb: 1e6, gb: 1e9, tb: 1e12, kib: 2 ** 10, mib: 2 ** 20, gib: 2 ** 30, tib: 2 ** 40 };
+
+/** `50GiB`, `500MB`, `1048576` → bytes. */
+function parseSize(raw: string): number {
+  const match = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(raw.trim());
+  const unit = match ? SIZE_UNITS[(match[2] || 'b').toLowerCase()] : undefined;
+  if (!match || unit === undefined) throw new UsageError(`expected a size such as 50GiB, 500MB or a number of bytes, got ${raw}`);
+  return Math.round(Number(match[1]) * unit);
+}
+
+function formatBytes(bytes: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return `${unit === 0 ? value : value.toFixed(1)} ${units[unit]}`;
 }
 
 async function groupByPath(context: Context, path: string): Promise<GroupView> {
@@ -225,8 +258,38 @@ const commands: Record<string, Record<string, Command>> = {
       }
       return { json: { ...group, owner: values.owner ?? null }, text: `created group ${group.path} (id ${group.id})${values.owner ? `, owner ${values.owner}` : ''}` };
     },
+    async quota(context, args) {
+      const { positionals } = parse(args, {});
+      const group = await groupByPath(context, positional(positionals, 0, '<path>'));
+      const raw = positional(positionals, 1, '<size>|none');
+      const quota = raw === 'none' ? null : parseSize(raw);
+      const updated = value(await context.services.groups.update(SYSTEM, group.id, { storage_quota_bytes: quota }));
+      return { json: updated, text: `group ${updated.path}: storage quota ${updated.storage_quota_bytes === null ? 'none' : formatBytes(updated.storage_quota_bytes)}` };
+    },
+  },
+  cleanup: {
+    async runs(context, args) {
+      const { positionals } = parse(args, {});
+      const group = await groupByPath(context, positional(positionals, 0, '<group>'));
+      const runs = value(await context.services.cleanupPolicies.runs(SYSTEM, group.id));
+      const text = runs.length === 0
+        ? `group ${group.path}: no cleanup runs yet`
+        : runs.map((run) => `${new Date(run.finished_at).toISOString()}  ${run.reason.padEnd(14)}  ${String(run.deleted_entries).padStart(7)} entries  ${formatBytes(run.deleted_bytes).padStart(10)}${run.failure_message ? `  failed: ${run.failure_message}` : ''}`).join('\n');
+      return { json: runs, text };
+    },
   },
   registry: {
+    async usage(context, args) {
+      const { positionals } = parse(args, {});
+      const registry = await registryByPath(context, positional(positionals, 0, '<group>/<name>'));
+      const usage = value(await context.services.storageUsage.registry(SYSTEM, registry.id));
+      const lines = [
+        `stored: ${formatBytes(usage.stored_bytes)} in ${usage.entries} entries`,
+        `since ${new Date(usage.since).toISOString()}: ${usage.hits} hits, ${usage.misses} misses; ${formatBytes(usage.bytes_from_cache)} served from the cache, ${formatBytes(usage.bytes_from_upstream)} fetched; ${usage.evicted_entries} entries (${formatBytes(usage.evicted_bytes)}) evicted`,
+        ...usage.upstreams.map((u) => `  upstream ${u.name} (id ${u.upstream_id}): ${formatBytes(u.stored_bytes)} in ${u.entries} entries; ${u.evicted_entries} entries (${formatBytes(u.evicted_bytes)}) evicted`),
+      ];
+      return { json: usage, text: lines.join('\n') };
+    },
     async create(context, args, io) {
       const { values, positionals } = parse(args, {
         upstream: { type: 'string', multiple: true }, username: { type: 'string' }, 'password-stdin': { type: 'boolean' },
@@ -395,12 +458,25 @@ commands.storage = {
   },
 };
 
-export const ADMIN_COMMANDS = Object.keys(commands);
+/** Nouns that take no verb: `manifold prefetch <group>/<registry> <image>…`. */
+const verbless: Record<string, Command> = {
+  async prefetch(context, args, io) {
+    const { values, positionals } = parse(args, { platform: { type: 'string', multiple: true }, detach: { type: 'boolean' } });
+    const registry = await registryByPath(context, positional(positionals, 0, '<group>/<registry>'));
+    const images = positionals.slice(1);
+    if (images.length === 0) throw new UsageError('missing <image>[:<tag>|@<digest>]');
+    let job = value(await context.services.prefetchJobs.create(SYSTEM, registry.id, { images, platforms: values.platform ?? [] }));
+    if (!values.detach) job = await followJob(context.services.prefetchJobs, job, { stderr: io.stderr, isTty: process.stderr.isTTY === true });
+    return { json: job, text: describeJob(job), exitCode: values.detach || job.status === 'succeeded' ? 0 : 1 };
+  },
+};
+
+export const ADMIN_COMMANDS = [...Object.keys(commands), ...Object.keys(verbless)];
 
 /** Runs `manifold <noun> <verb> …`; returns the exit code (0 done, 1 failed, 2 usage). */
 export async function runAdmin(noun: string, args: string[], io: AdminIo): Promise<number> {
-  const [verb, ...rest] = args;
-  const command = verb ? commands[noun]?.[verb] : undefined;
+  const [verb, ...rest] = verbless[noun] ? ['', ...args] : args;
+  const command = verbless[noun] ?? (verb ? commands[noun]?.[verb] : undefined);
   const json = rest.includes('--json');
   if (!command) {
     io.stderr(`manifold: unknown command: ${[noun, verb].filter(Boolean).join(' ')}\n\n${ADMIN_USAGE}\n`);
@@ -414,13 +490,13 @@ export async function runAdmin(noun: string, args: string[], io: AdminIo): Promi
     return output.exitCode ?? 0;
   } catch (error) {
     if (error instanceof UsageError) {
-      io.stderr(`manifold ${noun} ${verb}: ${error.message}\n\n${ADMIN_USAGE}\n`);
+      io.stderr(`manifold ${[noun, verb].filter(Boolean).join(' ')}: ${error.message}\n\n${ADMIN_USAGE}\n`);
       return 2;
     }
     if (error instanceof CommandFailed) {
       if (json) io.stdout(`${JSON.stringify({ error: error.message, errors: error.fields }, null, 2)}\n`);
       // The message already names the fields and what is wrong with them.
-      io.stderr(`manifold ${noun} ${verb}: ${error.message}\n`);
+      io.stderr(`manifold ${[noun, verb].filter(Boolean).join(' ')}: ${error.message}\n`);
       return 1;
     }
     throw error;
