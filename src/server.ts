@@ -54,22 +54,22 @@ export function databaseOptions(config: Config, logger?: Logger): DatabaseOption
 
 /** Everything the services layer offers, built once per process. */
 export async function createServices(config: Config, database: DatabaseHandle, logger: Logger, metrics: Metrics) {
-  const { db, dialect } = database;
+  const { db, dialect, changes } = database;
   const paths = resolvedPaths(config);
   const store = await openObjectStore(config, logger);
   await store.init();
   const cipher = new CredentialsCipher(loadEncryptionKey(config.secrets.encryptionKey, paths.encryptionKeyPath));
   const registryTokens = new RegistryTokens({ keys: await loadSigningKeys(paths.signingKeyPath), issuer: config.auth.issuer, service: config.auth.service, ttlSeconds: config.auth.tokenTtlSeconds });
   const outageMemoryMs = config.database.outageMemorySeconds * 1000;
-  const registries = new RegistryService({ db, cipher, limits: config.limits, outageMemoryMs });
+  const registries = new RegistryService({ db, cipher, changes, limits: config.limits, outageMemoryMs });
   const health = new UpstreamHealth({
     failureThreshold: config.upstream.circuitFailureThreshold,
     openMs: config.upstream.circuitOpenSeconds * 1000,
     maxOpenMs: config.upstream.circuitMaxOpenSeconds * 1000,
     defaultRateLimitMs: config.upstream.rateLimitDefaultSeconds * 1000,
   });
-  const upstreams = new UpstreamService({ db, cipher, allowPrivate: config.upstream.allowPrivate, pullCache: registries.pullCache, health });
-  const entries = new CacheEntryService({ db, dialect, store, outageMemoryMs });
+  const upstreams = new UpstreamService({ db, cipher, changes, allowPrivate: config.upstream.allowPrivate, health });
+  const entries = new CacheEntryService({ db, dialect, store, changes, outageMemoryMs });
   const counter = new DownloadCounter({ db, flushIntervalMs: config.cache.counterFlushSeconds * 1000, logger });
   const traffic = new RegistryTraffic({ db, flushIntervalMs: config.cache.counterFlushSeconds * 1000, logger });
   const sessionTimes = { ttlMs: config.auth.sessionTtlHours * 60 * 60 * 1000, idleMs: config.auth.sessionIdleMinutes * 60 * 1000 };
@@ -85,43 +85,51 @@ export async function createServices(config: Config, database: DatabaseHandle, l
       });
     },
   });
+  const authenticator = new Authenticator({ db, registryTokens, throttle, sessionIdleMs: sessionTimes.idleMs, outageMemoryMs });
+  const routing = new MirrorRouting({ db, registries });
+  const pull = new PullService({
+    registries,
+    entries,
+    store,
+    client,
+    counter,
+    traffic,
+    metrics,
+    logger,
+    fillGraceMs: config.cache.fillGraceSeconds * 1000,
+    health,
+    revalidateTimeoutMs: config.upstream.revalidateTimeoutMs,
+  });
+  const referrers = new ReferrersService({ registries, client, logger, ttlMs: config.cache.referrersTtlSeconds * 1000 });
+  const tags = new TagService({ registries, client, logger, ttlMs: config.cache.tagsTtlSeconds * 1000 });
+  // Every in-memory cache hears every committed change, this process's and the other replicas' (db/change-feed.ts).
+  for (const cache of [registries, routing, authenticator, entries, pull, referrers, tags]) changes.subscribe((change) => cache.onChange(change));
   return {
     store,
     cipher,
     registryTokens,
     throttle,
-    authenticator: new Authenticator({ db, registryTokens, throttle, sessionIdleMs: sessionTimes.idleMs, outageMemoryMs }),
-    sessions: new SessionService({ db, times: sessionTimes }),
+    changes,
+    authenticator,
+    sessions: new SessionService({ db, changes, times: sessionTimes }),
     traffic,
-    users: new UserService({ db }),
-    groups: new GroupService({ db }),
-    memberships: new MembershipService({ db }),
-    tokens: new TokenService({ db }),
+    users: new UserService({ db, changes }),
+    groups: new GroupService({ db, changes }),
+    memberships: new MembershipService({ db, changes }),
+    tokens: new TokenService({ db, changes }),
     audit,
     registries,
     upstreams,
-    mirrorRoutes: new MirrorRouteService({ db, pullCache: registries.pullCache }),
-    routing: new MirrorRouting({ db, registries }),
-    registryUpstreams: new RegistryUpstreamService({ db, limits: config.limits, upstreams, pullCache: registries.pullCache }),
+    mirrorRoutes: new MirrorRouteService({ db, changes }),
+    routing,
+    registryUpstreams: new RegistryUpstreamService({ db, changes, limits: config.limits, upstreams }),
     entries,
     counter,
     destroyer: new CacheDestroyer({ db, dialect, store, logger, intervalMs: config.cache.destroyIntervalSeconds * 1000 }),
     client,
-    pull: new PullService({
-      registries,
-      entries,
-      store,
-      client,
-      counter,
-      traffic,
-      metrics,
-      logger,
-      fillGraceMs: config.cache.fillGraceSeconds * 1000,
-      health,
-      revalidateTimeoutMs: config.upstream.revalidateTimeoutMs,
-    }),
-    referrers: new ReferrersService({ registries, client, logger, ttlMs: config.cache.referrersTtlSeconds * 1000 }),
-    tags: new TagService({ registries, client, logger, ttlMs: config.cache.tagsTtlSeconds * 1000 }),
+    pull,
+    referrers,
+    tags,
     catalog: new CatalogService({ db, dialect }),
   };
 }
@@ -209,6 +217,9 @@ export async function createManifold(config: Config, logger: Logger = createLogg
     const view = services.pull.health.view(id);
     return { id, state: view.state, consecutiveFailures: view.consecutive_failures };
   });
+  metrics.sources.changeFeed = () => database.changes.stats();
+  // Hear the other replicas' changes (PostgreSQL); the CLI only tells them its own.
+  database.changes.listen();
   services.counter.start();
   services.traffic.start();
   services.destroyer.start();

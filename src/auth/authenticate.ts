@@ -3,6 +3,7 @@
 import { createHmac, randomBytes } from 'node:crypto';
 import { sql } from 'kysely';
 import { LRUCache } from 'lru-cache';
+import type { Change } from '../db/change-feed.ts';
 import type { Db } from '../db/connect.ts';
 import { isDatabaseUnavailable } from '../db/unavailable.ts';
 import type { AccessLevel, AccessToken, User } from '../db/schema.ts';
@@ -77,6 +78,40 @@ export class Authenticator {
     this.#verifyPassword = deps.verifyPassword ?? verifyPassword;
     this.#recentActors = new LRUCache({ max: OUTAGE_MEMORY_SIZE, ttl: Math.max(1, deps.outageMemoryMs ?? OUTAGE_MEMORY_MS) });
     this.#throttle = deps.throttle ?? new LoginThrottle();
+  }
+
+  /**
+   * What this process remembers of users, tokens and memberships (the password checks, the actors kept
+   * for an outage) is dropped when they change, here or on another replica (change feed): a token
+   * revoked, a user blocked or a member removed anywhere is not let in by this memory.
+   */
+  onChange(change: Change): void {
+    switch (change.kind) {
+      case 'user':
+        for (const [key, entry] of this.#passwordCache) if (entry.userId === change.id) this.#passwordCache.delete(key);
+        this.#forgetActors((actor) => actor.kind === 'user' && actor.userId === change.id);
+        break;
+      case 'token':
+        this.#forgetActors((actor) => 'token' in actor && actor.token?.id === change.id);
+        break;
+      case 'membership':
+        this.#forgetActors((actor) => actor.kind === 'user' && actor.userId === change.userId);
+        break;
+      case 'group':
+        // Its members, tokens and deploy tokens went with it.
+        this.#forgetActors((actor) => actor.kind === 'user' ? actor.memberships.has(change.id) : 'groupId' in actor && actor.groupId === change.id);
+        break;
+      case 'all':
+        this.#passwordCache.clear();
+        this.#recentActors.clear();
+        break;
+      default:
+        break;
+    }
+  }
+
+  #forgetActors(matches: (actor: Actor) => boolean): void {
+    for (const [key, actor] of [...this.#recentActors.entries()]) if (matches(actor)) this.#recentActors.delete(key);
   }
 
   /**

@@ -1,6 +1,7 @@
 // Cache entries (DESIGN §4): one live row per (upstream, path), written by one atomic upsert on the
 // partial unique index, looked up by the pull path, and marked for destruction in set-based batches.
 import { sql } from 'kysely';
+import type { Change, ChangeFeed } from '../db/change-feed.ts';
 import type { Db, Dialect } from '../db/connect.ts';
 import { CACHE_ENTRY_STATUS } from '../db/schema.ts';
 import type { CacheEntry } from '../db/schema.ts';
@@ -95,15 +96,46 @@ export class CacheEntryService {
   readonly #db: Db;
   readonly #dialect: Dialect;
   readonly #store: ObjectStore;
+  readonly #changes: ChangeFeed;
   readonly #groups = new Map<number, { groupId: number; until: number }>();
   /** `<upstream id>:<digest>` → the live entry last found for it (see findLiveByDigest). */
   readonly #recentByDigest: LRUCache<string, CacheEntry>;
 
-  constructor(deps: { db: Db; dialect: Dialect; store: ObjectStore; outageMemoryMs?: number }) {
+  constructor(deps: { db: Db; dialect: Dialect; store: ObjectStore; changes: ChangeFeed; outageMemoryMs?: number }) {
     this.#db = deps.db;
+    this.#changes = deps.changes;
     this.#dialect = deps.dialect;
     this.#store = deps.store;
     this.#recentByDigest = new LRUCache({ max: RECENT_BY_DIGEST_MAX, ttl: Math.max(1, deps.outageMemoryMs ?? OUTAGE_MEMORY_MS) });
+  }
+
+  /**
+   * What is marked for destruction (here or on another replica) must not be served from memory in a
+   * later outage; a deleted upstream's group is forgotten (change feed).
+   */
+  onChange(change: Change): void {
+    switch (change.kind) {
+      case 'cache_entries':
+        this.#forgetUpstreams(new Set(change.upstreamIds));
+        break;
+      case 'upstream':
+        this.#groups.delete(change.id);
+        this.#forgetUpstreams(new Set([change.id]));
+        break;
+      case 'group':
+        for (const [key, entry] of [...this.#recentByDigest.entries()]) if (entry.group_id === change.id) this.#recentByDigest.delete(key);
+        break;
+      case 'all':
+        this.#groups.clear();
+        this.#recentByDigest.clear();
+        break;
+      default:
+        break;
+    }
+  }
+
+  #forgetUpstreams(upstreamIds: ReadonlySet<number>): void {
+    for (const [key, entry] of [...this.#recentByDigest.entries()]) if (entry.upstream_id !== null && upstreamIds.has(entry.upstream_id)) this.#recentByDigest.delete(key);
   }
 
   /**
@@ -202,12 +234,13 @@ export class CacheEntryService {
     // What is marked must not be served from memory in a later outage.
     this.#recentByDigest.clear();
     try {
-      const entry = await this.#db.selectFrom('cache_entries').select(['group_id', 'status']).where('id', '=', entryId).executeTakeFirst();
+      const entry = await this.#db.selectFrom('cache_entries').select(['group_id', 'upstream_id', 'status']).where('id', '=', entryId).executeTakeFirst();
       if (!entry || !canSee(actor, { groupId: entry.group_id })) return err('not_found', 'cache entry not found');
       if (!can(actor, 'destroy_virtual_registry', { groupId: entry.group_id })) return err('unauthorized', 'not allowed to delete cache entries of this group');
       await this.#db.updateTable('cache_entries').set({ status: PENDING_DESTRUCTION, updated_at: Date.now() })
         .where('id', '=', entryId).where('status', 'in', [LIVE, PROCESSING])
         .execute();
+      if (entry.upstream_id !== null) await this.#changes.publish({ kind: 'cache_entries', upstreamIds: [entry.upstream_id] });
       return ok(undefined);
     } catch (error) {
       return failure('cannot mark the cache entry', error);
@@ -249,21 +282,26 @@ export class CacheEntryService {
     }
   }
 
-  /** Set-based marking in batches of MARK_BATCH rows, each its own short statement. */
+  /** Set-based marking in batches of MARK_BATCH rows, each its own short statement; then every replica hears of it. */
   async #markUpstreams(upstreamIds: number[]): Promise<number> {
     if (upstreamIds.length === 0) return 0;
     let marked = 0;
-    for (;;) {
-      const now = Date.now();
-      const result = await this.#db.updateTable('cache_entries').set({ status: PENDING_DESTRUCTION, updated_at: now })
-        .where('id', 'in', (eb) => eb.selectFrom('cache_entries').select('id')
-          .where('upstream_id', 'in', upstreamIds).where('status', 'in', [LIVE, PROCESSING])
-          .limit(MARK_BATCH))
-        .where('status', 'in', [LIVE, PROCESSING])
-        .executeTakeFirst();
-      const count = Number(result.numUpdatedRows);
-      marked += count;
-      if (count < MARK_BATCH) return marked;
+    try {
+      for (;;) {
+        const now = Date.now();
+        const result = await this.#db.updateTable('cache_entries').set({ status: PENDING_DESTRUCTION, updated_at: now })
+          .where('id', 'in', (eb) => eb.selectFrom('cache_entries').select('id')
+            .where('upstream_id', 'in', upstreamIds).where('status', 'in', [LIVE, PROCESSING])
+            .limit(MARK_BATCH))
+          .where('status', 'in', [LIVE, PROCESSING])
+          .executeTakeFirst();
+        const count = Number(result.numUpdatedRows);
+        marked += count;
+        if (count < MARK_BATCH) return marked;
+      }
+    } finally {
+      // Batches that committed before a failure are marked all the same.
+      if (marked > 0) await this.#changes.publish({ kind: 'cache_entries', upstreamIds });
     }
   }
 

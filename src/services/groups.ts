@@ -3,6 +3,7 @@
 import { z } from 'zod';
 import { can, canSee } from '../auth/policy.ts';
 import type { Actor } from '../auth/policy.ts';
+import type { ChangeFeed } from '../db/change-feed.ts';
 import type { Db } from '../db/connect.ts';
 import { CACHE_ENTRY_STATUS, ROLES } from '../db/schema.ts';
 import type { Group } from '../db/schema.ts';
@@ -44,9 +45,11 @@ const pathTaken = () => err('conflict', 'group path is already taken', { fields:
 
 export class GroupService {
   readonly #db: Db;
+  readonly #changes: ChangeFeed;
 
-  constructor(deps: { db: Db }) {
+  constructor(deps: { db: Db; changes: ChangeFeed }) {
     this.#db = deps.db;
+    this.#changes = deps.changes;
   }
 
   /** Any active user (not a token of a group); the creator becomes its owner. */
@@ -68,6 +71,7 @@ export class GroupService {
         await recordAudit(trx, actor, { groupId: row.id, action: 'group.create', targetType: 'group', targetId: row.id, details: { after: groupView(row) } });
         return row;
       });
+      if (actor.kind === 'user') await this.#changes.publish({ kind: 'membership', groupId: group.id, userId: actor.userId });
       return ok(groupView(group));
     } catch (error) {
       if (isUniqueViolation(error)) return pathTaken();
@@ -153,6 +157,7 @@ export class GroupService {
       await trx.deleteFrom('groups').where('id', '=', group.value.id).execute();
       await recordAudit(trx, actor, { groupId: group.value.id, action: 'group.delete', targetType: 'group', targetId: group.value.id, details: { before: groupView(group.value) } });
     });
+    await this.#changes.publish({ kind: 'group', id: group.value.id });
     return ok(groupView(group.value));
   }
 }

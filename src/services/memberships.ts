@@ -3,6 +3,7 @@
 import { sql } from 'kysely';
 import { z } from 'zod';
 import type { Actor } from '../auth/policy.ts';
+import type { ChangeFeed } from '../db/change-feed.ts';
 import type { Db } from '../db/connect.ts';
 import { ROLES } from '../db/schema.ts';
 import type { AccessLevel, RoleName } from '../db/schema.ts';
@@ -66,9 +67,11 @@ export async function countOwners(db: Db, groupId: number): Promise<number> {
 
 export class MembershipService {
   readonly #db: Db;
+  readonly #changes: ChangeFeed;
 
-  constructor(deps: { db: Db }) {
+  constructor(deps: { db: Db; changes: ChangeFeed }) {
     this.#db = deps.db;
+    this.#changes = deps.changes;
   }
 
   /** Every member of the group may see who else is. */
@@ -100,7 +103,7 @@ export class MembershipService {
     if (!user) return notFound('user');
     const now = Date.now();
     try {
-      return await this.#db.transaction().execute(async (trx): Promise<Result<MembershipView>> => {
+      return this.#changed(await this.#db.transaction().execute(async (trx): Promise<Result<MembershipView>> => {
         if (!(await lockGroup(trx, groupId))) return notFound('group');
         const existing = await trx.selectFrom('memberships').select('id').where('group_id', '=', groupId).where('user_id', '=', user.id).executeTakeFirst();
         if (existing) return err('conflict', 'the user is already a member of this group');
@@ -110,7 +113,7 @@ export class MembershipService {
           details: { after: { user_id: user.id, username: user.username, role } },
         });
         return ok(membershipView(await this.#members(trx).where('memberships.group_id', '=', groupId).where('memberships.user_id', '=', user.id).executeTakeFirstOrThrow()));
-      });
+      }));
     } catch (error) {
       if (isUniqueViolation(error)) return err('conflict', 'the user is already a member of this group');
       throw error;
@@ -125,7 +128,7 @@ export class MembershipService {
     const parsed = validate(changeRoleSchema, input);
     if (!parsed.ok) return parsed;
     const { user_id: userId, role } = parsed.value;
-    return this.#db.transaction().execute(async (trx): Promise<Result<MembershipView>> => {
+    return this.#changed(await this.#db.transaction().execute(async (trx): Promise<Result<MembershipView>> => {
       if (!(await lockGroup(trx, groupId))) return notFound('group');
       const member = await this.#members(trx).where('memberships.group_id', '=', groupId).where('memberships.user_id', '=', userId).executeTakeFirst();
       if (!member) return notFound('member');
@@ -138,7 +141,7 @@ export class MembershipService {
         details: { before: { role: roleName(member.access_level) }, after: { role } },
       });
       return ok(membershipView({ ...member, access_level: ROLES[role] }));
-    });
+    }));
   }
 
   /** Never removes the last owner. */
@@ -149,7 +152,7 @@ export class MembershipService {
     const parsed = validate(memberInput, input);
     if (!parsed.ok) return parsed;
     const { user_id: userId } = parsed.value;
-    return this.#db.transaction().execute(async (trx): Promise<Result<MembershipView>> => {
+    return this.#changed(await this.#db.transaction().execute(async (trx): Promise<Result<MembershipView>> => {
       if (!(await lockGroup(trx, groupId))) return notFound('group');
       const member = await this.#members(trx).where('memberships.group_id', '=', groupId).where('memberships.user_id', '=', userId).executeTakeFirst();
       if (!member) return notFound('member');
@@ -160,7 +163,13 @@ export class MembershipService {
         details: { before: { user_id: userId, username: member.username, role: roleName(member.access_level) } },
       });
       return ok(membershipView(member));
-    });
+    }));
+  }
+
+  /** Tells every cache (of every replica) once the change committed. */
+  async #changed(result: Result<MembershipView>): Promise<Result<MembershipView>> {
+    if (result.ok) await this.#changes.publish({ kind: 'membership', groupId: result.value.group_id, userId: result.value.user_id });
+    return result;
   }
 
   #members(db: Db = this.#db) {

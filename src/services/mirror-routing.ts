@@ -14,6 +14,7 @@ import { isDatabaseUnavailable } from './database.ts';
 import ipaddr from 'ipaddr.js';
 import { can } from '../auth/policy.ts';
 import type { Actor } from '../auth/policy.ts';
+import type { Change } from '../db/change-feed.ts';
 import type { Db } from '../db/connect.ts';
 import { isValidName } from '../oci/reference.ts';
 import { DOCKER_HUB, canonicalHostname, canonicalRegistryHost, dockerHubName } from '../oci/registry-host.ts';
@@ -58,8 +59,11 @@ interface Snapshot {
 
 export interface MirrorRoutingDeps {
   db: Db;
-  registries: Pick<RegistryService, 'findForPull' | 'findForPullById' | 'pullCache'>;
-  /** How long the routes are remembered; default 5 s (other replicas see changes within it), 0 = not at all. */
+  registries: Pick<RegistryService, 'findForPull' | 'findForPullById'>;
+  /**
+   * How long the routes are remembered; default 5 s, 0 = not at all. Changes drop them at once (onChange,
+   * on every replica); the TTL bounds what a missed notification leaves.
+   */
   ttlMs?: number;
   now?: () => number;
 }
@@ -70,6 +74,8 @@ export class MirrorRouting {
   readonly #ttlMs: number;
   readonly #now: () => number;
   #snapshot: { value: Snapshot; generation: number; expiresAt: number } | null = null;
+  /** Bumped by every change of the routes or hostnames, so that a read older than the change is not kept. */
+  #generation = 0;
   #loading: Promise<Snapshot> | null = null;
   #lastRead: Snapshot | null = null;
 
@@ -78,6 +84,16 @@ export class MirrorRouting {
     this.#registries = deps.registries;
     this.#ttlMs = deps.ttlMs ?? PULL_CACHE_TTL_MS;
     this.#now = deps.now ?? Date.now;
+  }
+
+  /** The routes and claimed hostnames are read again after a change of either (change feed). */
+  onChange(change: Change): void {
+    if (change.kind === 'mirror_routes' || change.kind === 'registry' || change.kind === 'all') {
+      this.#generation += 1;
+      this.#snapshot = null;
+      // Requests from now on do not join a read that started before the change.
+      this.#loading = null;
+    }
   }
 
   async resolve(request: RouteRequest): Promise<Result<Routed>> {
@@ -157,7 +173,7 @@ export class MirrorRouting {
   }
 
   async #routes(): Promise<Snapshot> {
-    const generation = this.#registries.pullCache.generation;
+    const generation = this.#generation;
     const now = this.#now();
     if (this.#snapshot && this.#snapshot.generation === generation && this.#snapshot.expiresAt > now) return this.#snapshot.value;
     // One read at a time: a burst of requests after expiry shares it.
@@ -173,7 +189,7 @@ export class MirrorRouting {
       throw error;
     }
     this.#lastRead = value;
-    if (this.#ttlMs > 0 && generation === this.#registries.pullCache.generation) this.#snapshot = { value, generation, expiresAt: now + this.#ttlMs };
+    if (this.#ttlMs > 0 && generation === this.#generation) this.#snapshot = { value, generation, expiresAt: now + this.#ttlMs };
     return value;
   }
 

@@ -4,6 +4,7 @@ import ipaddr from 'ipaddr.js';
 import { z } from 'zod';
 import type { Actor } from '../auth/policy.ts';
 import type { CredentialsCipher } from '../auth/credentials-cipher.ts';
+import type { Change, ChangeFeed } from '../db/change-feed.ts';
 import type { Db } from '../db/connect.ts';
 import type { Registry } from '../db/schema.ts';
 import { isPathComponent, MAX_NAME_LENGTH } from '../oci/reference.ts';
@@ -80,8 +81,13 @@ export interface PullRegistry {
 export interface RegistryServiceDeps {
   db: Db;
   cipher: CredentialsCipher;
+  /** Told every change of a registry, after it committed. */
+  changes: ChangeFeed;
   limits: { registriesPerGroup: number; upstreamsPerRegistry: number };
-  /** How long findForPull remembers an answer; default 5 s, 0 turns the memory off. */
+  /**
+   * How long findForPull remembers an answer; default 5 s, 0 turns the memory off. Changes drop it at
+   * once (onChange, on every replica); the TTL bounds what a missed notification leaves.
+   */
   pullCacheTtlMs?: number;
   /** How long after it was read an answer still serves while the database is unavailable; default 60 s. */
   outageMemoryMs?: number;
@@ -168,23 +174,36 @@ function deepFreeze<T extends object>(value: T): T {
 }
 
 export class RegistryService {
-  /**
-   * The memory of findForPull. Cleared by every write of this service; give it to UpstreamService and
-   * RegistryUpstreamService (`pullCache`) so their writes clear it too. Other replicas see changes
-   * after at most the TTL (DESIGN §8).
-   */
-  readonly pullCache: LookupCache<PullRegistry | null>;
+  /** The memory of findForPull, dropped by every change of what it holds (onChange). */
+  readonly #pullCache: LookupCache<PullRegistry | null>;
   readonly #db: Db;
+  readonly #changes: ChangeFeed;
   readonly #cipher: CredentialsCipher;
   readonly #limits: RegistryServiceDeps['limits'];
   readonly #now: () => number;
 
   constructor(deps: RegistryServiceDeps) {
     this.#db = deps.db;
+    this.#changes = deps.changes;
     this.#cipher = deps.cipher;
     this.#limits = deps.limits;
     this.#now = deps.now ?? Date.now;
-    this.pullCache = new LookupCache({ ttlMs: deps.pullCacheTtlMs ?? PULL_CACHE_TTL_MS, outageMs: deps.outageMemoryMs ?? OUTAGE_MEMORY_MS });
+    this.#pullCache = new LookupCache({ ttlMs: deps.pullCacheTtlMs ?? PULL_CACHE_TTL_MS, outageMs: deps.outageMemoryMs ?? OUTAGE_MEMORY_MS });
+  }
+
+  /** What findForPull remembers holds groups, registries, their upstream lists and upstreams (change feed). */
+  onChange(change: Change): void {
+    switch (change.kind) {
+      case 'registry':
+      case 'registry_upstreams':
+      case 'upstream':
+      case 'group':
+      case 'all':
+        this.#pullCache.clear();
+        break;
+      default:
+        break;
+    }
   }
 
   async create(actor: Actor, rawGroupId: number | string, input: RegistryInput): Promise<Result<RegistryView>> {
@@ -214,7 +233,7 @@ export class RegistryService {
       return ok(toRegistryView(row, [...new Set(hostnames)].sort()));
     }, nameTaken(name));
     if (!created.ok) return created;
-    this.pullCache.clear();
+    await this.#changes.publish({ kind: 'registry', id: created.value.id });
     return created;
   }
 
@@ -274,7 +293,7 @@ export class RegistryService {
       return ok(toRegistryView(after, hostnames));
     }, nameTaken(changes.name ?? found.value.name));
     if (!updated.ok) return updated;
-    this.pullCache.clear();
+    await this.#changes.publish({ kind: 'registry', id: registryId });
     return updated;
   }
 
@@ -315,7 +334,14 @@ export class RegistryService {
       });
       return ok({ registry: toRegistryView(row), destroyed_upstream_ids: exclusive, marked_entries: markedEntries });
     });
-    if (destroyed.ok) this.pullCache.clear();
+    if (destroyed.ok) {
+      const upstreamIds = destroyed.value.destroyed_upstream_ids;
+      await this.#changes.publish(
+        { kind: 'registry', id: registryId },
+        ...upstreamIds.map((id) => ({ kind: 'upstream' as const, id })),
+        ...(upstreamIds.length > 0 ? [{ kind: 'cache_entries' as const, upstreamIds }] : []),
+      );
+    }
     return destroyed;
   }
 
@@ -336,19 +362,19 @@ export class RegistryService {
   }
 
   async #findForPull(key: string, where: (query: PullQuery) => PullQuery): Promise<PullRegistry | null> {
-    const remembered = this.pullCache.get(key);
+    const remembered = this.#pullCache.get(key);
     if (remembered !== undefined) return remembered;
     try {
       return await this.#readForPull(key, where);
     } catch (error) {
-      const lastKnown = isDatabaseUnavailable(error) ? this.pullCache.getDuringOutage(key) : undefined;
+      const lastKnown = isDatabaseUnavailable(error) ? this.#pullCache.getDuringOutage(key) : undefined;
       if (lastKnown === undefined) throw error;
       return lastKnown;
     }
   }
 
   async #readForPull(key: string, where: (query: PullQuery) => PullQuery): Promise<PullRegistry | null> {
-    const generation = this.pullCache.generation;
+    const generation = this.#pullCache.generation;
     const rows = await where(pullQuery(this.#db)).execute();
     let found: PullRegistry | null = null;
     if (rows.length > 0) {
@@ -369,7 +395,7 @@ export class RegistryService {
         })),
       });
     }
-    this.pullCache.set(key, found, generation);
+    this.#pullCache.set(key, found, generation);
     return found;
   }
 

@@ -8,6 +8,7 @@
 // knows it, the answer is NAME_UNKNOWN.
 import { LRUCache } from 'lru-cache';
 import type { Actor } from '../auth/policy.ts';
+import type { Change } from '../db/change-feed.ts';
 import type { Logger } from '../log.ts';
 import { err, invalid, ok } from '../result.ts';
 import type { Result } from '../result.ts';
@@ -73,6 +74,16 @@ export class TagService {
     this.#deps = deps;
     this.#now = deps.now ?? Date.now;
     this.#lists = new LRUCache({ max: deps.maxEntries ?? 10_000 });
+  }
+
+  /** An upstream's lists are dropped when it changes (its URL or credentials may list other tags now). */
+  onChange(change: Change): void {
+    if (change.kind === 'upstream') {
+      const prefix = `${change.id}\n`;
+      for (const key of [...this.#lists.keys()]) if (key.startsWith(prefix)) this.#lists.delete(key);
+    } else if (change.kind === 'all') {
+      this.#lists.clear();
+    }
   }
 
   async list(request: TagsRequest): Promise<Result<TagsAnswer>> {

@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { SCOPES, can, canSee } from '../auth/policy.ts';
 import type { Actor, Scope } from '../auth/policy.ts';
 import { generateToken, tokenDigest } from '../auth/secrets.ts';
+import type { ChangeFeed } from '../db/change-feed.ts';
 import type { Db } from '../db/connect.ts';
 import { ROLES } from '../db/schema.ts';
 import type { AccessLevel, AccessToken, RoleName, TokenKind } from '../db/schema.ts';
@@ -90,9 +91,11 @@ export function tokenView(row: AccessToken, now = Date.now()): TokenView {
 
 export class TokenService {
   readonly #db: Db;
+  readonly #changes: ChangeFeed;
 
-  constructor(deps: { db: Db }) {
+  constructor(deps: { db: Db; changes: ChangeFeed }) {
     this.#db = deps.db;
+    this.#changes = deps.changes;
   }
 
   /** A personal access token of the acting user (a password session or a token with the `api` scope). */
@@ -171,6 +174,7 @@ export class TokenService {
       await recordAudit(trx, actor, { groupId: row.group_id, action: 'token.revoke', targetType: `${row.kind}_token`, targetId: row.id, details: { before: tokenView(row), after: { revoked_at: updated.revoked_at } } });
       return updated;
     });
+    await this.#changes.publish({ kind: 'token', id: row.id });
     return ok(tokenView(revoked));
   }
 

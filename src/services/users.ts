@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { can, canSee } from '../auth/policy.ts';
 import type { Actor } from '../auth/policy.ts';
 import { TOKEN_PREFIX, hashPassword, verifyPassword } from '../auth/secrets.ts';
+import type { ChangeFeed } from '../db/change-feed.ts';
 import type { Db } from '../db/connect.ts';
 import { ROLES } from '../db/schema.ts';
 import type { User } from '../db/schema.ts';
@@ -67,9 +68,11 @@ const usernameTaken = () => err('conflict', 'username is already taken', { field
 
 export class UserService {
   readonly #db: Db;
+  readonly #changes: ChangeFeed;
 
-  constructor(deps: { db: Db }) {
+  constructor(deps: { db: Db; changes: ChangeFeed }) {
     this.#db = deps.db;
+    this.#changes = deps.changes;
   }
 
   /** Admins only. Usernames are unique regardless of case. */
@@ -132,7 +135,7 @@ export class UserService {
     if (!target.ok) return target;
     const user = target.value;
     if (actor.kind === 'user' && actor.userId === user.id) return invalid({ id: ['you cannot delete yourself'] });
-    return this.#db.transaction().execute(async (trx): Promise<Result<UserView>> => {
+    return this.#changed(user.id, await this.#db.transaction().execute(async (trx): Promise<Result<UserView>> => {
       const owned = await trx.selectFrom('memberships').select('group_id').where('user_id', '=', user.id).where('access_level', '=', ROLES.owner).execute();
       for (const { group_id } of owned) {
         await lockGroup(trx, group_id);
@@ -143,7 +146,7 @@ export class UserService {
       await trx.deleteFrom('users').where('id', '=', user.id).execute();
       await recordAudit(trx, actor, { groupId: null, action: 'user.delete', targetType: 'user', targetId: user.id, details: { before: userView(user) } });
       return ok(userView(user));
-    });
+    }));
   }
 
   /** The acting user's own password; the current one is required. */
@@ -166,7 +169,7 @@ export class UserService {
       await recordAudit(trx, actor, { groupId: null, action: 'user.change_password', targetType: 'user', targetId: user.id });
       return row;
     });
-    return ok(userView(updated));
+    return this.#changed(user.id, ok(userView(updated)));
   }
 
   async #setBlocked(actor: Actor, id: number | string, blocked: boolean): Promise<Result<UserView>> {
@@ -184,7 +187,13 @@ export class UserService {
       });
       return row;
     });
-    return ok(userView(updated));
+    return this.#changed(user.id, ok(userView(updated)));
+  }
+
+  /** Tells every cache (of every replica) once the change committed. */
+  async #changed(userId: number, result: Result<UserView>): Promise<Result<UserView>> {
+    if (result.ok) await this.#changes.publish({ kind: 'user', id: userId });
+    return result;
   }
 
   /** A user an admin acts on: non-admins are forbidden before anything is looked up. */

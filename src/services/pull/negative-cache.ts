@@ -21,4 +21,14 @@ export class NegativeCache {
   forget(upstreamId: number, path: string): void {
     this.#missing.delete(`${upstreamId}:${path}`);
   }
+
+  /** The upstream changed (its URL, its credentials) or is gone: what it said no longer counts. */
+  forgetUpstream(upstreamId: number): void {
+    const prefix = `${upstreamId}:`;
+    for (const key of [...this.#missing.keys()]) if (key.startsWith(prefix)) this.#missing.delete(key);
+  }
+
+  clear(): void {
+    this.#missing.clear();
+  }
 }
