@@ -185,6 +185,7 @@ export interface PostgresTransportOptions {
  */
 const CHANNEL_SQL = "left('manifold_changes:' || current_schema(), 63)";
 const HEARTBEAT_MS = 5_000;
+const POOL_RETRY_MS = 100;
 
 /** LISTEN/NOTIFY on PostgreSQL: NOTIFY through the pool, LISTEN on a dedicated connection that comes back. */
 export class PostgresChangeTransport implements ChangeTransport {
@@ -261,14 +262,30 @@ export class PostgresChangeTransport implements ChangeTransport {
       return;
     }
     if (this.#closed || lost) return;
-    if (this.#failures > 0) this.#options.logger?.info({}, 'listening for changes of other replicas again');
-    this.#failures = 0;
-    this.#listening = true;
     this.#heartbeat = setInterval(() => {
       client.query('select 1').catch((error: Error) => onLost(error));
     }, heartbeatMs);
     this.#heartbeat.unref();
+    // Caches are told to drop everything only once the services can read again: right after a restart
+    // the pool may count the database as down a moment longer, and until then what the caches remember
+    // is what serves cached content (notifications heard meanwhile are delivered as they come).
+    while (!(await this.#poolAnswers())) {
+      await new Promise((resolve) => setTimeout(resolve, POOL_RETRY_MS));
+      if (this.#closed || lost) return;
+    }
+    if (this.#failures > 0) this.#options.logger?.info({}, 'listening for changes of other replicas again');
+    this.#failures = 0;
+    this.#listening = true;
     this.#onListening?.();
+  }
+
+  async #poolAnswers(): Promise<boolean> {
+    try {
+      await this.#options.query('select 1', []);
+      return true;
+    } catch {
+      return false;
+    }
   }
 
   #lostConnection(client: pg.Client, error: Error | undefined): void {

@@ -191,13 +191,25 @@ export class RegistryService {
     this.#pullCache = new LookupCache({ ttlMs: deps.pullCacheTtlMs ?? PULL_CACHE_TTL_MS, outageMs: deps.outageMemoryMs ?? OUTAGE_MEMORY_MS });
   }
 
-  /** What findForPull remembers holds groups, registries, their upstream lists and upstreams (change feed). */
+  /**
+   * What findForPull remembers holds groups, registries, their upstream lists and upstreams (change feed):
+   * a change drops only the answers it touches (and the "no such registry" ones, which a new registry or
+   * group may end), so that the others keep standing in through an outage.
+   */
   onChange(change: Change): void {
     switch (change.kind) {
       case 'registry':
+        this.#pullCache.deleteWhere((found) => found === null || found.registry.id === change.id);
+        break;
       case 'registry_upstreams':
+        this.#pullCache.deleteWhere((found) => found?.registry.id === change.registryId);
+        break;
       case 'upstream':
+        this.#pullCache.deleteWhere((found) => found?.upstreams.some((upstream) => upstream.id === change.id) ?? false);
+        break;
       case 'group':
+        this.#pullCache.deleteWhere((found) => found === null || found.group.id === change.id);
+        break;
       case 'all':
         this.#pullCache.clear();
         break;

@@ -113,4 +113,10 @@ export class LookupCache<V> {
     this.#generation += 1;
     this.#entries.clear();
   }
+
+  /** Forgets the answers that match (a narrow change); a read under way when it happens is not kept either. */
+  deleteWhere(matches: (value: V) => boolean): void {
+    this.#generation += 1;
+    for (const [key, entry] of [...this.#entries.entries()]) if (matches(entry.value)) this.#entries.delete(key);
+  }
 }
