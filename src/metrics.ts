@@ -34,6 +34,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
     anonymousPulls: new Counter({ name: 'manifold_anonymous_pulls_total', help: 'Requests without credentials served on registries with anonymous_pull, by registry and endpoint', labelNames: ['registry', 'kind'], registers }),
     fillsInFlight: new Gauge({ name: 'manifold_fills_in_flight', help: 'Cache fills streaming from upstreams now', registers }),
     fillFollowers: new Gauge({ name: 'manifold_fill_followers', help: 'Responses attached to a fill in flight', registers }),
+    storageRepairs: new Counter({ name: 'manifold_storage_repairs_total', help: 'Cache entries found with their object missing, of another size or unreadable: refetched by a pull (source pull) or marked for refetch by storage check (source check)', labelNames: ['reason', 'source'], registers }),
     fills: new Counter({ name: 'manifold_fills_total', help: 'Finished cache fills by outcome', labelNames: ['kind', 'outcome'], registers }),
     upstreamRequests: new Histogram({ name: 'manifold_upstream_request_duration_seconds', help: 'Upstream request time to headers, by operation and outcome', labelNames: ['upstream', 'operation', 'outcome'], buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers }),
     upstreamErrors: new Counter({ name: 'manifold_upstream_errors_total', help: 'Upstream requests that failed, by kind', labelNames: ['upstream', 'kind'], registers }),

@@ -22,6 +22,8 @@ import { createMetrics } from './metrics.ts';
 import type { Metrics } from './metrics.ts';
 import { ensureAdminUser, ADMIN_USERNAME } from './services/bootstrap.ts';
 import { AuditService } from './services/audit.ts';
+import { StorageRepairs } from './services/storage-repairs.ts';
+import { StorageCheck } from './services/storage-check.ts';
 import { CacheDestroyer } from './services/cache-destroyer.ts';
 import { CacheEntryService } from './services/cache-entries.ts';
 import { DownloadCounter } from './services/download-counter.ts';
@@ -75,6 +77,8 @@ export async function createServices(config: Config, database: DatabaseHandle, l
   const sessionTimes = { ttlMs: config.auth.sessionTtlHours * 60 * 60 * 1000, idleMs: config.auth.sessionIdleMinutes * 60 * 1000 };
   const client = new UpstreamClient({ ...config.upstream, maxManifestBytes: config.limits.maxManifestBytes, logger });
   const audit = new AuditService({ db });
+  const repairs = new StorageRepairs({ db, metrics, logger });
+  const destroyer = new CacheDestroyer({ db, dialect, store, logger, intervalMs: config.cache.destroyIntervalSeconds * 1000 });
   configurePasswordHashing({ threads: config.auth.passwordHashThreads, queue: config.auth.passwordHashQueue });
   const throttle = new LoginThrottle({
     settings: config.auth.throttle,
@@ -94,6 +98,7 @@ export async function createServices(config: Config, database: DatabaseHandle, l
     client,
     counter,
     traffic,
+    repairs,
     metrics,
     logger,
     fillGraceMs: config.cache.fillGraceSeconds * 1000,
@@ -125,12 +130,14 @@ export async function createServices(config: Config, database: DatabaseHandle, l
     registryUpstreams: new RegistryUpstreamService({ db, changes, limits: config.limits, upstreams }),
     entries,
     counter,
-    destroyer: new CacheDestroyer({ db, dialect, store, logger, intervalMs: config.cache.destroyIntervalSeconds * 1000 }),
+    destroyer,
+    storageCheck: new StorageCheck({ db, store, destroyer, repairs }),
     client,
     pull,
     referrers,
     tags,
     catalog: new CatalogService({ db, dialect }),
+    repairs,
   };
 }
 

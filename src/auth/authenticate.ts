@@ -2,8 +2,8 @@
 // anonymous actor; anything presented and wrong is `unauthorized`, without saying which part was wrong.
 import { createHmac, randomBytes } from 'node:crypto';
 import { sql } from 'kysely';
-import { LRUCache } from 'lru-cache';
 import type { Change } from '../db/change-feed.ts';
+import { BoundedCache } from '../lib/bounded-cache.ts';
 import type { Db } from '../db/connect.ts';
 import { isDatabaseUnavailable } from '../db/unavailable.ts';
 import type { AccessLevel, AccessToken, User } from '../db/schema.ts';
@@ -61,12 +61,12 @@ export class Authenticator {
   readonly #verifyPassword: typeof verifyPassword;
   readonly #throttle: LoginThrottle;
   /** HMAC(credentials) → the user and the hash the password was checked against. */
-  readonly #passwordCache = new Map<string, { userId: number; passwordHash: string; until: number }>();
+  readonly #passwordCache: BoundedCache<{ userId: number; passwordHash: string }>;
   /** A process-local key, so the cache holds nothing an attacker could test passwords against. */
   readonly #cacheKey = randomBytes(32);
   #dummyHash: Promise<string> | null = null;
   /** HMAC(credentials) → the actor they gave last time, for a database outage (see authenticate). */
-  readonly #recentActors: LRUCache<string, Actor>;
+  readonly #recentActors: BoundedCache<Actor>;
 
   readonly #sessionIdleMs: number;
 
@@ -76,7 +76,8 @@ export class Authenticator {
     this.#registryTokens = deps.registryTokens;
     this.#now = deps.now ?? Date.now;
     this.#verifyPassword = deps.verifyPassword ?? verifyPassword;
-    this.#recentActors = new LRUCache({ max: OUTAGE_MEMORY_SIZE, ttl: Math.max(1, deps.outageMemoryMs ?? OUTAGE_MEMORY_MS) });
+    this.#recentActors = new BoundedCache({ maxEntries: OUTAGE_MEMORY_SIZE, ttlMs: deps.outageMemoryMs ?? OUTAGE_MEMORY_MS });
+    this.#passwordCache = new BoundedCache({ maxEntries: PASSWORD_CACHE_SIZE, ttlMs: PASSWORD_CACHE_MS, now: this.#now });
     this.#throttle = deps.throttle ?? new LoginThrottle();
   }
 
@@ -88,7 +89,7 @@ export class Authenticator {
   onChange(change: Change): void {
     switch (change.kind) {
       case 'user':
-        for (const [key, entry] of this.#passwordCache) if (entry.userId === change.id) this.#passwordCache.delete(key);
+        this.#passwordCache.deleteWhere((entry) => entry.userId === change.id);
         this.#forgetActors((actor) => actor.kind === 'user' && actor.userId === change.id);
         break;
       case 'token':
@@ -111,7 +112,7 @@ export class Authenticator {
   }
 
   #forgetActors(matches: (actor: Actor) => boolean): void {
-    for (const [key, actor] of [...this.#recentActors.entries()]) if (matches(actor)) this.#recentActors.delete(key);
+    this.#recentActors.deleteWhere(matches);
   }
 
   /**
@@ -205,7 +206,7 @@ export class Authenticator {
     if (username === '' || secret === '') return refused();
     const cacheKey = createHmac('sha256', this.#cacheKey).update(username.toLowerCase()).update('\0').update(secret).digest('base64');
     const cached = this.#passwordCache.get(cacheKey);
-    if (cached && cached.until > this.#now()) {
+    if (cached) {
       const user = await this.#db.selectFrom('users').selectAll().where('id', '=', cached.userId).executeTakeFirst();
       // A changed password (or a deleted user) invalidates the entry at once.
       if (user && user.password_hash === cached.passwordHash) return this.#userActor(user, null, channel);
@@ -227,7 +228,7 @@ export class Authenticator {
     }
     if (!user || !matches) return err('unauthorized', REFUSED_PASSWORD);
     await this.#throttle.succeeded(attempt);
-    this.#remember(cacheKey, { userId: user.id, passwordHash: user.password_hash, until: this.#now() + PASSWORD_CACHE_MS });
+    this.#passwordCache.set(cacheKey, { userId: user.id, passwordHash: user.password_hash });
     return this.#userActor(user, null, channel);
   }
 
@@ -332,15 +333,6 @@ export class Authenticator {
     await this.#db.updateTable('access_tokens').set({ last_used_at: now }).where('id', '=', row.id)
       .where((eb) => eb.or([eb('last_used_at', 'is', null), eb('last_used_at', '<=', now - LAST_USED_INTERVAL_MS)]))
       .execute();
-  }
-
-  #remember(key: string, entry: { userId: number; passwordHash: string; until: number }): void {
-    if (this.#passwordCache.size >= PASSWORD_CACHE_SIZE) {
-      const now = this.#now();
-      for (const [other, value] of this.#passwordCache) if (value.until <= now) this.#passwordCache.delete(other);
-      if (this.#passwordCache.size >= PASSWORD_CACHE_SIZE) this.#passwordCache.delete(this.#passwordCache.keys().next().value as string);
-    }
-    this.#passwordCache.set(key, entry);
   }
 
   #unusableHash(): Promise<string> {

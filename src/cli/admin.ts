@@ -19,6 +19,7 @@ import type { FreshnessInput, FreshnessRule } from '../services/freshness.ts';
 import { createLogger } from '../log.ts';
 import { createMetrics } from '../metrics.ts';
 import { createServices, databaseOptions } from '../server.ts';
+import { describeStorageCheck } from './storage.ts';
 import type { Services } from '../server.ts';
 
 export const ADMIN_USAGE = `admin commands (they work on the local database, with the server's configuration; add --json for JSON):
@@ -43,7 +44,11 @@ export const ADMIN_USAGE = `admin commands (they work on the local database, wit
       --rule 'library/*:latest=max_age:300' --rule '*:v*.*.*=pin'; settings: max_age:<s>,
       stale_while_revalidate:<s>, stale_if_error:<s>|none, pin, no_pin
   cache purge <group>/<registry> | cache purge --upstream <id>
-      marks the cache entries for deletion (the server's destroy worker removes them)`;
+      marks the cache entries for deletion (the server's destroy worker removes them)
+  storage check [--repair] [--grace-minutes <n>]
+      walks cache entries against stored objects: entries whose object is missing or of another size,
+      objects no entry refers to (older than the grace period, default 60), and what pulls repaired;
+      --repair marks those entries for refetch and deletes those objects; exit code 3: problems found, not repaired`;
 
 /** What a command writes; tests give their own. */
 export interface AdminIo {
@@ -189,7 +194,8 @@ function describeLinks(links: RegistryUpstreamView[]): string {
   return links.length === 0 ? '    (no upstreams)' : links.map((l) => `    ${l.position}. ${l.upstream.url}${l.upstream.has_credentials ? ` (as ${l.upstream.username})` : ''}  [upstream ${l.upstream_id}]`).join('\n');
 }
 
-type Output = { json: unknown; text: string };
+/** exitCode: 0 unless the command says otherwise (storage check: 3 when it found problems it did not repair). */
+type Output = { json: unknown; text: string; exitCode?: number };
 type Command = (context: Context, args: string[], io: AdminIo) => Promise<Output>;
 
 const commands: Record<string, Record<string, Command>> = {
@@ -394,6 +400,17 @@ const commands: Record<string, Record<string, Command>> = {
   },
 };
 
+commands.storage = {
+  async check(context, args) {
+    const { values } = parse(args, { repair: { type: 'boolean' }, 'grace-minutes': { type: 'string' } });
+    const grace = values['grace-minutes'] === undefined ? undefined : Number(values['grace-minutes']);
+    if (grace !== undefined && !(Number.isFinite(grace) && grace >= 0)) throw new UsageError('--grace-minutes must be a number of minutes ≥ 0');
+    const report = await context.services.storageCheck.run({ repair: values.repair === true, graceMs: grace === undefined ? undefined : grace * 60_000 });
+    const unrepaired = !report.repair && report.damaged_entries.count + report.orphan_objects.count > 0;
+    return { json: report, text: describeStorageCheck(report), exitCode: unrepaired ? 3 : 0 };
+  },
+};
+
 export const ADMIN_COMMANDS = Object.keys(commands);
 
 /** Runs `manifold <noun> <verb> …`; returns the exit code (0 done, 1 failed, 2 usage). */
@@ -410,7 +427,7 @@ export async function runAdmin(noun: string, args: string[], io: AdminIo): Promi
     context = await openContext();
     const output = await command(context, rest, io);
     io.stdout(`${json ? JSON.stringify(output.json, null, 2) : output.text}\n`);
-    return 0;
+    return output.exitCode ?? 0;
   } catch (error) {
     if (error instanceof UsageError) {
       io.stderr(`manifold ${noun} ${verb}: ${error.message}\n\n${ADMIN_USAGE}\n`);

@@ -262,6 +262,31 @@ function freshnessPolicy(): Migration {
   };
 }
 
+/**
+ * Self-repair (issue 18): every cache entry found with its object missing, of another size or
+ * unreadable, by a pull (which refetched it) or by `manifold storage check --repair`, so that the
+ * check can report what was repaired.
+ */
+function storageRepairs(dialect: Dialect): Migration {
+  const t = types(dialect);
+  return {
+    async up(db: AnyDb) {
+      await db.schema.createTable('storage_repairs')
+        .addColumn('id', t.id, t.idColumn)
+        .addColumn('digest', 'varchar(160)', (c) => c.notNull())
+        .addColumn('upstream_id', t.id, (c) => c.references('upstreams.id').onDelete('set null'))
+        .addColumn('relative_path', 'varchar(1024)', (c) => c.notNull())
+        .addColumn('reason', 'varchar(32)', (c) => c.notNull().check(sql`reason in ('missing', 'size_mismatch', 'unreadable')`))
+        .addColumn('expected_size', t.bigint, (c) => c.notNull())
+        .addColumn('found_size', t.bigint)
+        .addColumn('source', 'varchar(16)', (c) => c.notNull().check(sql`source in ('pull', 'check')`))
+        .addColumn('created_at', t.bigint, (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('storage_repairs_created_idx').on('storage_repairs').column('created_at').execute();
+    },
+  };
+}
+
 export function migrationProvider(dialect: Dialect): MigrationProvider {
   return {
     async getMigrations() {
@@ -270,6 +295,7 @@ export function migrationProvider(dialect: Dialect): MigrationProvider {
         '0002c_mirror_routing': mirrorRouting(dialect),
         '0002e_freshness_policy': freshnessPolicy(),
         '0002f_console_sessions_traffic': consoleSessionsAndTraffic(dialect),
+        '0003r_storage_repairs': storageRepairs(dialect),
       };
     },
   };

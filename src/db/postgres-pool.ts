@@ -7,6 +7,8 @@
 // - an outage, once seen, makes every query fail at once instead of each waiting for its timeout,
 //   until a probe on a connection of its own answers again: then everything works as before.
 import pg from 'pg';
+import { PeriodicTask } from '../lib/periodic-task.ts';
+import { SingleFlight } from '../lib/single-flight.ts';
 import type { Logger } from '../log.ts';
 import { DatabaseUnavailableError, classifyDatabaseError, isDatabaseUnavailable } from './unavailable.ts';
 
@@ -17,7 +19,7 @@ export interface PostgresPoolOptions {
   connectTimeoutMs: number;
   /** 0: none (migrations). */
   statementTimeoutMs: number;
-  logger?: Pick<Logger, 'warn' | 'info'>;
+  logger?: Pick<Logger, 'warn' | 'info' | 'error'>;
 }
 
 /** A query still running after this long makes the pool ask whether the server is frozen. */
@@ -43,10 +45,10 @@ export class GuardedPool {
   readonly #checkedOut = new Set<Tracked>();
   #down = false;
   #probing: Promise<void> | null = null;
-  #probeInFlight: Promise<boolean> | null = null;
+  readonly #probes = new SingleFlight<boolean>();
   #checking = false;
   #probeClient: pg.Client | null = null;
-  #watchdog: NodeJS.Timeout;
+  readonly #watchdog: PeriodicTask<void>;
   #ended = false;
 
   constructor(options: PostgresPoolOptions) {
@@ -55,8 +57,8 @@ export class GuardedPool {
     // An idle client whose backend ended (pg_terminate_backend, restart): pg-pool drops it; without
     // this listener the 'error' event would end the process.
     this.#pool.on('error', (error) => this.#options.logger?.warn({ err: describe(error) }, 'an idle database connection failed; it is replaced'));
-    this.#watchdog = setInterval(() => this.#checkSlowQueries(), SLOW_QUERY_MS / 3);
-    this.#watchdog.unref();
+    this.#watchdog = new PeriodicTask({ name: 'slow query watchdog', intervalMs: SLOW_QUERY_MS / 3, logger: options.logger, run: async () => this.#checkSlowQueries() });
+    this.#watchdog.start();
   }
 
   /** False while an outage is known (queries fail at once then). */
@@ -111,7 +113,7 @@ export class GuardedPool {
 
   async end(): Promise<void> {
     this.#ended = true;
-    clearInterval(this.#watchdog);
+    void this.#watchdog.stop();
     await this.#probing;
     await this.#closeProbeClient();
     await this.#pool.end();
@@ -151,10 +153,7 @@ export class GuardedPool {
 
   /** One probe at a time: concurrent callers share its answer. */
   #probe(): Promise<boolean> {
-    this.#probeInFlight ??= this.#probeOnce().finally(() => {
-      this.#probeInFlight = null;
-    });
-    return this.#probeInFlight;
+    return this.#probes.run('probe', () => this.#probeOnce());
   }
 
   async #probeOnce(): Promise<boolean> {

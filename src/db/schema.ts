@@ -203,6 +203,24 @@ export interface RegistryTrafficTable {
   bytes_from_upstream: number;
 }
 
+/** A cache entry found with its object missing or damaged (DESIGN §4 repair): what was found and who found it. */
+export interface StorageRepairsTable {
+  id: Id;
+  digest: string;
+  /** Null once the upstream is deleted. */
+  upstream_id: number | null;
+  relative_path: string;
+  /** `missing`, `size_mismatch` or `unreadable`. */
+  reason: string;
+  /** The entry's size. */
+  expected_size: number;
+  /** The stored object's size when it was found with another size. */
+  found_size: number | null;
+  /** `pull` (a pull found it and refetched the object) or `check` (`storage check --repair` marked the entry). */
+  source: string;
+  created_at: CreatedAt;
+}
+
 export interface Database {
   users: UsersTable;
   groups: GroupsTable;
@@ -218,6 +236,7 @@ export interface Database {
   audit_events: AuditEventsTable;
   sessions: SessionsTable;
   registry_traffic: RegistryTrafficTable;
+  storage_repairs: StorageRepairsTable;
 }
 
 export type User = Selectable<UsersTable>;
@@ -229,6 +248,7 @@ export type Upstream = Selectable<UpstreamsTable>;
 export type RegistryUpstream = Selectable<RegistryUpstreamsTable>;
 export type MirrorRoute = Selectable<MirrorRoutesTable>;
 export type CacheEntry = Selectable<CacheEntriesTable>;
+export type StorageRepair = Selectable<StorageRepairsTable>;
 export type NewCacheEntry = Insertable<CacheEntriesTable>;
 export type CacheEntryUpdate = Updateable<CacheEntriesTable>;
 export type CleanupPolicy = Selectable<CleanupPoliciesTable>;

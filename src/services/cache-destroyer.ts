@@ -16,6 +16,7 @@
 // object_not_present). A live entry never points at a deleted object.
 import type { Db, Dialect } from '../db/connect.ts';
 import { CACHE_ENTRY_STATUS } from '../db/schema.ts';
+import { PeriodicTask } from '../lib/periodic-task.ts';
 import type { Logger } from '../log.ts';
 import type { ObjectStore } from '../storage/object-store.ts';
 import { KeyedLock, lockDigestsExclusive, objectReferenceLock } from './object-references.ts';
@@ -52,10 +53,8 @@ export class CacheDestroyer {
   readonly #store: ObjectStore;
   readonly #batchSize: number;
   readonly #logger: Logger | undefined;
-  readonly #intervalMs: number;
   readonly #retryAfterMs: number;
-  #timer: NodeJS.Timeout | null = null;
-  #running: Promise<DestroyRun> | null = null;
+  readonly #runs: PeriodicTask<DestroyRun>;
 
   constructor(deps: { db: Db; dialect: Dialect; store: ObjectStore; batchSize?: number; logger?: Logger; intervalMs?: number; retryAfterMs?: number }) {
     this.#db = deps.db;
@@ -63,8 +62,16 @@ export class CacheDestroyer {
     this.#store = deps.store;
     this.#batchSize = deps.batchSize ?? DEFAULT_BATCH_SIZE;
     this.#logger = deps.logger;
-    this.#intervalMs = deps.intervalMs ?? DEFAULT_INTERVAL_MS;
     this.#retryAfterMs = deps.retryAfterMs ?? DEFAULT_RETRY_AFTER_MS;
+    this.#runs = new PeriodicTask({
+      name: 'cache destruction',
+      intervalMs: deps.intervalMs ?? DEFAULT_INTERVAL_MS,
+      logger: deps.logger,
+      run: () => this.runOnce(),
+      onResult: (run) => {
+        if (run.entries > 0 || run.errors > 0) this.#logger?.info(run, 'cache entries destroyed');
+      },
+    });
   }
 
   /** Destroys batches until none is left (or one fails). */
@@ -91,23 +98,43 @@ export class CacheDestroyer {
 
   /** Runs every intervalMs until stop(); a run still going when the next is due is not doubled. */
   start(): void {
-    if (this.#timer) return;
-    this.#timer = setInterval(() => {
-      if (this.#running) return;
-      this.#running = this.runOnce();
-      this.#running.then((run) => {
-        if (run.entries > 0 || run.errors > 0) this.#logger?.info(run, 'cache entries destroyed');
-      }, () => {}).finally(() => {
-        this.#running = null;
-      });
-    }, this.#intervalMs);
-    this.#timer.unref();
+    this.#runs.start();
   }
 
   async stop(): Promise<void> {
-    if (this.#timer) clearInterval(this.#timer);
-    this.#timer = null;
-    await this.#running?.catch(() => {});
+    await this.#runs.stop();
+  }
+
+  /**
+   * Deletes the objects of these digests that no live entry refers to, under the same per-digest lock
+   * as a batch (steps 2-3 above), so that an entry created meanwhile keeps its object. `keep` is asked
+   * under the lock too (storage check: an object committed since it was listed stays).
+   */
+  async deleteUnreferenced(digests: readonly string[], keep: (digest: string) => Promise<boolean> = async () => false): Promise<{ deleted: string[]; kept: string[]; failed: string[] }> {
+    const outcome = { deleted: [] as string[], kept: [] as string[], failed: [] as string[] };
+    const decide = async (db: Db, batch: string[]) => {
+      const live = await this.#liveDigests(db, batch);
+      const doomed: string[] = [];
+      for (const digest of batch) {
+        if (live.has(digest) || (await keep(digest))) outcome.kept.push(digest);
+        else doomed.push(digest);
+      }
+      const { failed } = await this.#deleteObjects(doomed);
+      for (const digest of doomed) (failed.has(digest) ? outcome.failed : outcome.deleted).push(digest);
+    };
+    const unique = [...new Set(digests)];
+    if (this.#dialect === 'postgres') {
+      for (let i = 0; i < unique.length; i += this.#batchSize) {
+        const batch = unique.slice(i, i + this.#batchSize);
+        await this.#db.transaction().execute(async (trx) => {
+          await lockDigestsExclusive(trx, batch);
+          await decide(trx, batch);
+        });
+      }
+    } else {
+      for (const digest of unique) await objectReferenceLock.exclusive(digest, () => decide(this.#db, [digest]));
+    }
+    return outcome;
   }
 
   /** Rows waiting for this worker: marked, upstream gone, or failed long enough ago. */

@@ -11,7 +11,7 @@ import { isValidName, parseDigest, parseReference } from '../oci/reference.ts';
 import { err, invalid, ok } from '../result.ts';
 import type { FieldErrors, Result } from '../result.ts';
 import type { ObjectStore } from '../storage/object-store.ts';
-import { LRUCache } from 'lru-cache';
+import { BoundedCache } from '../lib/bounded-cache.ts';
 import { isDatabaseUnavailable, unavailable } from './database.ts';
 import { lockDigestShared, objectReferenceLock } from './object-references.ts';
 
@@ -97,16 +97,16 @@ export class CacheEntryService {
   readonly #dialect: Dialect;
   readonly #store: ObjectStore;
   readonly #changes: ChangeFeed;
-  readonly #groups = new Map<number, { groupId: number; until: number }>();
+  readonly #groups = new BoundedCache<number>({ maxEntries: GROUP_CACHE_MAX, ttlMs: GROUP_CACHE_MS });
   /** `<upstream id>:<digest>` → the live entry last found for it (see findLiveByDigest). */
-  readonly #recentByDigest: LRUCache<string, CacheEntry>;
+  readonly #recentByDigest: BoundedCache<CacheEntry>;
 
   constructor(deps: { db: Db; dialect: Dialect; store: ObjectStore; changes: ChangeFeed; outageMemoryMs?: number }) {
     this.#db = deps.db;
     this.#changes = deps.changes;
     this.#dialect = deps.dialect;
     this.#store = deps.store;
-    this.#recentByDigest = new LRUCache({ max: RECENT_BY_DIGEST_MAX, ttl: Math.max(1, deps.outageMemoryMs ?? OUTAGE_MEMORY_MS) });
+    this.#recentByDigest = new BoundedCache({ maxEntries: RECENT_BY_DIGEST_MAX, ttlMs: deps.outageMemoryMs ?? OUTAGE_MEMORY_MS });
   }
 
   /**
@@ -119,11 +119,11 @@ export class CacheEntryService {
         this.#forgetUpstreams(new Set(change.upstreamIds));
         break;
       case 'upstream':
-        this.#groups.delete(change.id);
+        this.#groups.delete(String(change.id));
         this.#forgetUpstreams(new Set([change.id]));
         break;
       case 'group':
-        for (const [key, entry] of [...this.#recentByDigest.entries()]) if (entry.group_id === change.id) this.#recentByDigest.delete(key);
+        this.#recentByDigest.deleteWhere((entry) => entry.group_id === change.id);
         break;
       case 'all':
         this.#groups.clear();
@@ -135,7 +135,7 @@ export class CacheEntryService {
   }
 
   #forgetUpstreams(upstreamIds: ReadonlySet<number>): void {
-    for (const [key, entry] of [...this.#recentByDigest.entries()]) if (entry.upstream_id !== null && upstreamIds.has(entry.upstream_id)) this.#recentByDigest.delete(key);
+    this.#recentByDigest.deleteWhere((entry) => entry.upstream_id !== null && upstreamIds.has(entry.upstream_id));
   }
 
   /**
@@ -180,7 +180,8 @@ export class CacheEntryService {
 
   /**
    * A live entry of any of these upstreams with this digest (blob, manifest by digest, or a tag whose
-   * manifest has it), provided the object is stored; null otherwise.
+   * manifest has it); null otherwise. Whether its object is stored and whole is the caller's check
+   * (the pull path's serveStored: a missing or damaged object is a miss that repairs it).
    *
    * While the database is unavailable, an entry found within the outage window for one of these very
    * upstreams stands in (content by digest never goes stale); an upstream that never had the digest
@@ -199,7 +200,6 @@ export class CacheEntryService {
       if (!row) throw error;
     }
     if (!row) return null;
-    if (!(await this.#store.stat(digest))) return null;
     this.#recentByDigest.set(`${row.upstream_id}:${digest}`, row);
     return row;
   }
@@ -345,12 +345,11 @@ export class CacheEntryService {
   }
 
   async #upstreamGroup(upstreamId: number): Promise<number | null> {
-    const cached = this.#groups.get(upstreamId);
-    if (cached && cached.until > Date.now()) return cached.groupId;
+    const cached = this.#groups.get(String(upstreamId));
+    if (cached !== undefined) return cached;
     const row = await this.#db.selectFrom('upstreams').select('group_id').where('id', '=', upstreamId).executeTakeFirst();
     if (!row) return null;
-    if (this.#groups.size >= GROUP_CACHE_MAX) this.#groups.clear();
-    this.#groups.set(upstreamId, { groupId: row.group_id, until: Date.now() + GROUP_CACHE_MS });
+    this.#groups.set(String(upstreamId), row.group_id);
     return row.group_id;
   }
 }

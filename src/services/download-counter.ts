@@ -3,6 +3,7 @@
 // statement per FLUSH_CHUNK entries on either database.
 import { sql } from 'kysely';
 import type { Db } from '../db/connect.ts';
+import { PeriodicTask } from '../lib/periodic-task.ts';
 import type { Logger } from '../log.ts';
 
 /** Entries per statement: 3 parameters each, far below both databases' parameter limits. */
@@ -15,17 +16,13 @@ interface Pending {
 
 export class DownloadCounter {
   readonly #db: Db;
-  readonly #flushIntervalMs: number;
-  readonly #logger: Logger | undefined;
   #pending = new Map<number, Pending>();
-  #timer: NodeJS.Timeout | null = null;
-  /** Flushes run one after another; this settles when the last one has. */
-  #flushing: Promise<unknown> = Promise.resolve();
+  /** Flushes run one after another, on the timer or on demand. */
+  readonly #flushes: PeriodicTask<{ writes: number }>;
 
   constructor(deps: { db: Db; flushIntervalMs: number; logger?: Logger }) {
     this.#db = deps.db;
-    this.#flushIntervalMs = deps.flushIntervalMs;
-    this.#logger = deps.logger;
+    this.#flushes = new PeriodicTask({ name: 'download counters flush', intervalMs: deps.flushIntervalMs, logger: deps.logger, run: () => this.#flushNow() });
   }
 
   /** Counts one download of an entry (in memory until the next flush). */
@@ -43,24 +40,17 @@ export class DownloadCounter {
    * back into the buffer (for the next flush) and the error is thrown.
    */
   flush(): Promise<{ writes: number }> {
-    const run = this.#flushing.then(() => this.#flushNow());
-    this.#flushing = run.catch(() => {});
-    return run;
+    return this.#flushes.runNow();
   }
 
   /** Flushes every flushIntervalMs until stop(). */
   start(): void {
-    if (this.#timer) return;
-    this.#timer = setInterval(() => {
-      this.flush().catch((error: unknown) => this.#logger?.error({ err: error }, 'download counters not written; retrying at the next flush'));
-    }, this.#flushIntervalMs);
-    this.#timer.unref();
+    this.#flushes.start();
   }
 
   /** Stops the timer and writes what is left. */
   async stop(): Promise<void> {
-    if (this.#timer) clearInterval(this.#timer);
-    this.#timer = null;
+    await this.#flushes.stop();
     await this.flush();
   }
 

@@ -20,6 +20,7 @@ import { isValidName } from '../oci/reference.ts';
 import { DOCKER_HUB, canonicalHostname, canonicalRegistryHost, dockerHubName } from '../oci/registry-host.ts';
 import { err, invalid, ok } from '../result.ts';
 import type { Result } from '../result.ts';
+import { SingleFlight } from '../lib/single-flight.ts';
 import { PULL_CACHE_TTL_MS } from './registries.ts';
 import type { PullRegistry, RegistryService } from './registries.ts';
 
@@ -76,7 +77,7 @@ export class MirrorRouting {
   #snapshot: { value: Snapshot; generation: number; expiresAt: number } | null = null;
   /** Bumped by every change of the routes or hostnames, so that a read older than the change is not kept. */
   #generation = 0;
-  #loading: Promise<Snapshot> | null = null;
+  readonly #loading = new SingleFlight<Snapshot>();
   #lastRead: Snapshot | null = null;
 
   constructor(deps: MirrorRoutingDeps) {
@@ -91,8 +92,6 @@ export class MirrorRouting {
     if (change.kind === 'mirror_routes' || change.kind === 'registry' || change.kind === 'all') {
       this.#generation += 1;
       this.#snapshot = null;
-      // Requests from now on do not join a read that started before the change.
-      this.#loading = null;
     }
   }
 
@@ -176,13 +175,10 @@ export class MirrorRouting {
     const generation = this.#generation;
     const now = this.#now();
     if (this.#snapshot && this.#snapshot.generation === generation && this.#snapshot.expiresAt > now) return this.#snapshot.value;
-    // One read at a time: a burst of requests after expiry shares it.
-    this.#loading ??= this.#load().finally(() => {
-      this.#loading = null;
-    });
+    // One read at a time: a burst of requests after expiry shares it (not one that started before a change).
     let value: Snapshot;
     try {
-      value = await this.#loading;
+      value = await this.#loading.run(`routes#${generation}`, () => this.#load());
     } catch (error) {
       // While the database is away the last table read stands in, so cached pulls keep their routes.
       if (isDatabaseUnavailable(error) && this.#lastRead) return this.#lastRead;

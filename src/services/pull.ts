@@ -2,14 +2,14 @@
 // upstream that has it while filling the cache. This is the entry point; the parts live in pull/:
 // access.ts (names and the grammar of references; who may pull is pull-access.ts), plan.ts (the decision, a pure function), manifests.ts and
 // blobs.ts (carrying the plan out), context.ts (what they share), negative-cache.ts (upstream 404s).
-import { LRUCache } from 'lru-cache';
 import type { Actor } from '../auth/policy.ts';
 import type { Change } from '../db/change-feed.ts';
 import { err } from '../result.ts';
 import type { Err, Result } from '../result.ts';
 import { BlobFills } from './blob-fills.ts';
 import { unavailableAsResult } from './database.ts';
-import { SingleFlight } from './single-flight.ts';
+import { BoundedCache } from '../lib/bounded-cache.ts';
+import { SingleFlight } from '../lib/single-flight.ts';
 import { UpstreamHealth } from './upstream-health.ts';
 import { referenceError } from './pull/access.ts';
 import type { PullRegistry, RepositoryName } from './pull/access.ts';
@@ -45,19 +45,20 @@ export class PullService {
   #shared: PullShared;
   #manifestFills = new SingleFlight<Result<ManifestFilled>>();
   #revalidations = new SingleFlight<unknown>();
-  #background = new Map<string, Promise<void>>();
-  #refreshed = new LRUCache<string, true>({ max: 10_000, ttl: MIN_REFRESH_INTERVAL_MS, ttlAutopurge: false });
+  #background = new SingleFlight<void>();
+  #refreshed: BoundedCache<true>;
   #now: () => number;
 
   constructor(deps: PullDeps) {
     this.#deps = deps;
     this.#now = deps.now ?? Date.now;
+    this.#refreshed = new BoundedCache({ maxEntries: 10_000, ttlMs: MIN_REFRESH_INTERVAL_MS, now: this.#now });
     this.blobFills = new BlobFills({ store: deps.store, metrics: deps.metrics, logger: deps.logger, graceMs: deps.fillGraceMs });
     this.health = deps.health ?? new UpstreamHealth({ failureThreshold: 3, openMs: 10_000, maxOpenMs: 300_000, defaultRateLimitMs: 60_000, now: this.#now });
     this.#shared = {
       deps,
       health: this.health,
-      negative: new NegativeCache(),
+      negative: new NegativeCache(this.#now),
       blobFills: this.blobFills,
       revalidateTimeoutMs: deps.revalidateTimeoutMs ?? DEFAULT_REVALIDATE_TIMEOUT_MS,
       now: this.#now,
@@ -119,18 +120,14 @@ export class PullService {
 
   /** Waits for fills and background refreshes in flight (shutdown). */
   async settle(): Promise<void> {
-    await Promise.all([this.blobFills.settle(), ...this.#background.values()]);
+    await Promise.all([this.blobFills.settle(), this.#background.settle()]);
   }
 
   /** One background job per key at a time, and not again within a second; a failure is logged. */
   #runInBackground(key: string, work: () => Promise<void>): void {
-    if (this.#background.has(key) || this.#refreshed.has(key)) return;
-    const running = work()
+    if (this.#background.has(key) || this.#refreshed.get(key)) return;
+    void this.#background.run(key, () => work()
       .catch((error: unknown) => this.#deps.logger.error({ key, err: error }, 'background refresh failed'))
-      .finally(() => {
-        this.#background.delete(key);
-        this.#refreshed.set(key, true);
-      });
-    this.#background.set(key, running);
+      .finally(() => this.#refreshed.set(key, true)));
   }
 }

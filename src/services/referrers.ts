@@ -3,7 +3,7 @@
 // is applied here when the upstream did not apply it, and a registry none of whose upstreams offers the
 // API answers 404, so that clients fall back to the `sha256-<hex>` tag schema. Answers are kept for a
 // short time only: the list grows as artifacts are attached upstream.
-import { LRUCache } from 'lru-cache';
+import { BoundedCache } from '../lib/bounded-cache.ts';
 import type { Actor } from '../auth/policy.ts';
 import type { Change } from '../db/change-feed.ts';
 import type { Logger } from '../log.ts';
@@ -52,11 +52,11 @@ const EMPTY_INDEX = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: ME
 
 export class ReferrersService {
   readonly #deps: ReferrersDeps;
-  readonly #cache: LRUCache<string, ReferrersAnswer> | null;
+  readonly #cache: BoundedCache<ReferrersAnswer>;
 
   constructor(deps: ReferrersDeps) {
     this.#deps = deps;
-    this.#cache = deps.ttlMs > 0 ? new LRUCache({ max: deps.maxEntries ?? 10_000, ttl: deps.ttlMs }) : null;
+    this.#cache = new BoundedCache({ maxEntries: deps.maxEntries ?? 10_000, ttlMs: deps.ttlMs });
   }
 
   /** Answers are kept per registry: a change of its upstreams (or of one of them) drops them. */
@@ -75,7 +75,7 @@ export class ReferrersService {
     if (upstreams.length === 0) return invalid({ page: ['names an upstream this registry no longer has; start from the first page'] }, 'invalid page');
 
     const key = JSON.stringify([registry.registry.id, name.image, request.digest, request.artifactType ?? '', page?.upstreamId ?? 0, page?.query.toString() ?? '']);
-    const cached = this.#cache?.get(key);
+    const cached = this.#cache.get(key);
     if (cached) return ok(cached);
 
     let offered = false;
@@ -104,13 +104,13 @@ export class ReferrersService {
         filteredByArtifactType: request.artifactType !== undefined,
         next: got.value.next ? { upstreamId: upstream.id, query: got.value.next } : null,
       };
-      this.#cache?.set(key, answer);
+      this.#cache.set(key, answer);
       return ok(answer);
     }
     if (offered) {
       const empty: ReferrersAnswer = { bytes: EMPTY_INDEX, mediaType: MEDIA_TYPES.ociIndex, filteredByArtifactType: request.artifactType !== undefined, next: null };
       // An upstream that failed might have had some: not kept, so the next request asks again.
-      if (failures.length === 0) this.#cache?.set(key, empty);
+      if (failures.length === 0) this.#cache.set(key, empty);
       return ok(empty);
     }
     if (failures.length > 0) {

@@ -18,7 +18,8 @@ import { can } from '../auth/policy.ts';
 import { descriptionSchema as descriptionText, parseId, validate } from './validation.ts';
 import { storedPolicy } from './freshness.ts';
 import type { FreshnessPolicy } from './freshness.ts';
-import { guarded, lockGroup, lockRegistries, lockUpstreams, LookupCache, markEntriesForDestruction, transact } from './registry-store.ts';
+import { BoundedCache } from '../lib/bounded-cache.ts';
+import { guarded, lockGroup, lockRegistries, lockUpstreams, markEntriesForDestruction, transact } from './registry-store.ts';
 
 export const PULL_CACHE_TTL_MS = 5_000;
 export const OUTAGE_MEMORY_MS = 60_000;
@@ -175,7 +176,7 @@ function deepFreeze<T extends object>(value: T): T {
 
 export class RegistryService {
   /** The memory of findForPull, dropped by every change of what it holds (onChange). */
-  readonly #pullCache: LookupCache<PullRegistry | null>;
+  readonly #pullCache: BoundedCache<PullRegistry | null>;
   readonly #db: Db;
   readonly #changes: ChangeFeed;
   readonly #cipher: CredentialsCipher;
@@ -188,7 +189,8 @@ export class RegistryService {
     this.#cipher = deps.cipher;
     this.#limits = deps.limits;
     this.#now = deps.now ?? Date.now;
-    this.#pullCache = new LookupCache({ ttlMs: deps.pullCacheTtlMs ?? PULL_CACHE_TTL_MS, outageMs: deps.outageMemoryMs ?? OUTAGE_MEMORY_MS });
+    // Bounded: unknown names must not grow it forever. Kept through a database outage (getStale).
+    this.#pullCache = new BoundedCache({ maxEntries: 10_000, ttlMs: deps.pullCacheTtlMs ?? PULL_CACHE_TTL_MS, keepMs: deps.outageMemoryMs ?? OUTAGE_MEMORY_MS, now: this.#now });
   }
 
   /**
@@ -379,7 +381,7 @@ export class RegistryService {
     try {
       return await this.#readForPull(key, where);
     } catch (error) {
-      const lastKnown = isDatabaseUnavailable(error) ? this.#pullCache.getDuringOutage(key) : undefined;
+      const lastKnown = isDatabaseUnavailable(error) ? this.#pullCache.getStale(key) : undefined;
       if (lastKnown === undefined) throw error;
       return lastKnown;
     }
@@ -407,7 +409,7 @@ export class RegistryService {
         })),
       });
     }
-    this.#pullCache.set(key, found, generation);
+    this.#pullCache.set(key, found, { generation });
     return found;
   }
 

@@ -3,7 +3,6 @@
 //
 // Lock order, the same in every write, so that concurrent writers queue instead of deadlocking:
 // group → registries (ascending id) → upstreams (ascending id).
-import { LRUCache } from 'lru-cache';
 import { CACHE_ENTRY_STATUS } from '../db/schema.ts';
 import type { RegistryUpstream } from '../db/schema.ts';
 import { isPostgres } from './database.ts';
@@ -70,53 +69,4 @@ export async function markEntriesForDestruction(trx: Trx, upstreamIds: readonly 
     .where('status', '=', CACHE_ENTRY_STATUS.default)
     .executeTakeFirst();
   return Number(result.numUpdatedRows);
-}
-
-/**
- * A small time-bounded memory of lookups; DESIGN §8 allows seconds of staleness for hot metadata.
- * An answer is fresh for `ttlMs`; while the database is unavailable it still serves for `outageMs`
- * after it was read (`getDuringOutage`), so that what was just allowed stays allowed through a short
- * outage, and nothing else is.
- */
-export class LookupCache<V> {
-  readonly #ttlMs: number;
-  readonly #entries: LRUCache<string, { value: V; readAt: number }>;
-  #generation = 0;
-
-  constructor(options: { ttlMs: number; maxEntries?: number; outageMs?: number }) {
-    this.#ttlMs = options.ttlMs;
-    // Bounded: unknown names must not grow it forever.
-    this.#entries = new LRUCache({ max: options.maxEntries ?? 10_000, ttl: Math.max(1, options.ttlMs, options.outageMs ?? 0) });
-  }
-
-  /** Take it before reading the database and give it to `set`, so that a read older than a `clear` is not kept. */
-  get generation(): number {
-    return this.#generation;
-  }
-
-  get(key: string, now = Date.now()): V | undefined {
-    const hit = this.#entries.get(key);
-    return hit && now - hit.readAt < this.#ttlMs ? hit.value : undefined;
-  }
-
-  /** The last answer read within the outage window, fresh or not. */
-  getDuringOutage(key: string): V | undefined {
-    return this.#entries.get(key)?.value;
-  }
-
-  set(key: string, value: V, generation: number, now = Date.now()): void {
-    if (this.#ttlMs <= 0 || generation !== this.#generation) return;
-    this.#entries.set(key, { value, readAt: now });
-  }
-
-  clear(): void {
-    this.#generation += 1;
-    this.#entries.clear();
-  }
-
-  /** Forgets the answers that match (a narrow change); a read under way when it happens is not kept either. */
-  deleteWhere(matches: (value: V) => boolean): void {
-    this.#generation += 1;
-    for (const [key, entry] of [...this.#entries.entries()]) if (matches(entry.value)) this.#entries.delete(key);
-  }
 }

@@ -9,6 +9,7 @@ import type { Db } from '../db/connect.ts';
 import { CACHE_ENTRY_STATUS } from '../db/schema.ts';
 import { ok } from '../result.ts';
 import type { Result } from '../result.ts';
+import { PeriodicTask } from '../lib/periodic-task.ts';
 import type { Logger } from '../log.ts';
 import type { CacheResult } from '../metrics.ts';
 import { authorize, notFound, unauthenticated } from './access.ts';
@@ -54,19 +55,15 @@ const hourOf = (at: number) => Math.floor(at / HOUR) * HOUR;
 
 export class RegistryTraffic {
   readonly #db: Db;
-  readonly #flushIntervalMs: number;
-  readonly #logger: Logger | undefined;
+  readonly #flushes: PeriodicTask<{ writes: number }>;
   readonly #now: () => number;
   /** `<registry>:<hour>` → counts not yet written. */
   #pending = new Map<string, TrafficHour & { registry_id: number }>();
-  #timer: NodeJS.Timeout | null = null;
-  #flushing: Promise<unknown> = Promise.resolve();
   #prunedHour = 0;
 
   constructor(deps: { db: Db; flushIntervalMs: number; logger?: Logger; now?: () => number }) {
     this.#db = deps.db;
-    this.#flushIntervalMs = deps.flushIntervalMs;
-    this.#logger = deps.logger;
+    this.#flushes = new PeriodicTask({ name: 'registry traffic flush', intervalMs: deps.flushIntervalMs, logger: deps.logger, run: () => this.#flushNow() });
     this.#now = deps.now ?? Date.now;
   }
 
@@ -132,22 +129,16 @@ export class RegistryTraffic {
 
   /** Writes the merged counts; on failure they go back into the buffer and the error is thrown. */
   flush(): Promise<{ writes: number }> {
-    const run = this.#flushing.then(() => this.#flushNow());
-    this.#flushing = run.catch(() => {});
-    return run;
+    return this.#flushes.runNow();
   }
 
   start(): void {
-    if (this.#timer) return;
-    this.#timer = setInterval(() => {
-      this.flush().catch((error: unknown) => this.#logger?.error({ err: error }, 'registry traffic not written; retrying at the next flush'));
-    }, this.#flushIntervalMs);
-    this.#timer.unref();
+    this.#flushes.start();
   }
 
+  /** Stops the timer and writes what is left. */
   async stop(): Promise<void> {
-    if (this.#timer) clearInterval(this.#timer);
-    this.#timer = null;
+    await this.#flushes.stop();
     await this.flush();
   }
 

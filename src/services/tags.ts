@@ -6,7 +6,6 @@
 // list of an upstream outlives its freshness: when the upstream cannot be asked, it is used instead and
 // the answer carries `Warning: 299`. An upstream that does not know the repository adds no tags; when none
 // knows it, the answer is NAME_UNKNOWN.
-import { LRUCache } from 'lru-cache';
 import type { Actor } from '../auth/policy.ts';
 import type { Change } from '../db/change-feed.ts';
 import type { Logger } from '../log.ts';
@@ -16,7 +15,8 @@ import type { UpstreamClient, UpstreamFailure, UpstreamResult, TagList } from '.
 import { authorizeRepository } from './pull-access.ts';
 import { STALE_WARNING } from './pull.ts';
 import type { PullUpstream, RegistryService } from './registries.ts';
-import { SingleFlight } from './single-flight.ts';
+import { BoundedCache } from '../lib/bounded-cache.ts';
+import { SingleFlight } from '../lib/single-flight.ts';
 
 /** Said when an upstream that could not be asked has no list we could serve in its place. */
 export const PARTIAL_WARNING = '299 - "some upstreams could not be asked; the tag list may be incomplete"';
@@ -64,23 +64,27 @@ function lexical(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
+/** How long the last good list of an upstream is kept to stand in while it fails. */
+const LAST_GOOD_KEEP_MS = 7 * 24 * 60 * 60 * 1000;
+
 export class TagService {
   readonly #deps: TagsDeps;
-  readonly #lists: LRUCache<string, Known>;
+  readonly #lists: BoundedCache<Known>;
   readonly #flights = new SingleFlight<UpstreamResult<TagList>>();
   readonly #now: () => number;
 
   constructor(deps: TagsDeps) {
     this.#deps = deps;
     this.#now = deps.now ?? Date.now;
-    this.#lists = new LRUCache({ max: deps.maxEntries ?? 10_000 });
+    // Fresh for ttlMs; the last good list stands in for a failing upstream for a week.
+    this.#lists = new BoundedCache({ maxEntries: deps.maxEntries ?? 10_000, ttlMs: deps.ttlMs, keepMs: LAST_GOOD_KEEP_MS, now: this.#now });
   }
 
   /** An upstream's lists are dropped when it changes (its URL or credentials may list other tags now). */
   onChange(change: Change): void {
     if (change.kind === 'upstream') {
       const prefix = `${change.id}\n`;
-      for (const key of [...this.#lists.keys()]) if (key.startsWith(prefix)) this.#lists.delete(key);
+      this.#lists.deleteWhere((_, key) => key.startsWith(prefix));
     } else if (change.kind === 'all') {
       this.#lists.clear();
     }
@@ -130,8 +134,9 @@ export class TagService {
   /** One upstream's list: fresh from memory, asked again, or (when it cannot be asked) the last good one. */
   async #upstreamTags(upstream: PullUpstream, image: string): Promise<Outcome> {
     const key = `${upstream.id}\n${image}`;
-    const kept = this.#lists.get(key);
-    if (kept && this.#now() - kept.fetchedAt < this.#deps.ttlMs) return { kind: 'known', known: kept, stale: false };
+    const fresh = this.#lists.get(key);
+    if (fresh) return { kind: 'known', known: fresh, stale: false };
+    const kept = this.#lists.getStale(key);
     const got = await this.#flights.run(key, () => this.#deps.client.listTags(upstream, image, { maxPages: this.#deps.maxPages ?? 100 }));
     if (got.kind === 'found' || got.kind === 'not_found') {
       const known: Known = { tags: got.kind === 'found' ? got.value.tags : null, fetchedAt: this.#now() };

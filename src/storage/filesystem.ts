@@ -48,7 +48,7 @@ export class FilesystemBackend implements StorageBackend {
   async stat(digest: string): Promise<ObjectInfo | null> {
     try {
       const info = await stat(this.objectPath(digest));
-      return { digest, size: info.size };
+      return { digest, size: info.size, modifiedAt: info.mtimeMs };
     } catch (error) {
       if (isMissing(error)) return null;
       throw error;

@@ -19,6 +19,8 @@ export interface ByteRange {
 export interface ObjectInfo {
   digest: string;
   size: number;
+  /** When the object was committed (epoch ms), where the backend tells (stat and list of filesystem and S3). */
+  modifiedAt?: number;
 }
 
 export interface ObjectStore {

@@ -117,7 +117,7 @@ export class S3Backend implements StorageBackend {
   async stat(digest: string): Promise<ObjectInfo | null> {
     try {
       const head = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.key(digest) }));
-      return { digest, size: head.ContentLength ?? 0 };
+      return { digest, size: head.ContentLength ?? 0, modifiedAt: head.LastModified?.getTime() };
     } catch (error) {
       if (isNotFound(error)) return null;
       throw error;
@@ -210,7 +210,7 @@ export class S3Backend implements StorageBackend {
         const digest = `${algorithm}:${hex}`;
         // Only keys a commit could have made; anything else under the prefix is not an object.
         if (rest.length > 0 || !parseDigest(digest)) continue;
-        yield { digest, size: object.Size ?? 0 };
+        yield { digest, size: object.Size ?? 0, modifiedAt: object.LastModified?.getTime() };
       }
       token = page.IsTruncated ? page.NextContinuationToken : undefined;
     } while (token);

@@ -6,6 +6,8 @@
 import { createHash } from 'node:crypto';
 import { isIP } from 'node:net';
 import { getDomain } from 'tldts';
+import { BoundedCache } from '../lib/bounded-cache.ts';
+import { SingleFlight } from '../lib/single-flight.ts';
 import type { Challenge } from './challenge.ts';
 import { errorBodyMessage } from './headers.ts';
 import type { UpstreamFailure, UpstreamTarget } from './types.ts';
@@ -13,6 +15,8 @@ import type { UpstreamFailure, UpstreamTarget } from './types.ts';
 /** Tokens without `expires_in` live this long; shorter lifetimes are raised to it (token.md). */
 export const MIN_TOKEN_SECONDS = 60;
 const MAX_CACHED_TOKENS = 10_000;
+/** A token is kept at most this long, whatever expires_in says. */
+const MAX_TOKEN_KEEP_MS = 24 * 60 * 60 * 1000;
 
 export function pullScope(image: string): string {
   return `repository:${image}:pull`;
@@ -67,11 +71,6 @@ export type TokenFetcher = (url: URL, headers: Record<string, string>) => Promis
 /** What to send next: an Authorization value (null = anonymous); `fresh` when it was just obtained. */
 export type Authorization = { kind: 'authorization'; value: string | null; fresh: boolean } | UpstreamFailure;
 
-interface CachedToken {
-  value: string;
-  expiresAt: number;
-}
-
 export interface UpstreamAuthOptions {
   fetchToken: TokenFetcher;
   now: () => number;
@@ -81,12 +80,13 @@ export class UpstreamAuth {
   readonly #options: UpstreamAuthOptions;
   /** The last challenge each upstream sent, so later requests authenticate without a 401 first. */
   readonly #challenges = new Map<string, Challenge>();
-  readonly #tokens = new Map<string, CachedToken>();
+  readonly #tokens: BoundedCache<string>;
   /** Token fetches under way: concurrent requests for one scope share one. */
-  readonly #fetching = new Map<string, Promise<Authorization>>();
+  readonly #fetching = new SingleFlight<Authorization>();
 
   constructor(options: UpstreamAuthOptions) {
     this.#options = options;
+    this.#tokens = new BoundedCache({ maxEntries: MAX_CACHED_TOKENS, ttlMs: MAX_TOKEN_KEEP_MS, now: options.now });
   }
 
   #upstreamKey(target: UpstreamTarget): string {
@@ -107,7 +107,7 @@ export class UpstreamAuth {
         : { kind: 'authorization', value: null, fresh: false };
     }
     const cached = this.#tokens.get(this.#tokenKey(target, scope));
-    if (cached && cached.expiresAt > this.#options.now()) return { kind: 'authorization', value: `Bearer ${cached.value}`, fresh: false };
+    if (cached !== undefined) return { kind: 'authorization', value: `Bearer ${cached}`, fresh: false };
     return this.#token(target, scope, challenge);
   }
 
@@ -122,8 +122,8 @@ export class UpstreamAuth {
       this.#challenges.set(this.#upstreamKey(target), bearer);
       // Requests sent before a concurrent one obtained a token all get the 401: they share that token.
       const cached = this.#tokens.get(this.#tokenKey(target, scope));
-      if (cached && cached.expiresAt > this.#options.now() && `Bearer ${cached.value}` !== sent) {
-        return { kind: 'authorization', value: `Bearer ${cached.value}`, fresh: true };
+      if (cached !== undefined && `Bearer ${cached}` !== sent) {
+        return { kind: 'authorization', value: `Bearer ${cached}`, fresh: true };
       }
       this.forget(target, scope);
       return this.#token(target, scope, bearer);
@@ -136,13 +136,6 @@ export class UpstreamAuth {
     return { kind: 'unauthorized', status: 401, message };
   }
 
-  /** Keeps the cache from growing with every image ever pulled: expired tokens go once it is large. */
-  #pruneExpired(): void {
-    if (this.#tokens.size < MAX_CACHED_TOKENS) return;
-    const now = this.#options.now();
-    for (const [key, token] of this.#tokens) if (token.expiresAt <= now) this.#tokens.delete(key);
-  }
-
   /** Drops a cached token the upstream refused. */
   forget(target: UpstreamTarget, scope: string): void {
     this.#tokens.delete(this.#tokenKey(target, scope));
@@ -151,12 +144,7 @@ export class UpstreamAuth {
   /** Shared by every caller of one key, so it is bounded by the transport's timeouts, not by one caller's signal. */
   #token(target: UpstreamTarget, scope: string, challenge: Challenge): Promise<Authorization> {
     const key = this.#tokenKey(target, scope);
-    let pending = this.#fetching.get(key);
-    if (!pending) {
-      pending = this.#fetchToken(target, scope, challenge, key).finally(() => this.#fetching.delete(key));
-      this.#fetching.set(key, pending);
-    }
-    return pending;
+    return this.#fetching.run(key, () => this.#fetchToken(target, scope, challenge, key));
   }
 
   async #fetchToken(target: UpstreamTarget, scope: string, challenge: Challenge, key: string): Promise<Authorization> {
@@ -198,8 +186,7 @@ export class UpstreamAuth {
     const seconds = typeof body.expires_in === 'number' && Number.isFinite(body.expires_in) ? Math.max(body.expires_in, MIN_TOKEN_SECONDS) : MIN_TOKEN_SECONDS;
     // Renew a little early so a token never expires between our check and the upstream's.
     const margin = Math.min(5, seconds / 10);
-    this.#pruneExpired();
-    this.#tokens.set(key, { value: token, expiresAt: this.#options.now() + (seconds - margin) * 1000 });
+    this.#tokens.set(key, token, { ttlMs: (seconds - margin) * 1000 });
     return { kind: 'authorization', value: `Bearer ${token}`, fresh: true };
   }
 }

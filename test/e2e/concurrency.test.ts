@@ -222,7 +222,7 @@ describe('fills from an upstream held at chosen points', () => {
       assert.ok(Buffer.from(await second.arrayBuffer()).equals(bytes));
       assert.equal(upstream.received('GET', `/v2/library/durable/blobs/${digest}`).length, 2, 'fetched again');
       await until(() => server.manifold.services.pull.blobFills.size === 0, 'the second fill to be stored');
-      assert.deepEqual(await server.manifold.services.store.stat(digest), { digest, size: bytes.length }, 'stored the second time');
+      assert.equal((await server.manifold.services.store.stat(digest))?.size, bytes.length, 'stored the second time');
     });
 
     it('when storing fails after verification the client still has the right bytes, and the next request fetches again', async () => {

@@ -1,14 +1,15 @@
 // Manifold on an S3 bucket (a real S3-compatible server, s3rver, on loopback) with real skopeo and a
 // real Distribution upstream: the first copy fills the bucket, the second is served from it; with
-// storage.s3.redirect a blob hit is a 307 to a pre-signed URL that skopeo follows.
+// storage.s3.redirect a blob hit is a 307 to a pre-signed URL that skopeo follows; an object deleted
+// from the bucket behind Manifold's back is refetched by the next pull.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
-import { ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { DeleteObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { Distribution } from '../helpers/distribution.ts';
 import { buildImage, pushImage } from '../helpers/oci-image.ts';
-import { basicToken, createVirtualRegistry, personalToken, startManifold } from '../helpers/manifold.ts';
+import { basicToken, createVirtualRegistry, metricValue, personalToken, startManifold } from '../helpers/manifold.ts';
 import type { TestManifold } from '../helpers/manifold.ts';
 import { SkopeoClient } from '../helpers/skopeo.ts';
 import type { OciLayout } from '../helpers/skopeo.ts';
@@ -115,6 +116,29 @@ describe('Manifold on S3: skopeo pulls through it, the bucket holds the objects'
     assertSameImage(second.layout);
     await settleLog(upstream);
     assert.deepEqual(logSince(upstream, mark).filter((entry) => entry.path.startsWith('/v2/library/')), []);
+  });
+
+  it('refetches an object deleted from the bucket behind its back once, and the copy succeeds (self-repair)', async () => {
+    const { server, client } = await start(false);
+    const first = await client.copy('acme/hub/library/app', '1.0');
+    assert.equal(first.code, 0, first.stderr);
+    await server.manifold.services.pull.settle();
+    const layer = image.layers[1];
+    const bucket = new S3Client({ endpoint: s3.endpoint, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } });
+    await bucket.send(new DeleteObjectCommand({ Bucket: s3.bucket, Key: `e2e/sha256/${layer.digest.slice('sha256:'.length)}` }));
+    bucket.destroy();
+
+    await settleLog(upstream);
+    const mark = upstream.accessLog.length;
+    const second = await client.copy('acme/hub/library/app', '1.0');
+    assert.equal(second.code, 0, second.stderr);
+    assertSameImage(second.layout);
+    await settleLog(upstream);
+    assert.deepEqual(logSince(upstream, mark).filter((entry) => entry.path.startsWith('/v2/library/')).map((entry) => `${entry.method} ${entry.path}`), [`GET /v2/library/app/blobs/${layer.digest}`]);
+    await server.manifold.services.pull.settle();
+    assert.ok((await bucketKeys()).includes(`e2e/sha256/${layer.digest.slice('sha256:'.length)}`), 'the object is back in the bucket');
+    const metrics = await (await fetch(`${server.url}/metrics`)).text();
+    assert.equal(metricValue(metrics, 'manifold_storage_repairs_total', { reason: 'missing', source: 'pull' }), 1);
   });
 
   it('is not ready while its bucket does not answer', async () => {

@@ -24,6 +24,13 @@ export async function collect(stream: Readable): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
+/** A committed object's info: its digest and size, and when it was committed (a few minutes' clock skew allowed for a bucket). */
+export function assertCommitted(info: ObjectInfo | null | undefined, expected: { digest: string; size: number }): void {
+  assert.ok(info, `${expected.digest} is stored`);
+  assert.deepEqual({ digest: info.digest, size: info.size }, expected);
+  assert.ok(typeof info.modifiedAt === 'number' && Math.abs(info.modifiedAt - Date.now()) < 5 * 60_000, `modifiedAt is the commit time, got ${info.modifiedAt}`);
+}
+
 /** The bytes, or the stream's error (caught at once, so that a stream failing early is no unhandled rejection). */
 export function settle(stream: Readable): Promise<Buffer | Error> {
   return collect(stream).catch((error: Error) => error);
@@ -91,7 +98,7 @@ export function backendSuite(name: string, subject: BackendSubject): void {
       assert.equal(await store.read(sha256(bytes)), null);
       const result = await writer.commit(bytes.length);
       assert.deepEqual(result, { ok: true, value: { digest: sha256(bytes), size: bytes.length } });
-      assert.deepEqual(await store.stat(sha256(bytes)), { digest: sha256(bytes), size: bytes.length });
+      assertCommitted(await store.stat(sha256(bytes)), { digest: sha256(bytes), size: bytes.length });
       assert.deepEqual(await collect((await store.read(sha256(bytes)))!), bytes);
       assert.deepEqual(await spoolFiles(), []);
     });
@@ -164,7 +171,7 @@ export function backendSuite(name: string, subject: BackendSubject): void {
     test('an empty object can be stored and read', async () => {
       const empty = Buffer.alloc(0);
       await put(empty);
-      assert.deepEqual(await store.stat(sha256(empty)), { digest: sha256(empty), size: 0 });
+      assertCommitted(await store.stat(sha256(empty)), { digest: sha256(empty), size: 0 });
       assert.deepEqual(await collect((await store.read(sha256(empty)))!), empty);
     });
 
@@ -275,7 +282,7 @@ export function backendSuite(name: string, subject: BackendSubject): void {
       assert.deepEqual(await follower, bytes);
       assert.equal(await store.stat(digest), null, 'not stored before the commit');
       assert.equal((await writer.commit()).ok, true);
-      assert.deepEqual(await store.stat(digest), { digest, size: bytes.length });
+      assertCommitted(await store.stat(digest), { digest, size: bytes.length });
     });
 
     test('followers get an error when the writer aborts', async () => {
@@ -457,7 +464,7 @@ export function backendSuite(name: string, subject: BackendSubject): void {
       }
       const results = await Promise.all(writers.map((writer) => writer.commit(bytes.length)));
       assert.deepEqual(results.map((r) => r.ok), [true, true, true, true]);
-      assert.deepEqual(await store.stat(sha256(bytes)), { digest: sha256(bytes), size: bytes.length });
+      assertCommitted(await store.stat(sha256(bytes)), { digest: sha256(bytes), size: bytes.length });
       assert.ok((await collect((await store.read(sha256(bytes)))!)).equals(bytes));
       assert.equal((await listed()).filter((digest) => digest === sha256(bytes)).length, 1);
       assert.deepEqual(await spoolFiles(), []);
@@ -490,7 +497,7 @@ export function backendSuite(name: string, subject: BackendSubject): void {
       await pending.write(randomBytes(10));
       const all: ObjectInfo[] = [];
       for await (const info of store.list()) all.push(info);
-      assert.deepEqual(all.find((info) => info.digest === keptDigest), { digest: keptDigest, size: kept.length });
+      assertCommitted(all.find((info) => info.digest === keptDigest), { digest: keptDigest, size: kept.length });
       assert.equal(all.some((info) => info.digest === deletedDigest), false);
       assert.equal(all.every((info) => /^sha(256|512):[0-9a-f]+$/.test(info.digest)), true);
       await pending.abort(new Error('done'));

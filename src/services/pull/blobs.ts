@@ -11,6 +11,7 @@ import type { PullUpstream } from './access.ts';
 import { BLOB_CONTENT_TYPE, countBytes, rangeLength } from './context.ts';
 import type { PullResponse, PullRun } from './context.ts';
 import { planPull } from './plan.ts';
+import { objectProblem } from '../storage-repairs.ts';
 
 export async function pullBlob(run: PullRun): Promise<Result<PullResponse>> {
   const { deps, name } = run;
@@ -58,7 +59,9 @@ function joinBlobFill(run: PullRun, upstream: PullUpstream, path: string, digest
       // A fill of this key that committed after this request looked at the cache has left its entry.
       const entry = await deps.entries.findLive(upstream.id, path);
       const info = entry ? await deps.store.stat(digest) : null;
-      if (entry && info) deps.counter.record(entry.id, run.now);
+      // A damaged object (one the lookup before found and recorded) is filled again.
+      if (!entry || objectProblem(info, Number(entry.size))) return null;
+      deps.counter.record(entry.id, run.now);
       return info;
     },
     open: async (signal) => {

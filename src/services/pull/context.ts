@@ -18,6 +18,8 @@ import type { CacheEntryService } from '../cache-entries.ts';
 import type { DownloadCounter } from '../download-counter.ts';
 import type { RegistryService } from '../registries.ts';
 import type { RegistryTraffic } from '../registry-traffic.ts';
+import { objectProblem } from '../storage-repairs.ts';
+import type { RepairReason, StorageRepairs } from '../storage-repairs.ts';
 import type { UpstreamHealth } from '../upstream-health.ts';
 import type { PullRegistry, PullUpstream, RepositoryName } from './access.ts';
 import type { NegativeCache } from './negative-cache.ts';
@@ -61,6 +63,8 @@ export interface PullDeps {
   counter: DownloadCounter;
   /** Hourly hits, misses and bytes per registry, for the console (optional in tests). */
   traffic?: Pick<RegistryTraffic, 'record'>;
+  /** Where finds of missing or damaged objects are recorded (optional in tests). */
+  repairs?: Pick<StorageRepairs, 'record'>;
   metrics: Metrics;
   logger: Logger;
   fillGraceMs: number;
@@ -155,7 +159,11 @@ export class PullRun {
     return err('upstream_unavailable', `${names.map((u) => `upstream ${u.name}: ${this.shared.health.condition(u.id).lastFailure ?? 'failing'}; another request is asking it again now`).join('; ')}; no cached copy`);
   }
 
-  /** Serves an entry's stored object; null when the object has gone missing (then it is a miss). */
+  /**
+   * Serves an entry's stored object; null when the object is missing, of another size than the entry
+   * (truncated) or cannot be opened: then it is a miss (self-repair). A read that fails after the first
+   * byte breaks the response (the stream errors; the HTTP layer resets the connection).
+   */
   async serveStored(entry: CacheEntry, mediaType: string, cache: CacheResult, warning: string | null = null): Promise<Result<PullResponse> | null> {
     const kind = this.request.kind;
     if (kind === 'manifest') {
@@ -163,7 +171,8 @@ export class PullRun {
       if (refused) return this.count(refused);
     }
     const info = await this.deps.store.stat(entry.digest);
-    if (!info) return null;
+    const problem = objectProblem(info, Number(entry.size));
+    if (problem || !info) return this.repair(entry, problem ?? 'missing', info?.size ?? null);
     if (kind === 'blob' && this.isGet) {
       // The bucket answers the client itself, ranges included (DESIGN §3.3).
       const redirect = await this.deps.store.redirectUrl(entry.digest);
@@ -181,13 +190,30 @@ export class PullRun {
     }
     let body: Readable | null = null;
     if (this.isGet) {
-      body = await this.deps.store.read(entry.digest, range ?? undefined);
-      if (!body) return null;
+      try {
+        body = await this.deps.store.read(entry.digest, range ?? undefined);
+      } catch (error) {
+        // Opening failed before any byte was sent (permissions, I/O error): refetch instead.
+        this.deps.logger.warn({ digest: entry.digest, err: (error as Error).message }, 'cannot read a stored object');
+        return this.repair(entry, 'unreadable', null);
+      }
+      if (!body) return this.repair(entry, 'missing', null);
       this.deps.counter.record(entry.id, this.now);
       countBytes(body, this.deps.metrics, 'cache', rangeLength(range, info.size));
     }
     this.deps.metrics.cacheRequests.inc({ kind, result: cache });
     return ok({ digest: entry.digest, mediaType, size: info.size, range, body, warning, cache });
+  }
+
+  /**
+   * The entry's object is missing or damaged: the request becomes a miss whose fill rewrites the
+   * object and the entry. A GET records the find (a HEAD's miss asks the upstream without filling).
+   */
+  repair(entry: CacheEntry, reason: RepairReason, foundSize: number | null): null {
+    if (this.isGet) {
+      void this.deps.repairs?.record({ digest: entry.digest, upstreamId: entry.upstream_id, relativePath: entry.relative_path, reason, expectedSize: Number(entry.size), foundSize }, 'pull');
+    }
+    return null;
   }
 
   refuseUnaccepted(mediaType: string): Err | null {

@@ -236,11 +236,19 @@ function fillManifest(run: PullRun, upstream: PullUpstream, reference: string): 
 async function storedSinceStart(run: PullRun, upstream: PullUpstream, path: string, reference: string): Promise<ManifestFilled | null> {
   const entry = await run.deps.entries.findLive(upstream.id, path);
   if (!entry || (!reference.includes(':') && entry.updated_at < run.startedAt)) return null;
-  const stream = await run.deps.store.read(entry.digest);
-  if (!stream) return null;
-  const chunks: Buffer[] = [];
-  for await (const chunk of stream) chunks.push(chunk as Buffer);
-  return { bytes: Buffer.concat(chunks), digest: entry.digest, mediaType: entry.content_type, entryId: entry.id, reused: true };
+  let bytes: Buffer;
+  try {
+    const stream = await run.deps.store.read(entry.digest);
+    if (!stream) return null;
+    const chunks: Buffer[] = [];
+    for await (const chunk of stream) chunks.push(chunk as Buffer);
+    bytes = Buffer.concat(chunks);
+  } catch {
+    return null;
+  }
+  // A truncated object (self-repair) is fetched again rather than served.
+  if (bytes.length !== Number(entry.size)) return null;
+  return { bytes, digest: entry.digest, mediaType: entry.content_type, entryId: entry.id, reused: true };
 }
 
 function serveFilled(run: PullRun, filled: ManifestFilled, cache: CacheResult): Result<PullResponse> {

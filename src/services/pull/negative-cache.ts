@@ -1,16 +1,21 @@
 // Upstream 404s remembered for a short time (DESIGN §3.5), per upstream and path, so that a client
 // asking again and again for a tag that does not exist costs each upstream one request per window.
 // Bounded (least recently used go first) so unknown names cannot grow it without limit.
-import { LRUCache } from 'lru-cache';
+import { BoundedCache } from '../../lib/bounded-cache.ts';
+import { MAX_NEGATIVE_CACHE_SECONDS } from '../freshness.ts';
 
 const MAX_ENTRIES = 50_000;
 
 export class NegativeCache {
-  readonly #missing = new LRUCache<string, true>({ max: MAX_ENTRIES, ttlAutopurge: false });
+  readonly #missing: BoundedCache<true>;
+
+  constructor(now: () => number = Date.now) {
+    this.#missing = new BoundedCache({ maxEntries: MAX_ENTRIES, ttlMs: MAX_NEGATIVE_CACHE_SECONDS * 1000, now });
+  }
 
   /** The upstream answered 404 for this path; remembered `ttlMs` (0 = not at all). */
   remember(upstreamId: number, path: string, ttlMs: number): void {
-    if (ttlMs > 0) this.#missing.set(`${upstreamId}:${path}`, true, { ttl: ttlMs });
+    if (ttlMs > 0) this.#missing.set(`${upstreamId}:${path}`, true, { ttlMs });
   }
 
   isMissing(upstreamId: number, path: string): boolean {
@@ -25,7 +30,7 @@ export class NegativeCache {
   /** The upstream changed (its URL, its credentials) or is gone: what it said no longer counts. */
   forgetUpstream(upstreamId: number): void {
     const prefix = `${upstreamId}:`;
-    for (const key of [...this.#missing.keys()]) if (key.startsWith(prefix)) this.#missing.delete(key);
+    this.#missing.deleteWhere((_, key) => key.startsWith(prefix));
   }
 
   clear(): void {
