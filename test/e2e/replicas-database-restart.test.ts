@@ -134,9 +134,18 @@ describe('PostgreSQL restarted under load with two replicas', () => {
     }
     assert.equal((await get(`${b.url}/v2/library/app/manifests/1`, basicToken(token))).status, 404, 'no default route yet (B now remembers that)');
     await api(a, 'POST', '/mirror_routes', { host: 'docker.io', registry_id: registryId, default: true });
+    // The bound is on when the request is sent (what it then takes under load is not the feed's).
     const started = performance.now();
-    await until(async () => (await get(`${b.url}/v2/library/app/manifests/1`, basicToken(token))).status === 200, 'B to route by the route created through A', 1_000);
-    console.log(`# after the restart, B routed by A's new route ${Math.round(performance.now() - started)} ms after A's API answered`);
+    for (;;) {
+      const sentAt = performance.now() - started;
+      const routed = await get(`${b.url}/v2/library/app/manifests/1`, basicToken(token));
+      if (routed.status === 200) {
+        console.log(`# after the restart, B's first request sent ${Math.round(sentAt)} ms after A's API answered used A's new route`);
+        break;
+      }
+      assert.ok(sentAt < 1_000, `B did not route by the route created through A within a second: ${routed.status} ${routed.body.toString().slice(0, 200)}`);
+      await sleep(20);
+    }
     for (const replica of [a, b]) assert.doesNotMatch(replica.output(), /"statusCode":500/);
   });
 });
