@@ -138,6 +138,31 @@ export const configSchema = z.object({
   log: z.object({
     level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   }).prefault({}),
+  /**
+   * Several replicas on one PostgreSQL database and one bucket (README "Running several replicas"). Setting
+   * advertiseUrl turns cluster mode on: a fill is owned by one replica through a lease in the database,
+   * and the other replicas stream it from the owner's peer listener instead of asking the upstream.
+   */
+  cluster: z.object({
+    /** The URL the other replicas reach this replica's peer listener at, e.g. `http://manifold-1:5001`. */
+    advertiseUrl: z.url({ protocol: /^https?$/ }).optional(),
+    /** Shared by every replica: signs and checks requests to the peer listener (at least 32 characters). */
+    secret: z.string().min(32, 'must be at least 32 characters').optional(),
+    /** The peer listener: an address of its own, so that a load balancer in front of server.port never exposes it. */
+    host: z.string().min(1).default('0.0.0.0'),
+    port: z.number().int().min(0).max(65535).default(5001),
+    /** How often the owner of a fill renews its lease. */
+    heartbeatMs: z.number().int().min(100).max(60_000).default(1_000),
+    /** A lease not renewed for this long has expired: the next replica that needs the object takes the fill over. */
+    leaseExpiryMs: z.number().int().min(500).max(300_000).default(5_000),
+  }).prefault({}).superRefine((cluster, ctx) => {
+    if (cluster.advertiseUrl && !cluster.secret) ctx.addIssue({ code: 'custom', path: ['secret'], message: 'required when cluster.advertiseUrl is set' });
+    if (cluster.leaseExpiryMs < 2 * cluster.heartbeatMs) ctx.addIssue({ code: 'custom', path: ['leaseExpiryMs'], message: 'must be at least twice cluster.heartbeatMs' });
+  }),
+}).superRefine((config, ctx) => {
+  if (config.cluster.advertiseUrl && !config.database.url) {
+    ctx.addIssue({ code: 'custom', path: ['cluster', 'advertiseUrl'], message: 'several replicas need PostgreSQL (database.url); on SQLite Manifold is one process' });
+  }
 });
 
 export type Config = z.infer<typeof configSchema>;

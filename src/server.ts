@@ -4,7 +4,7 @@ import type { Config } from './config.ts';
 import { resolvedPaths } from './config.ts';
 import { openDatabase } from './db/connect.ts';
 import type { DatabaseHandle, DatabaseOptions } from './db/connect.ts';
-import { Authenticator } from './auth/authenticate.ts';
+import { Authenticator } from './services/authentication.ts';
 import { LoginThrottle } from './auth/login-throttle.ts';
 import { closePasswordHashing, configurePasswordHashing } from './auth/password-hashing.ts';
 import { CredentialsCipher } from './auth/credentials-cipher.ts';
@@ -12,6 +12,7 @@ import { loadEncryptionKey, loadSigningKeys } from './auth/keys.ts';
 import { RegistryTokens } from './auth/registry-tokens.ts';
 import { apiRoutes } from './http/api/index.ts';
 import { buildApp } from './http/app.ts';
+import { buildPeerApp } from './http/peer-routes.ts';
 import { consoleRoutes } from './http/console.ts';
 import { registryRoutes } from './http/registry-routes.ts';
 import { actorFor, tokenRealm } from './http/request-auth.ts';
@@ -26,7 +27,11 @@ import { StorageRepairs } from './services/storage-repairs.ts';
 import { StorageCheck } from './services/storage-check.ts';
 import { CacheDestroyer } from './services/cache-destroyer.ts';
 import { CacheEntryService } from './services/cache-entries.ts';
+import { CacheEntryQueryService } from './services/cache-entry-queries.ts';
+import { CleanupPolicyService } from './services/cleanup-policies.ts';
 import { DownloadCounter } from './services/download-counter.ts';
+import { FillLeases } from './services/fill-leases.ts';
+import { PeerFills } from './services/peer-fills.ts';
 import { GroupService } from './services/groups.ts';
 import { MembershipService } from './services/memberships.ts';
 import { MirrorRouteService } from './services/mirror-routes.ts';
@@ -38,6 +43,7 @@ import { UpstreamHealth } from './services/upstream-health.ts';
 import { RegistryService } from './services/registries.ts';
 import { RegistryTraffic } from './services/registry-traffic.ts';
 import { RegistryUpstreamService } from './services/registry-upstreams.ts';
+import { RegistryUpstreamQueryService } from './services/registry-upstream-queries.ts';
 import { SessionService } from './services/sessions.ts';
 import { TagService } from './services/tags.ts';
 import { TokenService } from './services/tokens.ts';
@@ -77,6 +83,12 @@ export async function createServices(config: Config, database: DatabaseHandle, l
   const sessionTimes = { ttlMs: config.auth.sessionTtlHours * 60 * 60 * 1000, idleMs: config.auth.sessionIdleMinutes * 60 * 1000 };
   const client = new UpstreamClient({ ...config.upstream, maxManifestBytes: config.limits.maxManifestBytes, logger });
   const audit = new AuditService({ db });
+  // Several replicas (config refuses cluster.advertiseUrl without PostgreSQL): fills claimed through leases.
+  const { advertiseUrl, secret } = config.cluster;
+  const cluster = advertiseUrl && secret ? {
+    leases: new FillLeases({ db, advertiseUrl, heartbeatMs: config.cluster.heartbeatMs, expiryMs: config.cluster.leaseExpiryMs, logger, metrics }),
+    peers: new PeerFills({ secret, store, metrics }),
+  } : undefined;
   const repairs = new StorageRepairs({ db, metrics, logger });
   const destroyer = new CacheDestroyer({ db, dialect, store, logger, intervalMs: config.cache.destroyIntervalSeconds * 1000 });
   configurePasswordHashing({ threads: config.auth.passwordHashThreads, queue: config.auth.passwordHashQueue });
@@ -104,6 +116,7 @@ export async function createServices(config: Config, database: DatabaseHandle, l
     fillGraceMs: config.cache.fillGraceSeconds * 1000,
     health,
     revalidateTimeoutMs: config.upstream.revalidateTimeoutMs,
+    cluster,
   });
   const referrers = new ReferrersService({ registries, client, logger, ttlMs: config.cache.referrersTtlSeconds * 1000 });
   const tags = new TagService({ registries, client, logger, ttlMs: config.cache.tagsTtlSeconds * 1000 });
@@ -129,11 +142,15 @@ export async function createServices(config: Config, database: DatabaseHandle, l
     routing,
     registryUpstreams: new RegistryUpstreamService({ db, changes, limits: config.limits, upstreams }),
     entries,
+    cacheEntryQueries: new CacheEntryQueryService({ db }),
+    cleanupPolicies: new CleanupPolicyService({ db }),
+    linkQueries: new RegistryUpstreamQueryService({ db }),
     counter,
     destroyer,
     storageCheck: new StorageCheck({ db, store, destroyer, repairs }),
     client,
     pull,
+    cluster,
     referrers,
     tags,
     catalog: new CatalogService({ db, dialect }),
@@ -171,7 +188,6 @@ export function createHttp(config: Config, database: DatabaseHandle, services: S
   });
   consoleRoutes(app);
   apiRoutes(app, {
-    db: database.db,
     authenticator: services.authenticator,
     userService: services.users,
     groupService: services.groups,
@@ -182,6 +198,9 @@ export function createHttp(config: Config, database: DatabaseHandle, services: S
     registryUpstreamService: services.registryUpstreams,
     mirrorRouteService: services.mirrorRoutes,
     cacheEntries: services.entries,
+    cacheEntryQueries: services.cacheEntryQueries,
+    cleanupPolicies: services.cleanupPolicies,
+    linkQueries: services.linkQueries,
     auditService: services.audit,
     upstreamClient: services.client,
     allowPrivateUpstreams: config.upstream.allowPrivate,
@@ -194,8 +213,50 @@ export function createHttp(config: Config, database: DatabaseHandle, services: S
   return app;
 }
 
+/** `manifold migrate`: the configured database's migrations, and nothing else. Returns the dialect. */
+export async function migrateDatabase(config: Config): Promise<DatabaseHandle['dialect']> {
+  const database = openDatabase(databaseOptions(config));
+  try {
+    await database.migrate();
+    return database.dialect;
+  } finally {
+    await database.close();
+  }
+}
+
+/** The services over a migrated database, without HTTP: what the server and the CLI (src/cli/admin.ts) share. */
+export interface ServiceRuntime {
+  database: DatabaseHandle;
+  services: Services;
+  /** Closes the upstream connections, the password hashing workers and the database. */
+  close(): Promise<void>;
+}
+
+/** Opens and migrates the configured database and builds the services on it. */
+export async function openServices(config: Config, logger: Logger, metrics: Metrics): Promise<ServiceRuntime> {
+  const database = openDatabase(databaseOptions(config, logger));
+  try {
+    await database.migrate();
+    const services = await createServices(config, database, logger, metrics);
+    return {
+      database,
+      services,
+      async close() {
+        await services.client.close();
+        await closePasswordHashing();
+        await database.close();
+      },
+    };
+  } catch (error) {
+    await database.close();
+    throw error;
+  }
+}
+
 export interface Manifold {
   app: FastifyInstance;
+  /** The peer listener (cluster.host:cluster.port) the other replicas stream fills from; null with one replica. */
+  peer: FastifyInstance | null;
   database: DatabaseHandle;
   services: Services;
   metrics: Metrics;
@@ -206,8 +267,9 @@ export interface Manifold {
 }
 
 export async function createManifold(config: Config, logger: Logger = createLogger(config.log.level)): Promise<Manifold> {
-  const database = openDatabase(databaseOptions(config, logger));
-  await database.migrate();
+  const metrics = createMetrics();
+  const runtime = await openServices(config, logger, metrics);
+  const { database, services } = runtime;
 
   const admin = await ensureAdminUser(database.db, config.adminPassword);
   if (admin.generatedPassword) {
@@ -217,8 +279,6 @@ export async function createManifold(config: Config, logger: Logger = createLogg
     logger.info({ username: ADMIN_USERNAME }, 'admin user created with the configured password');
   }
 
-  const metrics = createMetrics();
-  const services = await createServices(config, database, logger, metrics);
   metrics.sources.rateLimits = () => services.client.rateLimits();
   metrics.sources.health = () => services.pull.health.ids().map((id) => {
     const view = services.pull.health.view(id);
@@ -230,11 +290,14 @@ export async function createManifold(config: Config, logger: Logger = createLogg
   services.counter.start();
   services.traffic.start();
   services.destroyer.start();
+  services.cluster?.leases.start();
 
   const app = createHttp(config, database, services, logger, metrics);
+  const peer = services.cluster && config.cluster.secret ? buildPeerApp({ logger, secret: config.cluster.secret, fills: services.pull.blobFills }) : null;
 
   return {
     app,
+    peer,
     database,
     services,
     metrics,
@@ -244,12 +307,14 @@ export async function createManifold(config: Config, logger: Logger = createLogg
       // Stop accepting; responses in flight finish. Fills go on until they settle (bounded by the caller).
       await app.close();
       await services.pull.settle();
+      // After the fills: the other replicas streamed from them until they ended.
+      await peer?.close();
+      await services.cluster?.leases.stop();
+      await services.cluster?.peers.close();
       await services.counter.stop();
       await services.traffic.stop();
       await services.destroyer.stop();
-      await services.client.close();
-      await closePasswordHashing();
-      await database.close();
+      await runtime.close();
     },
   };
 }

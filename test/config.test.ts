@@ -61,3 +61,15 @@ test('every setting has an environment variable', () => {
   assert.equal(envName(['upstream', 'probeConcurrency']), 'MANIFOLD_UPSTREAM_PROBE_CONCURRENCY');
   assert.ok(reference.some((s) => s.env === 'MANIFOLD_ADMIN_PASSWORD'));
 });
+
+test('cluster mode: advertiseUrl needs the shared secret and PostgreSQL; lease timings are checked', () => {
+  const secret = 'a'.repeat(32);
+  const postgres = { MANIFOLD_DATABASE_URL: 'postgres://db/manifold' };
+  const cluster = loadConfig({ ...postgres, MANIFOLD_CLUSTER_ADVERTISE_URL: 'http://manifold-1:5001', MANIFOLD_CLUSTER_SECRET: secret, MANIFOLD_CLUSTER_PORT: '5001' }).cluster;
+  assert.deepEqual(cluster, { advertiseUrl: 'http://manifold-1:5001', secret, host: '0.0.0.0', port: 5001, heartbeatMs: 1000, leaseExpiryMs: 5000 });
+  assert.throws(() => loadConfig({ ...postgres, MANIFOLD_CLUSTER_ADVERTISE_URL: 'http://manifold-1:5001' }), /cluster\.secret \(MANIFOLD_CLUSTER_SECRET\): required when cluster\.advertiseUrl is set/);
+  assert.throws(() => loadConfig({ ...postgres, MANIFOLD_CLUSTER_ADVERTISE_URL: 'http://manifold-1:5001', MANIFOLD_CLUSTER_SECRET: 'short' }), /cluster\.secret .*at least 32 characters/);
+  assert.throws(() => loadConfig({ MANIFOLD_CLUSTER_ADVERTISE_URL: 'http://manifold-1:5001', MANIFOLD_CLUSTER_SECRET: secret }), /cluster\.advertiseUrl .*need PostgreSQL/);
+  assert.throws(() => loadConfig({ MANIFOLD_CLUSTER_HEARTBEAT_MS: '3000' }), /cluster\.leaseExpiryMs .*at least twice cluster\.heartbeatMs/);
+  assert.equal(loadConfig({}).cluster.advertiseUrl, undefined, 'one replica unless configured');
+});

@@ -1,7 +1,7 @@
 // Small building blocks every page uses: form fields that show the API's message for their field,
-// a form hook, confirmation dialogs, copy buttons, formatting, and the hash router.
+// a form hook, confirmation dialogs, copy buttons, tables that stack on phones, formatting, and the hash router.
 import type { ComponentChildren, InputHTMLAttributes, JSX } from 'preact';
-import { useEffect, useId, useRef, useState } from 'preact/hooks';
+import { useEffect, useId, useLayoutEffect, useRef, useState } from 'preact/hooks';
 import { ApiError } from './api.ts';
 
 // ---- routing ------------------------------------------------------------------------------------------
@@ -236,6 +236,21 @@ export function useLoad<T>(load: () => Promise<T>, key: unknown[] = []): { data:
 
 export function Loading({ error }: { error: string | null }) {
   return error ? <p class="form-error" role="alert">{error}</p> : <p aria-busy="true">Loading…</p>;
+}
+
+/**
+ * A table that scrolls in its own box where it is wide, and on a phone shows each row as a block of
+ * labelled cells: every body cell gets its column's header as `data-label`, which the stylesheet shows.
+ */
+export function DataTable(props: { children: ComponentChildren; class?: string }) {
+  const table = useRef<HTMLTableElement>(null);
+  useLayoutEffect(() => {
+    const headers = [...table.current?.tHead?.rows[0]?.cells ?? []].map((cell) => (cell.querySelector('.visually-hidden') ? '' : cell.textContent ?? ''));
+    for (const row of table.current?.tBodies[0]?.rows ?? []) {
+      for (const [index, cell] of [...row.cells].entries()) cell.dataset.label = headers[index] ?? '';
+    }
+  });
+  return <div class="table-wrap"><table ref={table} class={props.class}>{props.children}</table></div>;
 }
 
 export function Section(props: { title: string; children: ComponentChildren; actions?: JSX.Element | null; id?: string }) {

@@ -3,13 +3,10 @@
 // through the same services as the API, and print text, or JSON with --json.
 import { parseArgs } from 'node:util';
 import type { ParseArgsConfig } from 'node:util';
-import { sql } from 'kysely';
 import { loadConfig } from '../config.ts';
 import { SYSTEM, SCOPES } from '../auth/policy.ts';
 import type { Actor, Scope } from '../auth/policy.ts';
 import { generatePassword } from '../auth/secrets.ts';
-import { openDatabase } from '../db/connect.ts';
-import type { DatabaseHandle } from '../db/connect.ts';
 import type { Err, Result } from '../result.ts';
 import type { GroupView } from '../services/groups.ts';
 import type { MirrorRouteView } from '../services/mirror-routes.ts';
@@ -18,9 +15,9 @@ import type { UpstreamInput, UpstreamView } from '../services/upstreams.ts';
 import type { FreshnessInput, FreshnessRule } from '../services/freshness.ts';
 import { createLogger } from '../log.ts';
 import { createMetrics } from '../metrics.ts';
-import { createServices, databaseOptions } from '../server.ts';
+import { openServices } from '../server.ts';
+import type { ServiceRuntime } from '../server.ts';
 import { describeStorageCheck } from './storage.ts';
-import type { Services } from '../server.ts';
 
 export const ADMIN_USAGE = `admin commands (they work on the local database, with the server's configuration; add --json for JSON):
   user create <username> [--admin] [--email <email>] [--password-stdin]
@@ -73,23 +70,11 @@ function value<T>(result: Result<T, string>): T {
   return result.value;
 }
 
-interface Context {
-  database: DatabaseHandle;
-  services: Services;
-}
+type Context = ServiceRuntime;
 
-/** The same services the server wires (src/server.ts), on the configured database, quietly. */
+/** The same services the server wires (src/server.ts, without HTTP), on the configured database, quietly. */
 async function openContext(): Promise<Context> {
-  const config = loadConfig();
-  const database = openDatabase(databaseOptions(config));
-  try {
-    await database.migrate();
-    const services = await createServices(config, database, createLogger('silent'), createMetrics({ defaultMetrics: false }));
-    return { database, services };
-  } catch (error) {
-    await database.close();
-    throw error;
-  }
+  return openServices(loadConfig(), createLogger('silent'), createMetrics({ defaultMetrics: false }));
 }
 
 function parse<T extends NonNullable<ParseArgsConfig['options']>>(args: string[], options: T) {
@@ -136,10 +121,9 @@ function describeRoute(route: MirrorRouteView): string {
 
 /** The user as an actor of their own: personal tokens belong to the user who holds them. */
 async function actorOfUser(context: Context, username: string): Promise<Actor> {
-  const user = await context.database.db.selectFrom('users').selectAll().where(sql<string>`lower(username)`, '=', username.toLowerCase()).executeTakeFirst();
-  if (!user) throw new CommandFailed({ ok: false, reason: 'not_found', message: `no user named ${username}` });
-  if (user.blocked === 1) throw new CommandFailed({ ok: false, reason: 'forbidden', message: `${username} is blocked` });
-  return { kind: 'user', userId: user.id, username: user.username, admin: user.admin === 1, blocked: false, memberships: new Map(), token: null, channel: 'api' };
+  const user = value(await context.services.users.getByUsername(SYSTEM, username));
+  if (user.blocked) throw new CommandFailed({ ok: false, reason: 'forbidden', message: `${username} is blocked` });
+  return { kind: 'user', userId: user.id, username: user.username, admin: user.admin, blocked: false, memberships: new Map(), token: null, channel: 'api' };
 }
 
 async function allUpstreams(context: Context, groupId: number, search?: string): Promise<UpstreamView[]> {
@@ -441,6 +425,6 @@ export async function runAdmin(noun: string, args: string[], io: AdminIo): Promi
     }
     throw error;
   } finally {
-    await context?.database.close();
+    await context?.close();
   }
 }

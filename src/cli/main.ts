@@ -3,8 +3,7 @@
 import { flushCompileCache } from 'node:module';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from '../config.ts';
-import { createManifold, databaseOptions } from '../server.ts';
-import { openDatabase } from '../db/connect.ts';
+import { createManifold, migrateDatabase } from '../server.ts';
 import { ADMIN_COMMANDS, ADMIN_USAGE, runAdmin } from './admin.ts';
 
 const USAGE = `usage: manifold <command>
@@ -35,6 +34,8 @@ async function serve(): Promise<void> {
   };
   process.on('SIGTERM', () => void stop('SIGTERM'));
   process.on('SIGINT', () => void stop('SIGINT'));
+  // The peer listener first: a replica that takes client requests may own fills the others stream.
+  await manifold.peer?.listen({ host: config.cluster.host, port: config.cluster.port });
   await manifold.app.listen({ host: config.server.host, port: config.server.port });
   // With NODE_COMPILE_CACHE set (`npm start`), write the cache now rather than at exit, so that even a
   // killed first process spares the next start the type stripping (about 30 MB resident) and compiling.
@@ -42,11 +43,7 @@ async function serve(): Promise<void> {
 }
 
 async function migrate(): Promise<void> {
-  const config = loadConfig();
-  const database = openDatabase(databaseOptions(config));
-  await database.migrate();
-  await database.close();
-  console.log(`migrated (${database.dialect})`);
+  console.log(`migrated (${await migrateDatabase(loadConfig())})`);
 }
 
 const COMMANDS: Record<string, (args: string[]) => Promise<void>> = { serve, migrate };

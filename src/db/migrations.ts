@@ -263,6 +263,32 @@ function freshnessPolicy(): Migration {
 }
 
 /**
+ * Cluster-wide single flight (issue 17): the lease a replica holds on one fill while it fetches the
+ * object, renewed by heartbeat. Used on PostgreSQL with several replicas only; created on SQLite too
+ * so that both schemas stay the same.
+ */
+function fillLeases(dialect: Dialect): Migration {
+  const t = types(dialect);
+  return {
+    async up(db: AnyDb) {
+      await db.schema.createTable('fill_leases')
+        /** The fill's key: `<upstream id>:<relative path>`, as the in-process single flight names it. */
+        .addColumn('key', 'text', (c) => c.primaryKey())
+        .addColumn('owner', 'varchar(255)', (c) => c.notNull())
+        /** Where the other replicas stream the fill from (the owner's cluster.advertiseUrl). */
+        .addColumn('owner_url', 'varchar(2048)', (c) => c.notNull())
+        /** Epoch ms on the database's clock, so that replicas' clocks never matter. */
+        .addColumn('acquired_at', t.bigint, (c) => c.notNull())
+        .addColumn('expires_at', t.bigint, (c) => c.notNull())
+        /** How often the lease was taken over from an owner that stopped renewing it. */
+        .addColumn('takeovers', t.bigint, (c) => c.notNull().defaultTo(0))
+        .execute();
+      await db.schema.createIndex('fill_leases_expires_idx').on('fill_leases').column('expires_at').execute();
+    },
+  };
+}
+
+/**
  * Self-repair (issue 18): every cache entry found with its object missing, of another size or
  * unreadable, by a pull (which refetched it) or by `manifold storage check --repair`, so that the
  * check can report what was repaired.
@@ -295,6 +321,7 @@ export function migrationProvider(dialect: Dialect): MigrationProvider {
         '0002c_mirror_routing': mirrorRouting(dialect),
         '0002e_freshness_policy': freshnessPolicy(),
         '0002f_console_sessions_traffic': consoleSessionsAndTraffic(dialect),
+        '0003h_fill_leases': fillLeases(dialect),
         '0003r_storage_repairs': storageRepairs(dialect),
       };
     },

@@ -203,6 +203,16 @@ export interface RegistryTrafficTable {
   bytes_from_upstream: number;
 }
 
+/** The lease of one fill held by one replica (cluster-wide single flight, services/fill-leases.ts). */
+export interface FillLeasesTable {
+  key: string;
+  owner: string;
+  owner_url: string;
+  acquired_at: number;
+  expires_at: number;
+  takeovers: Generated<number>;
+}
+
 /** A cache entry found with its object missing or damaged (DESIGN §4 repair): what was found and who found it. */
 export interface StorageRepairsTable {
   id: Id;
@@ -236,6 +246,7 @@ export interface Database {
   audit_events: AuditEventsTable;
   sessions: SessionsTable;
   registry_traffic: RegistryTrafficTable;
+  fill_leases: FillLeasesTable;
   storage_repairs: StorageRepairsTable;
 }
 

@@ -1,6 +1,6 @@
 // From a request to an actor, and the registry-side access checks built on it (DESIGN §5).
 import type { FastifyRequest } from 'fastify';
-import type { Authenticator } from '../auth/authenticate.ts';
+import type { Authenticator } from '../services/authentication.ts';
 import { can } from '../auth/policy.ts';
 import type { Actor, Channel } from '../auth/policy.ts';
 import type { Result } from '../result.ts';

@@ -3,8 +3,8 @@
 // The answer is a short-lived JWT granting only the pulls the caller may make; anonymous callers get a
 // token without access, so public probing works the way it does with distribution.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { Authenticator } from '../auth/authenticate.ts';
-import type { Credentials } from '../auth/authenticate.ts';
+import type { Authenticator } from '../services/authentication.ts';
+import type { Credentials } from '../services/authentication.ts';
 import type { Actor } from '../auth/policy.ts';
 import { grantAccess, parseScopes } from '../auth/registry-tokens.ts';
 import type { RegistryTokens } from '../auth/registry-tokens.ts';

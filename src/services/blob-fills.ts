@@ -8,6 +8,19 @@ import type { Metrics } from '../metrics.ts';
 import { err, ok } from '../result.ts';
 import type { Result } from '../result.ts';
 import { isDatabaseUnavailable, unavailable } from './database.ts';
+import type { FillLeases } from './fill-leases.ts';
+import type { PeerFills } from './peer-fills.ts';
+
+/** Several replicas: the fill's lease decides who fetches, the others stream from the owner. */
+export interface FillCluster {
+  leases: FillLeases;
+  peers: PeerFills;
+}
+
+/** How often a replica looks again while the owner of a fill cannot be reached (until its lease expires). */
+const UNREACHABLE_RETRY_MS = 250;
+/** A fill that just ended on its owner: its lease is released a moment later. */
+const GONE_RETRY_MS = 50;
 
 export interface BlobSource {
   body: Readable;
@@ -70,7 +83,8 @@ export class BlobFill implements JoinedFill {
   #abort: AbortController;
   #metrics: Metrics;
 
-  constructor(options: { digest: string; source: BlobSource; writer: ObjectWriter; store: ObjectStore; graceMs: number; abort: AbortController; metrics: Metrics; logger: Logger; onCommit(info: ObjectInfo): Promise<void> }) {
+  /** @param settled runs once the fill committed (and its entry is recorded) or failed, before done settles (releases the lease). */
+  constructor(options: { digest: string; source: BlobSource; writer: ObjectWriter; store: ObjectStore; graceMs: number; abort: AbortController; metrics: Metrics; logger: Logger; onCommit(info: ObjectInfo): Promise<void>; settled?: () => Promise<void> }) {
     this.digest = options.digest;
     this.size = options.source.size;
     this.#writer = options.writer;
@@ -78,7 +92,12 @@ export class BlobFill implements JoinedFill {
     this.#graceMs = options.graceMs;
     this.#abort = options.abort;
     this.#metrics = options.metrics;
-    this.done = this.#pump(options.source, options.onCommit, options.logger);
+    const settled = options.settled;
+    const pumped = this.#pump(options.source, options.onCommit, options.logger);
+    this.done = settled ? pumped.then(async (result) => {
+      await settled();
+      return result;
+    }) : pumped;
   }
 
   async #pump(source: BlobSource, onCommit: (info: ObjectInfo) => Promise<void>, logger: Logger): Promise<Result<ObjectInfo>> {
@@ -169,12 +188,29 @@ class StoredBlob implements JoinedFill {
   }
 }
 
+export interface BlobFillsDeps {
+  store: ObjectStore;
+  metrics: Metrics;
+  logger: Logger;
+  graceMs: number;
+  /** Set with several replicas (PostgreSQL and cluster.advertiseUrl); one process otherwise. */
+  cluster?: FillCluster;
+}
+
 export class BlobFills {
   #fills = new Map<string, Promise<Result<JoinedFill>>>();
-  #deps: { store: ObjectStore; metrics: Metrics; logger: Logger; graceMs: number };
+  #deps: BlobFillsDeps;
 
-  constructor(deps: { store: ObjectStore; metrics: Metrics; logger: Logger; graceMs: number }) {
+  constructor(deps: BlobFillsDeps) {
     this.#deps = deps;
+  }
+
+  /** This replica's own fill of `key` in flight, for the peer listener; null when it has none (or follows another replica's). */
+  async ownFill(key: string): Promise<BlobFill | null> {
+    const joined = this.#fills.get(key);
+    if (!joined) return null;
+    const result = await joined;
+    return result.ok && result.value instanceof BlobFill ? result.value : null;
   }
 
   /** Joins the fill for spec.key, or starts it. */
@@ -212,13 +248,51 @@ export class BlobFills {
   }
 
   async #start(spec: BlobFillSpec): Promise<Result<JoinedFill>> {
-    let stored: ObjectInfo | null;
     try {
-      stored = await spec.stored();
+      return await (this.#deps.cluster ? this.#startInCluster(spec, this.#deps.cluster) : this.#fill(spec));
     } catch (error) {
       if (isDatabaseUnavailable(error)) return unavailable(error);
       return err('persistence_error', `cannot look up the cache: ${(error as Error).message}`, { cause: error });
     }
+  }
+
+  /**
+   * Claims the fill's lease: the owner fills; the others stream from the owner, or, when it cannot be
+   * reached, look again until its lease expires and one of them takes the fill over.
+   */
+  async #startInCluster(spec: BlobFillSpec, cluster: FillCluster): Promise<Result<JoinedFill>> {
+    let unreachableSince: number | null = null;
+    for (;;) {
+      const claim = await cluster.leases.claim(spec.key);
+      if (claim.kind === 'owned') {
+        let filling: Result<JoinedFill> | null = null;
+        try {
+          filling = await this.#fill(spec, claim.release);
+          return filling;
+        } finally {
+          // A fill that started releases its lease when it settles (after its entry is recorded).
+          if (!filling?.ok || !(filling.value instanceof BlobFill)) await claim.release();
+        }
+      }
+      const joined = await cluster.peers.join(claim.url, spec.key);
+      if (joined.kind === 'joined') return ok(joined.fill);
+      if (joined.kind === 'gone') {
+        unreachableSince = null;
+        await sleep(GONE_RETRY_MS);
+        continue;
+      }
+      unreachableSince ??= Date.now();
+      // A dead owner's lease expires within leaseExpiryMs; one that lives but cannot be reached keeps renewing it.
+      if (Date.now() - unreachableSince > 2 * cluster.leases.expiryMs) {
+        return err('upstream_unavailable', `${joined.cause}; it holds the fill of ${spec.digest} (check cluster.advertiseUrl and the peer port)`);
+      }
+      await sleep(UNREACHABLE_RETRY_MS);
+    }
+  }
+
+  /** Fills from the upstream (the object may have been committed meanwhile: then it is read from the store). */
+  async #fill(spec: BlobFillSpec, settled?: () => Promise<void>): Promise<Result<JoinedFill>> {
+    const stored = await spec.stored();
     if (stored) return ok(new StoredBlob(this.#deps.store, stored));
     const abort = new AbortController();
     const source = await spec.open(abort.signal);
@@ -232,6 +306,10 @@ export class BlobFills {
     }
     source.value.body.once('error', () => {});
     abort.signal.addEventListener('abort', () => source.value.body.destroy(abort.signal.reason as Error), { once: true });
-    return ok(new BlobFill({ digest: spec.digest, source: source.value, writer, store: this.#deps.store, graceMs: this.#deps.graceMs, abort, metrics: this.#deps.metrics, logger: this.#deps.logger, onCommit: spec.onCommit }));
+    return ok(new BlobFill({ digest: spec.digest, source: source.value, writer, store: this.#deps.store, graceMs: this.#deps.graceMs, abort, metrics: this.#deps.metrics, logger: this.#deps.logger, onCommit: spec.onCommit, settled }));
   }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }

@@ -19,6 +19,9 @@ import { CACHE_ENTRY_STATUS } from '../db/schema.ts';
 import { PeriodicTask } from '../lib/periodic-task.ts';
 import type { Logger } from '../log.ts';
 import type { ObjectStore } from '../storage/object-store.ts';
+import { ok } from '../result.ts';
+import type { Result } from '../result.ts';
+import { guarded, transact } from './database.ts';
 import { KeyedLock, lockDigestsExclusive, objectReferenceLock } from './object-references.ts';
 
 const { default: LIVE, processing: PROCESSING, pending_destruction: PENDING_DESTRUCTION, error: ERROR } = CACHE_ENTRY_STATUS;
@@ -38,6 +41,9 @@ export interface DestroyRun {
   /** Rows set to status error (their object could not be deleted), plus batches that failed outright. */
   errors: number;
 }
+
+/** One batch of runOnce: the rows it claimed (fewer than the batch size: nothing is left). */
+type Batch = DestroyRun & { claimed: number };
 
 interface Claimed {
   id: number;
@@ -80,19 +86,16 @@ export class CacheDestroyer {
     // Rows that fail during this run are set to error with a later time: this run does not retry them.
     const retryBefore = Date.now() - this.#retryAfterMs;
     for (;;) {
-      let claimed: number;
-      try {
-        const batch = this.#dialect === 'postgres' ? await this.#postgresBatch(retryBefore) : await sqliteBatches.exclusive('batch', () => this.#sqliteBatch(retryBefore));
-        claimed = batch.claimed;
-        total.entries += batch.entries;
-        total.objects += batch.objects;
-        total.errors += batch.errors;
-      } catch (error) {
-        this.#logger?.error({ err: error }, 'cache destruction batch failed; retrying at the next run');
+      const batch = this.#dialect === 'postgres' ? await this.#postgresBatch(retryBefore) : await sqliteBatches.exclusive('batch', () => guarded(() => this.#sqliteBatch(retryBefore)));
+      if (!batch.ok) {
+        this.#logger?.error({ err: batch.cause, reason: batch.reason }, `cache destruction batch failed (${batch.message}); retrying at the next run`);
         total.errors++;
         return total;
       }
-      if (claimed < this.#batchSize) return total;
+      total.entries += batch.value.entries;
+      total.objects += batch.value.objects;
+      total.errors += batch.value.errors;
+      if (batch.value.claimed < this.#batchSize) return total;
     }
   }
 
@@ -126,10 +129,13 @@ export class CacheDestroyer {
     if (this.#dialect === 'postgres') {
       for (let i = 0; i < unique.length; i += this.#batchSize) {
         const batch = unique.slice(i, i + this.#batchSize);
-        await this.#db.transaction().execute(async (trx) => {
+        const done = await transact(this.#db, async (trx) => {
           await lockDigestsExclusive(trx, batch);
           await decide(trx, batch);
+          return ok(undefined);
         });
+        // The storage check reports a failure as it happened (its callers expect the database's error).
+        if (!done.ok) throw done.cause ?? new Error(done.message);
       }
     } else {
       for (const digest of unique) await objectReferenceLock.exclusive(digest, () => decide(this.#db, [digest]));
@@ -148,21 +154,22 @@ export class CacheDestroyer {
       .limit(this.#batchSize);
   }
 
-  async #postgresBatch(retryBefore: number): Promise<DestroyRun & { claimed: number }> {
-    return this.#db.transaction().execute(async (trx) => {
+  async #postgresBatch(retryBefore: number): Promise<Result<Batch>> {
+    return transact(this.#db, async (trx) => {
       const rows: Claimed[] = await this.#claimable(retryBefore).forUpdate().skipLocked().execute();
-      if (rows.length === 0) return { claimed: 0, entries: 0, objects: 0, errors: 0 };
+      if (rows.length === 0) return ok({ claimed: 0, entries: 0, objects: 0, errors: 0 });
       const digests = [...new Set(rows.map((row) => row.digest))];
       await lockDigestsExclusive(trx, digests);
       const live = await this.#liveDigests(trx, digests);
       const { deleted, failed } = await this.#deleteObjects(digests.filter((digest) => !live.has(digest)));
-      return { claimed: rows.length, objects: deleted, ...(await this.#finish(trx, rows, failed)) };
+      return ok({ claimed: rows.length, objects: deleted, ...(await this.#finish(trx, rows, failed)) });
     });
   }
 
-  async #sqliteBatch(retryBefore: number): Promise<DestroyRun & { claimed: number }> {
+  /** SQLite: no transaction; the process-wide digest locks keep pulls and this worker apart. */
+  async #sqliteBatch(retryBefore: number): Promise<Result<Batch>> {
     const rows: Claimed[] = await this.#claimable(retryBefore).execute();
-    if (rows.length === 0) return { claimed: 0, entries: 0, objects: 0, errors: 0 };
+    if (rows.length === 0) return ok({ claimed: 0, entries: 0, objects: 0, errors: 0 });
     let deleted = 0;
     const failed = new Set<string>();
     for (const digest of new Set(rows.map((row) => row.digest))) {
@@ -173,7 +180,7 @@ export class CacheDestroyer {
         for (const failure of result.failed) failed.add(failure);
       });
     }
-    return { claimed: rows.length, objects: deleted, ...(await this.#finish(this.#db, rows, failed)) };
+    return ok({ claimed: rows.length, objects: deleted, ...(await this.#finish(this.#db, rows, failed)) });
   }
 
   async #liveDigests(db: Db, digests: string[]): Promise<Set<string>> {

@@ -12,7 +12,7 @@ import { err, invalid, ok } from '../result.ts';
 import type { FieldErrors, Result } from '../result.ts';
 import type { ObjectStore } from '../storage/object-store.ts';
 import { BoundedCache } from '../lib/bounded-cache.ts';
-import { isDatabaseUnavailable, unavailable } from './database.ts';
+import { guarded, isDatabaseUnavailable, transact, unavailable } from './database.ts';
 import { lockDigestShared, objectReferenceLock } from './object-references.ts';
 
 export interface CacheEntryInput {
@@ -80,17 +80,6 @@ function failure(what: string, error: unknown) {
 const RECENT_BY_DIGEST_MAX = 10_000;
 export const OUTAGE_MEMORY_MS = 60_000;
 
-/** Thrown inside the upsert transaction to roll it back when the object vanished meanwhile. */
-class ObjectNotPresent extends Error {}
-
-/** Thrown inside the upsert transaction when the stored object's size is not the entry's. */
-class SizeMismatch extends Error {
-  readonly storedSize: number;
-  constructor(storedSize: number) {
-    super(`the stored object has ${storedSize} bytes`);
-    this.storedSize = storedSize;
-  }
-}
 
 export class CacheEntryService {
   readonly #db: Db;
@@ -161,13 +150,7 @@ export class CacheEntryService {
     const fields = inputErrors(input);
     if (Object.keys(fields).length > 0) return invalid(fields, 'invalid cache entry');
 
-    try {
-      return ok(await objectReferenceLock.shared(input.digest, () => this.#upsert(groupId, input)));
-    } catch (error) {
-      if (error instanceof ObjectNotPresent) return err('object_not_present', `the object ${input.digest} is not stored`);
-      if (error instanceof SizeMismatch) return invalid({ size: [`must be the stored object's size (${error.storedSize})`] }, 'invalid cache entry');
-      return failure('cannot save the cache entry', error);
-    }
+    return objectReferenceLock.shared(input.digest, () => this.#upsert(groupId, input));
   }
 
   /** The live entry of one upstream for one path. */
@@ -305,7 +288,7 @@ export class CacheEntryService {
     }
   }
 
-  async #upsert(groupId: number, input: CacheEntryInput): Promise<CacheEntry> {
+  async #upsert(groupId: number, input: CacheEntryInput): Promise<Result<CacheEntry>> {
     const now = Date.now();
     const values = {
       group_id: groupId,
@@ -319,12 +302,17 @@ export class CacheEntryService {
       created_at: now,
       updated_at: now,
     };
-    const write = async (db: Db): Promise<CacheEntry> => {
+    const write = async (db: Db): Promise<Result<CacheEntry>> => {
       // The object must still be stored once the digest is locked against the destroyer.
-      const stored = await this.#store.stat(input.digest);
-      if (!stored) throw new ObjectNotPresent();
-      if (stored.size !== input.size) throw new SizeMismatch(stored.size);
-      return db.insertInto('cache_entries').values(values)
+      let stored;
+      try {
+        stored = await this.#store.stat(input.digest);
+      } catch (error) {
+        return err('persistence_error', `cannot read the object ${input.digest}: ${describe(error)}`, { cause: error });
+      }
+      if (!stored) return err('object_not_present', `the object ${input.digest} is not stored`);
+      if (stored.size !== input.size) return invalid({ size: [`must be the stored object's size (${stored.size})`] }, 'invalid cache entry');
+      return ok(await db.insertInto('cache_entries').values(values)
         // `status = 0` is written literally: SQLite matches the partial index only against a literal.
         .onConflict((oc) => oc.columns(['upstream_id', 'relative_path']).where(sql<boolean>`status = 0`).doUpdateSet((eb) => ({
           digest: eb.ref('excluded.digest'),
@@ -335,10 +323,11 @@ export class CacheEntryService {
           updated_at: eb.ref('excluded.updated_at'),
         })))
         .returningAll()
-        .executeTakeFirstOrThrow();
+        .executeTakeFirstOrThrow());
     };
-    if (this.#dialect !== 'postgres') return write(this.#db);
-    return this.#db.transaction().execute(async (trx) => {
+    // SQLite: the process-wide digest lock (objectReferenceLock) is the lock; PostgreSQL: a shared row lock too.
+    if (this.#dialect !== 'postgres') return guarded(() => write(this.#db));
+    return transact(this.#db, async (trx) => {
       await lockDigestShared(trx, input.digest);
       return write(trx);
     });

@@ -12,7 +12,8 @@ import { err, ok } from '../result.ts';
 import type { Result } from '../result.ts';
 import { authorize, authorizeGroup, denied, notFound, unauthenticated } from './access.ts';
 import { recordAudit } from './audit.ts';
-import { descriptionSchema as descriptionText, freeTextNameSchema, isUniqueViolation, offsetOf, paginationSchema, validate } from './validation.ts';
+import { guarded, transact } from './database.ts';
+import { descriptionSchema as descriptionText, freeTextNameSchema, offsetOf, paginationSchema, validate } from './validation.ts';
 import type { Page } from './validation.ts';
 
 export const groupDescriptionSchema = descriptionText(2048);
@@ -59,24 +60,22 @@ export class GroupService {
     const parsed = validate(createSchema, input);
     if (!parsed.ok) return parsed;
     const { path, name, description } = parsed.value;
-    if (await this.#db.selectFrom('groups').select('id').where('path', '=', path).executeTakeFirst()) return pathTaken();
-    const now = Date.now();
-    try {
-      const group = await this.#db.transaction().execute(async (trx) => {
+    const created = await guarded(async () => {
+      if (await this.#db.selectFrom('groups').select('id').where('path', '=', path).executeTakeFirst()) return pathTaken();
+      const now = Date.now();
+      return transact(this.#db, async (trx) => {
         const row = await trx.insertInto('groups').values({ path, name: name ?? path, description: description ?? null, created_at: now, updated_at: now })
           .returningAll().executeTakeFirstOrThrow();
         if (actor.kind === 'user') {
           await trx.insertInto('memberships').values({ group_id: row.id, user_id: actor.userId, access_level: ROLES.owner, created_at: now, updated_at: now }).execute();
         }
         await recordAudit(trx, actor, { groupId: row.id, action: 'group.create', targetType: 'group', targetId: row.id, details: { after: groupView(row) } });
-        return row;
-      });
-      if (actor.kind === 'user') await this.#changes.publish({ kind: 'membership', groupId: group.id, userId: actor.userId });
-      return ok(groupView(group));
-    } catch (error) {
-      if (isUniqueViolation(error)) return pathTaken();
-      throw error;
-    }
+        return ok(groupView(row));
+      }, pathTaken());
+    });
+    // Its creator is its owner now: a new membership for every cache (of every replica).
+    if (created.ok && actor.kind === 'user') await this.#changes.publish({ kind: 'membership', groupId: created.value.id, userId: actor.userId });
+    return created;
   }
 
   /** The groups the actor may read: all of them for admins, their own for members and group tokens. */
@@ -93,25 +92,30 @@ export class GroupService {
       if (ids.length === 0) return ok({ items: [], total: 0, page: pagination.page, per_page: pagination.per_page });
     }
     const scoped = ids === null ? this.#db.selectFrom('groups') : this.#db.selectFrom('groups').where('id', 'in', ids);
-    const [{ total }, rows] = await Promise.all([
-      scoped.select((eb) => eb.fn.countAll<number>().as('total')).executeTakeFirstOrThrow(),
-      scoped.selectAll().orderBy('path').limit(pagination.per_page).offset(offsetOf(pagination)).execute(),
-    ]);
-    return ok({ items: rows.map(groupView), total: Number(total), page: pagination.page, per_page: pagination.per_page });
+    return guarded(async () => {
+      const [{ total }, rows] = await Promise.all([
+        scoped.select((eb) => eb.fn.countAll<number>().as('total')).executeTakeFirstOrThrow(),
+        scoped.selectAll().orderBy('path').limit(pagination.per_page).offset(offsetOf(pagination)).execute(),
+      ]);
+      return ok({ items: rows.map(groupView), total: Number(total), page: pagination.page, per_page: pagination.per_page });
+    });
   }
 
   async get(actor: Actor, id: number | string): Promise<Result<GroupView>> {
-    const group = await authorizeGroup(this.#db, actor, id, 'read_virtual_registry');
+    const group = await guarded(() => authorizeGroup(this.#db, actor, id, 'read_virtual_registry'));
     return group.ok ? ok(groupView(group.value)) : group;
   }
 
   async getByPath(actor: Actor, path: string): Promise<Result<GroupView>> {
     if (actor.kind === 'anonymous') return unauthenticated();
     // Only a valid path can name a group; anything else (a NUL, which PostgreSQL refuses in text) is not found.
-    const row = typeof path === 'string' && isPathComponent(path) ? await this.#db.selectFrom('groups').selectAll().where('path', '=', path).executeTakeFirst() : undefined;
-    if (!row || !canSee(actor, { groupId: row.id })) return notFound('group');
-    if (!can(actor, 'read_virtual_registry', { groupId: row.id })) return denied(actor);
-    return ok(groupView(row));
+    if (typeof path !== 'string' || !isPathComponent(path)) return notFound('group');
+    return guarded(async () => {
+      const row = await this.#db.selectFrom('groups').selectAll().where('path', '=', path).executeTakeFirst();
+      if (!row || !canSee(actor, { groupId: row.id })) return notFound('group');
+      if (!can(actor, 'read_virtual_registry', { groupId: row.id })) return denied(actor);
+      return ok(groupView(row));
+    });
   }
 
   /**
@@ -124,7 +128,7 @@ export class GroupService {
 
   /** Name and description; the path is part of every image name and does not change. */
   async update(actor: Actor, id: number | string, input: z.input<typeof updateSchema>): Promise<Result<GroupView>> {
-    const group = await authorizeGroup(this.#db, actor, id, 'admin_virtual_registry');
+    const group = await guarded(() => authorizeGroup(this.#db, actor, id, 'admin_virtual_registry'));
     if (!group.ok) return group;
     const parsed = validate(updateSchema, input);
     if (!parsed.ok) return parsed;
@@ -133,15 +137,15 @@ export class GroupService {
     if (parsed.value.description !== undefined) changes.description = parsed.value.description;
     const before = groupView(group.value);
     if (Object.entries(changes).every(([key, value]) => before[key as keyof GroupView] === value)) return ok(before);
-    const updated = await this.#db.transaction().execute(async (trx) => {
-      const row = await trx.updateTable('groups').set({ ...changes, updated_at: Date.now() }).where('id', '=', group.value.id).returningAll().executeTakeFirstOrThrow();
+    return transact(this.#db, async (trx) => {
+      const row = await trx.updateTable('groups').set({ ...changes, updated_at: Date.now() }).where('id', '=', group.value.id).returningAll().executeTakeFirst();
+      if (!row) return notFound('group');
       await recordAudit(trx, actor, {
         groupId: row.id, action: 'group.update', targetType: 'group', targetId: row.id,
         details: { before: pick(before, changes), after: pick(groupView(row), changes) },
       });
-      return row;
+      return ok(groupView(row));
     });
-    return ok(groupView(updated));
   }
 
   /**
@@ -149,16 +153,17 @@ export class GroupService {
    * entries are marked for the destroy worker, which also removes the objects no one else refers to.
    */
   async delete(actor: Actor, id: number | string): Promise<Result<GroupView>> {
-    const group = await authorizeGroup(this.#db, actor, id, 'admin_virtual_registry');
+    const group = await guarded(() => authorizeGroup(this.#db, actor, id, 'admin_virtual_registry'));
     if (!group.ok) return group;
-    await this.#db.transaction().execute(async (trx) => {
+    const deleted = await transact(this.#db, async (trx) => {
       await trx.updateTable('cache_entries').set({ status: CACHE_ENTRY_STATUS.pending_destruction, updated_at: Date.now() })
         .where('group_id', '=', group.value.id).execute();
       await trx.deleteFrom('groups').where('id', '=', group.value.id).execute();
       await recordAudit(trx, actor, { groupId: group.value.id, action: 'group.delete', targetType: 'group', targetId: group.value.id, details: { before: groupView(group.value) } });
+      return ok(groupView(group.value));
     });
-    await this.#changes.publish({ kind: 'group', id: group.value.id });
-    return ok(groupView(group.value));
+    if (deleted.ok) await this.#changes.publish({ kind: 'group', id: group.value.id });
+    return deleted;
   }
 }
 

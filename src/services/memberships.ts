@@ -11,7 +11,8 @@ import { err, ok } from '../result.ts';
 import type { Result } from '../result.ts';
 import { authorizeGroup, notFound } from './access.ts';
 import { recordAudit } from './audit.ts';
-import { isUniqueViolation, offsetOf, paginationSchema, validate } from './validation.ts';
+import { guarded, transact } from './database.ts';
+import { offsetOf, paginationSchema, validate } from './validation.ts';
 import type { Page } from './validation.ts';
 
 export const ROLE_NAMES = Object.keys(ROLES) as RoleName[];
@@ -49,6 +50,7 @@ export interface MembershipView {
 }
 
 const LAST_OWNER = 'a group must keep at least one owner';
+const alreadyMember = () => err('conflict', 'the user is already a member of this group');
 
 /**
  * Serialises changes to a group's memberships: a no-op update takes the group row's lock on PostgreSQL and
@@ -76,59 +78,58 @@ export class MembershipService {
 
   /** Every member of the group may see who else is. */
   async list(actor: Actor, input: GroupScoped & z.input<typeof paginationSchema>): Promise<Result<Page<MembershipView>>> {
-    const group = await authorizeGroup(this.#db, actor, input?.group_id, 'read_virtual_registry');
+    const group = await guarded(() => authorizeGroup(this.#db, actor, input?.group_id, 'read_virtual_registry'));
     if (!group.ok) return group;
     const groupId = group.value.id;
     const parsed = validate(paginationSchema, input);
     if (!parsed.ok) return parsed;
     const pagination = parsed.value;
-    const [{ total }, rows] = await Promise.all([
-      this.#db.selectFrom('memberships').select((eb) => eb.fn.countAll<number>().as('total')).where('group_id', '=', groupId).executeTakeFirstOrThrow(),
-      this.#members().where('memberships.group_id', '=', groupId).orderBy('memberships.id')
-        .limit(pagination.per_page).offset(offsetOf(pagination)).execute(),
-    ]);
-    return ok({ items: rows.map(membershipView), total: Number(total), page: pagination.page, per_page: pagination.per_page });
+    return guarded(async () => {
+      const [{ total }, rows] = await Promise.all([
+        this.#db.selectFrom('memberships').select((eb) => eb.fn.countAll<number>().as('total')).where('group_id', '=', groupId).executeTakeFirstOrThrow(),
+        this.#members().where('memberships.group_id', '=', groupId).orderBy('memberships.id')
+          .limit(pagination.per_page).offset(offsetOf(pagination)).execute(),
+      ]);
+      return ok({ items: rows.map(membershipView), total: Number(total), page: pagination.page, per_page: pagination.per_page });
+    });
   }
 
   async add(actor: Actor, input: GroupScoped & z.input<typeof addSchema>): Promise<Result<MembershipView>> {
-    const group = await authorizeGroup(this.#db, actor, input?.group_id, 'admin_virtual_registry');
+    const group = await guarded(() => authorizeGroup(this.#db, actor, input?.group_id, 'admin_virtual_registry'));
     if (!group.ok) return group;
     const groupId = group.value.id;
     const parsed = validate(addSchema, input);
     if (!parsed.ok) return parsed;
     const { user_id: userId, username, role } = parsed.value;
-    const user = await this.#db.selectFrom('users').select(['id', 'username'])
-      .where((eb) => (userId !== undefined ? eb('id', '=', userId) : eb(sql<string>`lower(username)`, '=', (username as string).toLowerCase())))
-      .executeTakeFirst();
-    if (!user) return notFound('user');
-    const now = Date.now();
-    try {
-      return this.#changed(await this.#db.transaction().execute(async (trx): Promise<Result<MembershipView>> => {
+    return this.#changed(await guarded(async () => {
+      const user = await this.#db.selectFrom('users').select(['id', 'username'])
+        .where((eb) => (userId !== undefined ? eb('id', '=', userId) : eb(sql<string>`lower(username)`, '=', (username as string).toLowerCase())))
+        .executeTakeFirst();
+      if (!user) return notFound('user');
+      const now = Date.now();
+      return transact(this.#db, async (trx) => {
         if (!(await lockGroup(trx, groupId))) return notFound('group');
         const existing = await trx.selectFrom('memberships').select('id').where('group_id', '=', groupId).where('user_id', '=', user.id).executeTakeFirst();
-        if (existing) return err('conflict', 'the user is already a member of this group');
+        if (existing) return alreadyMember();
         await trx.insertInto('memberships').values({ group_id: groupId, user_id: user.id, access_level: ROLES[role], created_at: now, updated_at: now }).execute();
         await recordAudit(trx, actor, {
           groupId, action: 'member.add', targetType: 'user', targetId: user.id,
           details: { after: { user_id: user.id, username: user.username, role } },
         });
         return ok(membershipView(await this.#members(trx).where('memberships.group_id', '=', groupId).where('memberships.user_id', '=', user.id).executeTakeFirstOrThrow()));
-      }));
-    } catch (error) {
-      if (isUniqueViolation(error)) return err('conflict', 'the user is already a member of this group');
-      throw error;
-    }
+      }, alreadyMember());
+    }));
   }
 
   /** Never demotes the last owner. */
   async changeRole(actor: Actor, input: GroupScoped & z.input<typeof changeRoleSchema>): Promise<Result<MembershipView>> {
-    const group = await authorizeGroup(this.#db, actor, input?.group_id, 'admin_virtual_registry');
+    const group = await guarded(() => authorizeGroup(this.#db, actor, input?.group_id, 'admin_virtual_registry'));
     if (!group.ok) return group;
     const groupId = group.value.id;
     const parsed = validate(changeRoleSchema, input);
     if (!parsed.ok) return parsed;
     const { user_id: userId, role } = parsed.value;
-    return this.#changed(await this.#db.transaction().execute(async (trx): Promise<Result<MembershipView>> => {
+    return this.#changed(await transact(this.#db, async (trx): Promise<Result<MembershipView>> => {
       if (!(await lockGroup(trx, groupId))) return notFound('group');
       const member = await this.#members(trx).where('memberships.group_id', '=', groupId).where('memberships.user_id', '=', userId).executeTakeFirst();
       if (!member) return notFound('member');
@@ -146,13 +147,13 @@ export class MembershipService {
 
   /** Never removes the last owner. */
   async remove(actor: Actor, input: GroupScoped & z.input<typeof memberInput>): Promise<Result<MembershipView>> {
-    const group = await authorizeGroup(this.#db, actor, input?.group_id, 'admin_virtual_registry');
+    const group = await guarded(() => authorizeGroup(this.#db, actor, input?.group_id, 'admin_virtual_registry'));
     if (!group.ok) return group;
     const groupId = group.value.id;
     const parsed = validate(memberInput, input);
     if (!parsed.ok) return parsed;
     const { user_id: userId } = parsed.value;
-    return this.#changed(await this.#db.transaction().execute(async (trx): Promise<Result<MembershipView>> => {
+    return this.#changed(await transact(this.#db, async (trx): Promise<Result<MembershipView>> => {
       if (!(await lockGroup(trx, groupId))) return notFound('group');
       const member = await this.#members(trx).where('memberships.group_id', '=', groupId).where('memberships.user_id', '=', userId).executeTakeFirst();
       if (!member) return notFound('member');

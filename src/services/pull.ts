@@ -53,7 +53,7 @@ export class PullService {
     this.#deps = deps;
     this.#now = deps.now ?? Date.now;
     this.#refreshed = new BoundedCache({ maxEntries: 10_000, ttlMs: MIN_REFRESH_INTERVAL_MS, now: this.#now });
-    this.blobFills = new BlobFills({ store: deps.store, metrics: deps.metrics, logger: deps.logger, graceMs: deps.fillGraceMs });
+    this.blobFills = new BlobFills({ store: deps.store, metrics: deps.metrics, logger: deps.logger, graceMs: deps.fillGraceMs, cluster: deps.cluster });
     this.health = deps.health ?? new UpstreamHealth({ failureThreshold: 3, openMs: 10_000, maxOpenMs: 300_000, defaultRateLimitMs: 60_000, now: this.#now });
     this.#shared = {
       deps,

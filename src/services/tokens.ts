@@ -12,6 +12,7 @@ import { ok } from '../result.ts';
 import type { Result } from '../result.ts';
 import { authorizeGroup, denied, notFound, unauthenticated } from './access.ts';
 import { recordAudit } from './audit.ts';
+import { guarded, transact } from './database.ts';
 import { roleName, roleSchema } from './memberships.ts';
 import { freeTextNameSchema, offsetOf, paginationSchema, parseId, validate } from './validation.ts';
 import type { Page } from './validation.ts';
@@ -104,34 +105,34 @@ export class TokenService {
     if (!owner.ok) return owner;
     const parsed = validate(personalSchema, input);
     if (!parsed.ok) return parsed;
-    return ok(await this.#insert(actor, {
+    return this.#insert(actor, {
       kind: 'personal', user_id: owner.value, group_id: null, access_level: null,
       name: parsed.value.name, scopes: parsed.value.scopes, expires_at: parsed.value.expires_at ?? null,
-    }));
+    });
   }
 
   /** Owners: a robot of the group acting with `role` and `scopes`. */
   async createGroupToken(actor: Actor, input: GroupScoped & z.input<typeof groupTokenSchema>): Promise<Result<CreatedToken>> {
-    const group = await authorizeGroup(this.#db, actor, input?.group_id, 'admin_virtual_registry');
+    const group = await guarded(() => authorizeGroup(this.#db, actor, input?.group_id, 'admin_virtual_registry'));
     if (!group.ok) return group;
     const parsed = validate(groupTokenSchema, input);
     if (!parsed.ok) return parsed;
-    return ok(await this.#insert(actor, {
+    return this.#insert(actor, {
       kind: 'group', user_id: null, group_id: group.value.id, access_level: ROLES[parsed.value.role],
       name: parsed.value.name, scopes: parsed.value.scopes, expires_at: parsed.value.expires_at ?? null,
-    }));
+    });
   }
 
   /** Owners: pulls from the group's registries, nothing else. */
   async createDeployToken(actor: Actor, input: GroupScoped & z.input<typeof deploySchema>): Promise<Result<CreatedToken>> {
-    const group = await authorizeGroup(this.#db, actor, input?.group_id, 'admin_virtual_registry');
+    const group = await guarded(() => authorizeGroup(this.#db, actor, input?.group_id, 'admin_virtual_registry'));
     if (!group.ok) return group;
     const parsed = validate(deploySchema, input);
     if (!parsed.ok) return parsed;
-    return ok(await this.#insert(actor, {
+    return this.#insert(actor, {
       kind: 'deploy', user_id: null, group_id: group.value.id, access_level: null,
       name: parsed.value.name, scopes: ['read_virtual_registry'], expires_at: parsed.value.expires_at ?? null,
-    }));
+    });
   }
 
   /** The acting user's personal tokens, newest first, revoked ones included. */
@@ -156,7 +157,9 @@ export class TokenService {
   async revoke(actor: Actor, input: { id: number | string; kind?: TokenKind; group_id?: number | string }): Promise<Result<TokenView>> {
     if (actor.kind === 'anonymous') return unauthenticated();
     const id = parseId(input?.id);
-    const row = id === null ? undefined : await this.#db.selectFrom('access_tokens').selectAll().where('id', '=', id).executeTakeFirst();
+    const found = id === null ? ok(undefined) : await guarded(async () => ok(await this.#db.selectFrom('access_tokens').selectAll().where('id', '=', id).executeTakeFirst()));
+    if (!found.ok) return found;
+    const row = found.value;
     if (!row || (input.kind !== undefined && input.kind !== row.kind)) return notFound('token');
     if (input.group_id !== undefined && parseId(input.group_id) !== row.group_id) return notFound('token');
     if (row.kind === 'personal') {
@@ -165,22 +168,23 @@ export class TokenService {
       // Instance admins may revoke anyone's token (a leak); others see only their own.
       if (owner.value !== row.user_id && !can(actor, 'admin_instance', 'instance')) return notFound('token');
     } else {
-      const group = await authorizeGroup(this.#db, actor, row.group_id, 'admin_virtual_registry');
+      const group = await guarded(() => authorizeGroup(this.#db, actor, row.group_id, 'admin_virtual_registry'));
       if (!group.ok) return group.reason === 'not_found' ? notFound('token') : group;
     }
     if (row.revoked_at !== null) return ok(tokenView(row));
-    const revoked = await this.#db.transaction().execute(async (trx) => {
-      const updated = await trx.updateTable('access_tokens').set({ revoked_at: Date.now() }).where('id', '=', row.id).returningAll().executeTakeFirstOrThrow();
+    const revoked = await transact(this.#db, async (trx) => {
+      const updated = await trx.updateTable('access_tokens').set({ revoked_at: Date.now() }).where('id', '=', row.id).returningAll().executeTakeFirst();
+      if (!updated) return notFound('token');
       await recordAudit(trx, actor, { groupId: row.group_id, action: 'token.revoke', targetType: `${row.kind}_token`, targetId: row.id, details: { before: tokenView(row), after: { revoked_at: updated.revoked_at } } });
-      return updated;
+      return ok(tokenView(updated));
     });
-    await this.#changes.publish({ kind: 'token', id: row.id });
-    return ok(tokenView(revoked));
+    if (revoked.ok) await this.#changes.publish({ kind: 'token', id: row.id });
+    return revoked;
   }
 
-  async #insert(actor: Actor, values: { kind: TokenKind; user_id: number | null; group_id: number | null; access_level: AccessLevel | null; name: string; scopes: string[]; expires_at: number | null }): Promise<CreatedToken> {
+  async #insert(actor: Actor, values: { kind: TokenKind; user_id: number | null; group_id: number | null; access_level: AccessLevel | null; name: string; scopes: string[]; expires_at: number | null }): Promise<Result<CreatedToken>> {
     const plaintext = generateToken(values.kind);
-    const row = await this.#db.transaction().execute(async (trx) => {
+    return transact(this.#db, async (trx) => {
       const inserted = await trx.insertInto('access_tokens').values({
         ...values,
         scopes: JSON.stringify(values.scopes),
@@ -191,13 +195,12 @@ export class TokenService {
         created_at: Date.now(),
       }).returningAll().executeTakeFirstOrThrow();
       await recordAudit(trx, actor, { groupId: values.group_id, action: 'token.create', targetType: `${values.kind}_token`, targetId: inserted.id, details: { after: tokenView(inserted) } });
-      return inserted;
+      return ok({ ...tokenView(inserted), token: plaintext });
     });
-    return { ...tokenView(row), token: plaintext };
   }
 
   async #listOfGroup(actor: Actor, input: GroupScoped & z.input<typeof paginationSchema>, kind: 'group' | 'deploy'): Promise<Result<Page<TokenView>>> {
-    const group = await authorizeGroup(this.#db, actor, input?.group_id, 'admin_virtual_registry');
+    const group = await guarded(() => authorizeGroup(this.#db, actor, input?.group_id, 'admin_virtual_registry'));
     if (!group.ok) return group;
     return this.#list(input, { kind, group_id: group.value.id });
   }
@@ -208,12 +211,14 @@ export class TokenService {
     const pagination = parsed.value;
     const scoped = this.#db.selectFrom('access_tokens').where('kind', '=', owner.kind)
       .where((eb) => (owner.user_id !== undefined ? eb('user_id', '=', owner.user_id) : eb('group_id', '=', owner.group_id ?? 0)));
-    const [{ total }, rows] = await Promise.all([
-      scoped.select((eb) => eb.fn.countAll<number>().as('total')).executeTakeFirstOrThrow(),
-      scoped.selectAll().orderBy('id', 'desc').limit(pagination.per_page).offset(offsetOf(pagination)).execute(),
-    ]);
-    const now = Date.now();
-    return ok({ items: rows.map((row) => tokenView(row, now)), total: Number(total), page: pagination.page, per_page: pagination.per_page });
+    return guarded(async () => {
+      const [{ total }, rows] = await Promise.all([
+        scoped.select((eb) => eb.fn.countAll<number>().as('total')).executeTakeFirstOrThrow(),
+        scoped.selectAll().orderBy('id', 'desc').limit(pagination.per_page).offset(offsetOf(pagination)).execute(),
+      ]);
+      const now = Date.now();
+      return ok({ items: rows.map((row) => tokenView(row, now)), total: Number(total), page: pagination.page, per_page: pagination.per_page });
+    });
   }
 }
 

@@ -229,6 +229,12 @@ export class UpstreamService {
     return created.ok ? ok(toUpstreamView(created.value)) : created;
   }
 
+  /** Whether the actor may create upstreams in the group, and so test an unsaved one there. */
+  async authorizeCreate(actor: Actor, groupId: number | string): Promise<Result<undefined>> {
+    const group = await guarded(() => authorizeGroup(this.#db, actor, groupId, 'create_virtual_registry'));
+    return group.ok ? ok() : group;
+  }
+
   async get(actor: Actor, upstreamId: number | string): Promise<Result<UpstreamView>> {
     return guarded(async () => {
       const row = await this.#find(actor, upstreamId, 'read_virtual_registry');

@@ -12,8 +12,9 @@ import { err, invalid, ok } from '../result.ts';
 import type { Result } from '../result.ts';
 import { authorize, denied, notFound, unauthenticated } from './access.ts';
 import { recordAudit } from './audit.ts';
+import { guarded, transact } from './database.ts';
 import { countOwners, lockGroup } from './memberships.ts';
-import { isUniqueViolation, offsetOf, paginationSchema, parseId, validate } from './validation.ts';
+import { offsetOf, paginationSchema, parseId, validate } from './validation.ts';
 import type { Page } from './validation.ts';
 
 export const MIN_PASSWORD_LENGTH = 12;
@@ -26,7 +27,7 @@ export const usernameSchema = z.string('must be a string')
 export const passwordSchema = z.string('must be a string')
   .min(MIN_PASSWORD_LENGTH, `must be at least ${MIN_PASSWORD_LENGTH} characters`)
   .max(1024, 'must be at most 1024 characters')
-  // Basic credentials whose password starts with a token prefix are read as tokens (src/auth/authenticate.ts).
+  // Basic credentials whose password starts with a token prefix are read as tokens (src/services/authentication.ts).
   .refine((password) => !Object.values(TOKEN_PREFIX).some((prefix) => password.startsWith(prefix)), 'must not start with an access token prefix');
 
 const createSchema = z.object({
@@ -82,22 +83,18 @@ export class UserService {
     const parsed = validate(createSchema, input);
     if (!parsed.ok) return parsed;
     const { username, password, email, admin } = parsed.value;
-    if (await this.#findByUsername(username)) return usernameTaken();
+    const taken = await guarded(async () => ok(await this.#findByUsername(username) !== undefined));
+    if (!taken.ok) return taken;
+    if (taken.value) return usernameTaken();
     const passwordHash = await hashPassword(password);
     const now = Date.now();
-    try {
-      const row = await this.#db.transaction().execute(async (trx) => {
-        const created = await trx.insertInto('users').values({
-          username, email: email ?? null, password_hash: passwordHash, admin: admin ? 1 : 0, blocked: 0, created_at: now, updated_at: now,
-        }).returningAll().executeTakeFirstOrThrow();
-        await recordAudit(trx, actor, { groupId: null, action: 'user.create', targetType: 'user', targetId: created.id, details: { after: userView(created) } });
-        return created;
-      });
-      return ok(userView(row));
-    } catch (error) {
-      if (isUniqueViolation(error)) return usernameTaken();
-      throw error;
-    }
+    return transact(this.#db, async (trx) => {
+      const created = await trx.insertInto('users').values({
+        username, email: email ?? null, password_hash: passwordHash, admin: admin ? 1 : 0, blocked: 0, created_at: now, updated_at: now,
+      }).returningAll().executeTakeFirstOrThrow();
+      await recordAudit(trx, actor, { groupId: null, action: 'user.create', targetType: 'user', targetId: created.id, details: { after: userView(created) } });
+      return ok(userView(created));
+    }, usernameTaken());
   }
 
   /** Admins only. */
@@ -107,11 +104,13 @@ export class UserService {
     const parsed = validate(paginationSchema, input);
     if (!parsed.ok) return parsed;
     const pagination = parsed.value;
-    const [{ total }, rows] = await Promise.all([
-      this.#db.selectFrom('users').select((eb) => eb.fn.countAll<number>().as('total')).executeTakeFirstOrThrow(),
-      this.#db.selectFrom('users').selectAll().orderBy('id').limit(pagination.per_page).offset(offsetOf(pagination)).execute(),
-    ]);
-    return ok({ items: rows.map(userView), total: Number(total), page: pagination.page, per_page: pagination.per_page });
+    return guarded(async () => {
+      const [{ total }, rows] = await Promise.all([
+        this.#db.selectFrom('users').select((eb) => eb.fn.countAll<number>().as('total')).executeTakeFirstOrThrow(),
+        this.#db.selectFrom('users').selectAll().orderBy('id').limit(pagination.per_page).offset(offsetOf(pagination)).execute(),
+      ]);
+      return ok({ items: rows.map(userView), total: Number(total), page: pagination.page, per_page: pagination.per_page });
+    });
   }
 
   /** Admins see every user, others only themselves (anyone else is not found). */
@@ -119,6 +118,16 @@ export class UserService {
     const row = await this.#visibleUser(actor, id);
     if (!row.ok) return row;
     return ok(userView(row.value));
+  }
+
+  /** Admins only (the CLI acts as the system): the user of this name, regardless of case. */
+  async getByUsername(actor: Actor, username: string): Promise<Result<UserView>> {
+    const allowed = authorize(actor, 'admin_instance', 'instance');
+    if (!allowed.ok) return allowed;
+    return guarded(async () => {
+      const user = await this.#findByUsername(username);
+      return user ? ok(userView(user)) : err('not_found', `no user named ${username}`);
+    });
   }
 
   async block(actor: Actor, id: number | string): Promise<Result<UserView>> {
@@ -135,7 +144,7 @@ export class UserService {
     if (!target.ok) return target;
     const user = target.value;
     if (actor.kind === 'user' && actor.userId === user.id) return invalid({ id: ['you cannot delete yourself'] });
-    return this.#changed(user.id, await this.#db.transaction().execute(async (trx): Promise<Result<UserView>> => {
+    return this.#changed(user.id, await transact(this.#db, async (trx) => {
       const owned = await trx.selectFrom('memberships').select('group_id').where('user_id', '=', user.id).where('access_level', '=', ROLES.owner).execute();
       for (const { group_id } of owned) {
         await lockGroup(trx, group_id);
@@ -157,19 +166,22 @@ export class UserService {
     if (actor.token && !actor.token.scopes.includes('api')) return denied(actor, 'the token\'s scopes do not allow this');
     const parsed = validate(changePasswordSchema, input);
     if (!parsed.ok) return parsed;
-    const user = await this.#db.selectFrom('users').selectAll().where('id', '=', actor.userId).executeTakeFirst();
-    if (!user) return notFound('user');
-    if (!(await verifyPassword(parsed.value.current_password, user.password_hash))) {
+    const user = await guarded(async () => {
+      const row = await this.#db.selectFrom('users').selectAll().where('id', '=', actor.userId).executeTakeFirst();
+      return row ? ok(row) : notFound('user');
+    });
+    if (!user.ok) return user;
+    if (!(await verifyPassword(parsed.value.current_password, user.value.password_hash))) {
       return invalid({ current_password: ['is incorrect'] });
     }
     const passwordHash = await hashPassword(parsed.value.new_password);
-    const updated = await this.#db.transaction().execute(async (trx) => {
+    return this.#changed(user.value.id, await transact(this.#db, async (trx) => {
       const row = await trx.updateTable('users').set({ password_hash: passwordHash, updated_at: Date.now() })
-        .where('id', '=', user.id).returningAll().executeTakeFirstOrThrow();
-      await recordAudit(trx, actor, { groupId: null, action: 'user.change_password', targetType: 'user', targetId: user.id });
-      return row;
-    });
-    return this.#changed(user.id, ok(userView(updated)));
+        .where('id', '=', user.value.id).returningAll().executeTakeFirst();
+      if (!row) return notFound('user');
+      await recordAudit(trx, actor, { groupId: null, action: 'user.change_password', targetType: 'user', targetId: row.id });
+      return ok(userView(row));
+    }));
   }
 
   async #setBlocked(actor: Actor, id: number | string, blocked: boolean): Promise<Result<UserView>> {
@@ -178,16 +190,16 @@ export class UserService {
     const user = target.value;
     if (blocked && actor.kind === 'user' && actor.userId === user.id) return invalid({ id: ['you cannot block yourself'] });
     if ((user.blocked === 1) === blocked) return ok(userView(user));
-    const updated = await this.#db.transaction().execute(async (trx) => {
+    return this.#changed(user.id, await transact(this.#db, async (trx) => {
       const row = await trx.updateTable('users').set({ blocked: blocked ? 1 : 0, updated_at: Date.now() })
-        .where('id', '=', user.id).returningAll().executeTakeFirstOrThrow();
+        .where('id', '=', user.id).returningAll().executeTakeFirst();
+      if (!row) return notFound('user');
       await recordAudit(trx, actor, {
         groupId: null, action: blocked ? 'user.block' : 'user.unblock', targetType: 'user', targetId: user.id,
         details: { before: { blocked: user.blocked === 1 }, after: { blocked } },
       });
-      return row;
-    });
-    return this.#changed(user.id, ok(userView(updated)));
+      return ok(userView(row));
+    }));
   }
 
   /** Tells every cache (of every replica) once the change committed. */
@@ -201,8 +213,11 @@ export class UserService {
     const allowed = authorize(actor, 'admin_instance', 'instance');
     if (!allowed.ok) return allowed;
     const userId = parseId(id);
-    const user = userId === null ? undefined : await this.#db.selectFrom('users').selectAll().where('id', '=', userId).executeTakeFirst();
-    return user ? ok(user) : notFound('user');
+    if (userId === null) return notFound('user');
+    return guarded(async () => {
+      const user = await this.#db.selectFrom('users').selectAll().where('id', '=', userId).executeTakeFirst();
+      return user ? ok(user) : notFound('user');
+    });
   }
 
   async #visibleUser(actor: Actor, id: number | string): Promise<Result<User>> {
@@ -210,8 +225,11 @@ export class UserService {
     const userId = parseId(id);
     const self = actor.kind === 'user' && actor.userId === userId && canSee(actor, 'instance');
     if (!self && !can(actor, 'admin_instance', 'instance')) return notFound('user');
-    const user = userId === null ? undefined : await this.#db.selectFrom('users').selectAll().where('id', '=', userId).executeTakeFirst();
-    return user ? ok(user) : notFound('user');
+    if (userId === null) return notFound('user');
+    return guarded(async () => {
+      const user = await this.#db.selectFrom('users').selectAll().where('id', '=', userId).executeTakeFirst();
+      return user ? ok(user) : notFound('user');
+    });
   }
 
   async #findByUsername(username: string): Promise<User | undefined> {

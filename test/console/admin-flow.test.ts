@@ -47,8 +47,9 @@ describe('the console, as a first-time admin', () => {
     return found.id;
   };
   const upstreamOrder = async () => (await page.locator('ol.upstreams > li strong').allTextContents());
-  /** What the flush timers would write within a second, written now. */
+  /** The fills done (a blob's entry is written as its last bytes leave), and what the flush timers would write within a second, written now. */
   const flushCounters = async () => {
+    await server.manifold.services.pull.settle();
     await server.manifold.services.counter.flush();
     await server.manifold.services.traffic.flush();
   };
@@ -110,9 +111,9 @@ describe('the console, as a first-time admin', () => {
     await page.waitForFunction(() => document.querySelector('ol.upstreams > li strong')?.textContent === 'empty-mirror');
     assert.deepEqual(await upstreamOrder(), ['empty-mirror', 'distribution']);
     assert.match(await page.locator('[aria-live="polite"]').first().textContent() ?? '', /distribution moved to position 2 of 2/);
-    // The moved handle announces its new position. (Known bug, left for the next session: focus follows the
-    // moved upstream only most of the time — CI once saw it stay behind — so the handle is focused here.)
-    await page.getByRole('button', { name: 'Reorder distribution, position 2 of 2: press the up or down arrow' }).press('ArrowUp');
+    // Focus follows the moved upstream, whose handle announces its new position: the next key moves it again.
+    assert.equal(await page.evaluate(() => document.activeElement?.getAttribute('aria-label')), 'Reorder distribution, position 2 of 2: press the up or down arrow');
+    await page.keyboard.press('ArrowUp');
     await page.waitForFunction(() => document.querySelector('ol.upstreams > li strong')?.textContent === 'distribution');
 
     const detail = await server.manifold.services.registryUpstreams.listForRegistry(server.admin, await registryId());

@@ -2,7 +2,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import Fastify from 'fastify';
 import type { FastifyInstance } from 'fastify';
-import { Authenticator } from '../../src/auth/authenticate.ts';
+import { Authenticator } from '../../src/services/authentication.ts';
 import { ANONYMOUS } from '../../src/auth/policy.ts';
 import type { Actor } from '../../src/auth/policy.ts';
 import type { RegistryTokens } from '../../src/auth/registry-tokens.ts';

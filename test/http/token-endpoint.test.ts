@@ -2,7 +2,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import Fastify from 'fastify';
 import type { FastifyInstance } from 'fastify';
-import { Authenticator } from '../../src/auth/authenticate.ts';
+import { Authenticator } from '../../src/services/authentication.ts';
 import type { RegistryTokens } from '../../src/auth/registry-tokens.ts';
 import { hashPassword } from '../../src/auth/secrets.ts';
 import { tokenRoutes } from '../../src/http/token-endpoint.ts';

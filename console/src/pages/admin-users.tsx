@@ -2,7 +2,7 @@
 import { useState } from 'preact/hooks';
 import { ApiError, del, get, post } from '../api.ts';
 import type { User } from '../api.ts';
-import { ConfirmButton, Field, Form, FormMessage, Loading, Section, useForm, useLoad, when } from '../ui.tsx';
+import { ConfirmButton, DataTable, Field, Form, FormMessage, Loading, Section, useForm, useLoad, when } from '../ui.tsx';
 
 export function AdminUsers() {
   const users = useLoad(() => get<User[]>('/users?per_page=100'));
@@ -34,7 +34,7 @@ export function AdminUsers() {
       <Section title="Users">
         {rowError && <p class="form-error" role="alert">{rowError}</p>}
         {!users.data ? <Loading error={users.error} /> : (
-          <div class="table-wrap"><table>
+          <DataTable>
             <thead><tr><th scope="col">Username</th><th scope="col">Email</th><th scope="col">Admin</th><th scope="col">State</th><th scope="col">Created</th><th scope="col"><span class="visually-hidden">Actions</span></th></tr></thead>
             <tbody>
               {users.data.map((user) => (
@@ -47,7 +47,7 @@ export function AdminUsers() {
                 </tr>
               ))}
             </tbody>
-          </table></div>
+          </DataTable>
         )}
       </Section>
       <Section title="Create a user">

@@ -4,7 +4,7 @@ import type { TrafficHour } from '../api.ts';
 
 const WIDTH = 720;
 const HEIGHT = 160;
-const AXIS = 22;
+const AXIS = 2;
 
 export function Chart({ hours }: { hours: TrafficHour[] }) {
   const max = Math.max(1, ...hours.map((hour) => hour.hits + hour.misses));
@@ -29,11 +29,14 @@ export function Chart({ hours }: { hours: TrafficHour[] }) {
               <title>{`${label(hour.hour)}: ${hour.hits} hits, ${hour.misses} misses`}</title>
               <rect x={x} width={bar} y={base - hitHeight} height={hitHeight} class="hits" />
               <rect x={x} width={bar} y={base - hitHeight - missHeight} height={missHeight} class="misses" />
-              {i % 6 === 0 && <text x={x} y={HEIGHT - 6} class="tick">{label(hour.hour)}</text>}
             </g>
           );
         })}
       </svg>
+      {/* The hours under the bars in HTML, so that they keep their size when the chart shrinks on a phone. */}
+      <div class="ticks" aria-hidden="true">
+        {hours.map((hour, i) => i % 6 === 0 && <span key={hour.hour} style={{ left: `${(i / hours.length) * 100}%` }}>{label(hour.hour)}</span>)}
+      </div>
       <table class="visually-hidden">
         <caption>Requests per hour</caption>
         <thead><tr><th scope="col">Hour</th><th scope="col">Hits</th><th scope="col">Misses</th></tr></thead>

@@ -4,7 +4,7 @@ import { useState } from 'preact/hooks';
 import { ROLES, del, get, patch, post, put, ApiError } from '../api.ts';
 import type { AuditEvent, CleanupPolicy, Group, Member, Registry, Role, Statistics } from '../api.ts';
 import { canMaintain, canOwn, useSession } from '../session.ts';
-import { ConfirmButton, Field, Form, FormMessage, Loading, Section, SelectField, bytes, href, percent, useForm, useLoad, when } from '../ui.tsx';
+import { ConfirmButton, DataTable, Field, Form, FormMessage, Loading, Section, SelectField, bytes, href, percent, useForm, useLoad, when } from '../ui.tsx';
 import { TokenList } from './tokens.tsx';
 
 const TABS: [string, string, 'read' | 'own'][] = [
@@ -57,7 +57,7 @@ function Registries({ group }: { group: Group }) {
     <>
       <Section title="Registries">
         {!registries.data ? <Loading error={registries.error} /> : registries.data.length === 0 ? <p>No registries yet.</p> : (
-          <div class="table-wrap"><table>
+          <DataTable>
             <thead><tr><th scope="col">Registry</th><th scope="col">Hit ratio (24 h)</th><th scope="col">From cache</th><th scope="col">From upstreams</th><th scope="col">Cached</th></tr></thead>
             <tbody>
               {registries.data.map(({ registry, stats }) => (
@@ -70,7 +70,7 @@ function Registries({ group }: { group: Group }) {
                 </tr>
               ))}
             </tbody>
-          </table></div>
+          </DataTable>
         )}
       </Section>
       {maintain && (
@@ -115,7 +115,7 @@ function Members({ group }: { group: Group }) {
       <Section title="Members and roles">
         {rowError && <p class="form-error" role="alert">{rowError}</p>}
         {!members.data ? <Loading error={members.error} /> : (
-          <div class="table-wrap"><table>
+          <DataTable>
             <thead><tr><th scope="col">User</th><th scope="col">Role</th>{owner && <th scope="col"><span class="visually-hidden">Actions</span></th>}</tr></thead>
             <tbody>
               {members.data.map((member) => (
@@ -138,7 +138,7 @@ function Members({ group }: { group: Group }) {
                 </tr>
               ))}
             </tbody>
-          </table></div>
+          </DataTable>
         )}
       </Section>
       {owner && (
@@ -221,14 +221,14 @@ function Audit({ group }: { group: Group }) {
   return (
     <Section title="Audit events">
       {!events.data ? <Loading error={events.error} /> : events.data.length === 0 ? <p>No events yet.</p> : (
-        <div class="table-wrap"><table>
+        <DataTable>
           <thead><tr><th scope="col">When</th><th scope="col">Who</th><th scope="col">What</th><th scope="col">Target</th></tr></thead>
           <tbody>
             {events.data.map((event) => (
               <tr key={event.id}><td>{when(event.created_at)}</td><td>{event.actor_name}</td><td><code>{event.action}</code></td><td>{event.target_type} {event.target_id ?? ''}</td></tr>
             ))}
           </tbody>
-        </table></div>
+        </DataTable>
       )}
     </Section>
   );

@@ -4,7 +4,7 @@
 import { useState } from 'preact/hooks';
 import { ApiError, del, get, patch, post } from '../api.ts';
 import type { Group, Registry } from '../api.ts';
-import { ConfirmButton, Field, Form, FormMessage, Loading, Section, SelectField, useForm, useLoad, when } from '../ui.tsx';
+import { ConfirmButton, DataTable, Field, Form, FormMessage, Loading, Section, SelectField, useForm, useLoad, when } from '../ui.tsx';
 
 interface MirrorRoute { id: number; host: string; registry_id: number | null; registry_path: string | null; default: boolean; updated_at: number }
 
@@ -49,7 +49,7 @@ export function MirrorRoutesPage() {
         {routes.data === undefined ? <Loading error={routes.error} /> : routes.data === null ? (
           <p>This server has no mirror routes API.</p>
         ) : routes.data.length === 0 ? <p>No mirror routes: nodes reach registries by their path only.</p> : (
-          <div class="table-wrap"><table>
+          <DataTable>
             <thead><tr><th scope="col">Host</th><th scope="col">Registry</th><th scope="col">Default</th><th scope="col">Changed</th><th scope="col"><span class="visually-hidden">Actions</span></th></tr></thead>
             <tbody>
               {routes.data.map((route) => (
@@ -65,7 +65,7 @@ export function MirrorRoutesPage() {
                 </tr>
               ))}
             </tbody>
-          </table></div>
+          </DataTable>
         )}
       </Section>
       {routes.data !== null && routes.data !== undefined && (

@@ -1,22 +1,22 @@
 // One registry: what its cache saves at a glance (hit ratio, bytes, pulls per hour over 24 h), its
 // upstreams in the order they are asked (reorder by drag or keyboard, add, test, remove, credentials
 // write-only), its cache entries (search, sort, purge) and the snippets that connect nodes to it.
-import { useRef, useState } from 'preact/hooks';
+import { useLayoutEffect, useRef, useState } from 'preact/hooks';
 import { ApiError, call, del, get, patch, post } from '../api.ts';
 import type { CacheEntry, ConnectionTest, Group, Instance, Link, RegistryDetail, Statistics, Upstream } from '../api.ts';
 import { canMaintain, useSession } from '../session.ts';
-import { ConfirmButton, Field, Form, FormMessage, Loading, Section, SelectField, Snippet, bytes, href, percent, useForm, useLoad, when } from '../ui.tsx';
+import { ConfirmButton, DataTable, Field, Form, FormMessage, Loading, Section, SelectField, Snippet, bytes, href, percent, useForm, useLoad, when } from '../ui.tsx';
 import { Chart } from './chart.tsx';
 
 export function RegistryPage({ id }: { id: number }) {
   const session = useSession();
   const registry = useLoad(() => get<RegistryDetail>(`/registries/${id}`), [id]);
   const group = useLoad(async () => (registry.data ? get<Group>(`/groups/${registry.data.group_id}`) : undefined), [registry.data?.group_id]);
+  const [version, setVersion] = useState(0);
   if (!registry.data || !group.data) return <Loading error={registry.error ?? group.error} />;
   const r = registry.data;
   const g = group.data;
   const maintain = canMaintain(session, r.group_id);
-  const [version, setVersion] = useState(0);
   return (
     <>
       <nav aria-label="Breadcrumb" class="crumbs"><a href={href('groups')}>Groups</a> / <a href={href('groups', g.path)}>{g.name}</a> / <span>{r.name}</span></nav>
@@ -93,7 +93,16 @@ function Upstreams({ registry, maintain, reload }: { registry: RegistryDetail; m
   const [tests, setTests] = useState<Record<number, ConnectionTest | 'running'>>({});
   const dragged = useRef<Link | null>(null);
   const [over, setOver] = useState<number | null>(null);
+  /** The link moved by keyboard, whose handle takes focus in the commit that shows the new order. */
+  const focusAfterMove = useRef<number | null>(null);
   const links = registry.upstreams;
+  // In that same commit, before any further key press: a browser without moveBefore() drops focus when
+  // the list item moves, and a frame later would be too late for a quick second arrow key.
+  useLayoutEffect(() => {
+    const moved = focusAfterMove.current;
+    focusAfterMove.current = null;
+    if (moved !== null) document.querySelector<HTMLElement>(`[data-link="${moved}"] .handle`)?.focus();
+  }, [links]);
   // Health and rate-limit state come with each upstream when the server reports them.
   const details = useLoad(() => Promise.all(links.map((link) => get<Upstream>(`/upstreams/${link.upstream_id}`).catch(() => link.upstream))), [links.map((l) => l.upstream_id).join()]);
 
@@ -103,8 +112,8 @@ function Upstreams({ registry, maintain, reload }: { registry: RegistryDetail; m
     try {
       await patch(`/registry_upstreams/${link.id}`, { position });
       setAnnouncement(`${link.upstream.name} moved to position ${position} of ${links.length}`);
+      if (focusAfter) focusAfterMove.current = link.id;
       await reload();
-      if (focusAfter) requestAnimationFrame(() => document.querySelector<HTMLElement>(`[data-link="${link.id}"] .handle`)?.focus());
     } catch (caught) {
       setError(caught instanceof ApiError ? caught.message : String(caught));
     }
@@ -275,14 +284,14 @@ function Entries({ registry, maintain, version }: { registry: RegistryDetail; ma
       {!entries.data ? <Loading error={entries.error} /> : entries.data.items.length === 0 ? <p>No cache entries{applied ? ` matching “${applied}”` : ''}.</p> : (
         <>
           <p class="hint" aria-live="polite">{entries.data.total} {entries.data.total === 1 ? 'entry' : 'entries'}</p>
-          <div class="table-wrap"><table class="entries">
+          <DataTable class="entries">
             <thead><tr><th scope="col">Image</th><th scope="col">Upstream</th><th scope="col">Size</th><th scope="col">Last pulled</th><th scope="col">Downloads</th>{maintain && <th scope="col"><span class="visually-hidden">Actions</span></th>}</tr></thead>
             <tbody>
               {entries.data.items.map((entry) => (
                 <tr key={entry.id}>
                   <td><code class="path">{entry.relative_path}</code></td>
                   <td>{upstreamName(entry.upstream_id)}</td>
-                  <td>{bytes(entry.size)}</td>
+                  <td class="nowrap">{bytes(entry.size)}</td>
                   <td>{when(entry.downloaded_at)}</td>
                   <td>{entry.downloads_count}</td>
                   {maintain && <td><ConfirmButton label="Purge" ariaLabel={`Purge ${entry.relative_path}`} question={`Purge ${entry.relative_path}? The next pull fetches it again.`} confirm="Purge entry"
@@ -290,7 +299,7 @@ function Entries({ registry, maintain, version }: { registry: RegistryDetail; ma
                 </tr>
               ))}
             </tbody>
-          </table></div>
+          </DataTable>
           {entries.data.pages > 1 && (
             <nav aria-label="Cache entry pages" class="pager">
               <button type="button" disabled={page <= 1} onClick={() => setPage(page - 1)}>Previous</button>

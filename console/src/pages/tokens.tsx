@@ -3,7 +3,7 @@
 import { useState } from 'preact/hooks';
 import { ROLES, del, get, post } from '../api.ts';
 import type { CreatedToken, Role, Token } from '../api.ts';
-import { ConfirmButton, CopyButton, Field, Form, FormMessage, Loading, Section, SelectField, useForm, useLoad, when } from '../ui.tsx';
+import { ConfirmButton, CopyButton, DataTable, Field, Form, FormMessage, Loading, Section, SelectField, useForm, useLoad, when } from '../ui.tsx';
 
 const SCOPE_HELP: Record<string, string> = {
   read_virtual_registry: 'pull images (docker login, docker pull)',
@@ -42,7 +42,7 @@ export function TokenList({ title, base, kind }: { title: string; base: string; 
     <>
       <Section title={title}>
         {!tokens.data ? <Loading error={tokens.error} /> : tokens.data.length === 0 ? <p>No tokens.</p> : (
-          <div class="table-wrap"><table>
+          <DataTable>
             <thead><tr><th scope="col">Name</th><th scope="col">Token</th><th scope="col">Scopes</th>{kind === 'group' && <th scope="col">Role</th>}<th scope="col">Expires</th><th scope="col">Last used</th><th scope="col"><span class="visually-hidden">Actions</span></th></tr></thead>
             <tbody>
               {tokens.data.map((token) => (
@@ -58,7 +58,7 @@ export function TokenList({ title, base, kind }: { title: string; base: string; 
                 </tr>
               ))}
             </tbody>
-          </table></div>
+          </DataTable>
         )}
       </Section>
       <Section title={`Create a ${kind === 'deploy' ? 'deploy' : kind === 'group' ? 'group access' : 'personal access'} token`}>

@@ -1,7 +1,7 @@
 // What every route of the management API shares: the request's actor, sending a service Result,
 // pagination headers, If-Unmodified-Since on deletes, and group ids that may be paths.
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { Authenticator } from '../../auth/authenticate.ts';
+import type { Authenticator } from '../../services/authentication.ts';
 import type { Actor } from '../../auth/policy.ts';
 import { err, ok } from '../../result.ts';
 import type { Result } from '../../result.ts';

@@ -3,21 +3,20 @@
 import fastifyCookie from '@fastify/cookie';
 import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
-import type { FastifyBaseLogger, FastifyInstance, RawReplyDefaultExpression, RawRequestDefaultExpression, RawServerDefault } from 'fastify';
+import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest, RawReplyDefaultExpression, RawRequestDefaultExpression, RawServerDefault } from 'fastify';
 import { createJsonSchemaTransform, createJsonSchemaTransformObject, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
-import type { Authenticator } from '../../auth/authenticate.ts';
-import type { Db } from '../../db/connect.ts';
+import type { Authenticator } from '../../services/authentication.ts';
 import type { AuditService } from '../../services/audit.ts';
 import type { CacheEntryService } from '../../services/cache-entries.ts';
-import { CacheEntryQueryService } from '../../services/cache-entry-queries.ts';
-import { CleanupPolicyService } from '../../services/cleanup-policies.ts';
+import type { CacheEntryQueryService } from '../../services/cache-entry-queries.ts';
+import type { CleanupPolicyService } from '../../services/cleanup-policies.ts';
 import type { GroupService } from '../../services/groups.ts';
 import type { MembershipService } from '../../services/memberships.ts';
 import type { MirrorRouteService } from '../../services/mirror-routes.ts';
 import type { RegistryService } from '../../services/registries.ts';
 import type { RegistryTraffic } from '../../services/registry-traffic.ts';
-import { RegistryUpstreamQueryService } from '../../services/registry-upstream-queries.ts';
+import type { RegistryUpstreamQueryService } from '../../services/registry-upstream-queries.ts';
 import type { RegistryUpstreamService } from '../../services/registry-upstreams.ts';
 import type { SessionService } from '../../services/sessions.ts';
 import type { TokenService } from '../../services/tokens.ts';
@@ -44,9 +43,8 @@ import { apiSchemas } from './schemas.ts';
 
 export const API_PREFIX = '/api/v1';
 
-/** What the management API needs; the composition root (src/server.ts) builds these. */
+/** What the management API needs: services only (they own every query), built by the composition root (src/server.ts). */
 export interface ApiDeps {
-  db: Db;
   authenticator: Authenticator;
   userService: UserService;
   groupService: GroupService;
@@ -70,25 +68,30 @@ export interface ApiDeps {
   /** Configuration `server.publicUrl` (else each request's origin) and `auth.service`. */
   publicUrl?: string;
   service: string;
-  /** Built from `db` when not given. */
-  cacheEntryQueries?: CacheEntryQueryService;
-  cleanupPolicies?: CleanupPolicyService;
-  linkQueries?: RegistryUpstreamQueryService;
+  /** Cache entries of an upstream, searched and paged. */
+  cacheEntryQueries: CacheEntryQueryService;
+  cleanupPolicies: CleanupPolicyService;
+  /** One registry-upstream link. */
+  linkQueries: RegistryUpstreamQueryService;
 }
 
-/** ApiDeps with the API's own read services filled in. */
-export type ResolvedApiDeps = Required<Omit<ApiDeps, 'publicUrl'>> & Pick<ApiDeps, 'publicUrl'>;
+/** What every route module receives (the name route modules import). */
+export type ResolvedApiDeps = ApiDeps;
 
 export type ApiInstance = FastifyInstance<RawServerDefault, RawRequestDefaultExpression, RawReplyDefaultExpression, FastifyBaseLogger, ZodTypeProvider>;
 
+/**
+ * Answers about resources are the caller's own and change at any time. Without this, a browser keeps an
+ * answer that has a Last-Modified for a tenth of its age (RFC 9111 §4.2.2): a registry set up yesterday
+ * would show its old upstream list for hours after a change, since moving a link leaves the registry's
+ * own Last-Modified as it was.
+ */
+async function noStore(_request: FastifyRequest, reply: FastifyReply): Promise<void> {
+  reply.header('cache-control', 'no-store');
+}
+
 /** Registers /api/v1 on the app (call before app.ready()). */
 export function apiRoutes(app: FastifyInstance, deps: ApiDeps): void {
-  const resolved: ResolvedApiDeps = {
-    ...deps,
-    cacheEntryQueries: deps.cacheEntryQueries ?? new CacheEntryQueryService({ db: deps.db }),
-    cleanupPolicies: deps.cleanupPolicies ?? new CleanupPolicyService({ db: deps.db }),
-    linkQueries: deps.linkQueries ?? new RegistryUpstreamQueryService({ db: deps.db }),
-  };
   app.register(async (api) => {
     api.setErrorHandler(handleError);
     api.setNotFoundHandler((request, reply) => sendProblem(reply, problem(404, 'not_found', `no route ${request.method} ${request.url.split('?')[0]}`)));
@@ -111,30 +114,32 @@ export function apiRoutes(app: FastifyInstance, deps: ApiDeps): void {
 
     // Public: signing in to the console.
     await api.register(async (open) => {
+      open.addHook('onRequest', noStore);
       open.setValidatorCompiler(validatorCompiler);
       open.setSerializerCompiler(serializerCompiler);
-      signInRoutes(open.withTypeProvider<ZodTypeProvider>(), resolved);
+      signInRoutes(open.withTypeProvider<ZodTypeProvider>(), deps);
     });
 
     // Everything else needs credentials on the api channel.
     await api.register(async (secured) => {
       secured.setValidatorCompiler(validatorCompiler);
       secured.setSerializerCompiler(serializerCompiler);
-      secured.addHook('onRequest', authenticationHook(resolved.authenticator));
+      secured.addHook('onRequest', noStore);
+      secured.addHook('onRequest', authenticationHook(deps.authenticator));
       const routes: ApiInstance = secured.withTypeProvider<ZodTypeProvider>();
-      userRoutes(routes, resolved);
-      tokenRoutes(routes, resolved);
-      groupRoutes(routes, resolved);
-      memberRoutes(routes, resolved);
-      registryRoutes(routes, resolved);
-      upstreamRoutes(routes, resolved);
-      linkRoutes(routes, resolved);
-      mirrorRouteRoutes(routes, resolved);
-      cacheRoutes(routes, resolved);
-      cleanupPolicyRoutes(routes, resolved);
-      auditRoutes(routes, resolved);
-      sessionRoutes(routes, resolved);
-      overviewRoutes(routes, resolved);
+      userRoutes(routes, deps);
+      tokenRoutes(routes, deps);
+      groupRoutes(routes, deps);
+      memberRoutes(routes, deps);
+      registryRoutes(routes, deps);
+      upstreamRoutes(routes, deps);
+      linkRoutes(routes, deps);
+      mirrorRouteRoutes(routes, deps);
+      cacheRoutes(routes, deps);
+      cleanupPolicyRoutes(routes, deps);
+      auditRoutes(routes, deps);
+      sessionRoutes(routes, deps);
+      overviewRoutes(routes, deps);
     });
   }, { prefix: API_PREFIX });
 }

@@ -27,7 +27,7 @@ export const OPENAPI_INFO = {
     '',
     '**Times** are epoch milliseconds. Single resources carry `Last-Modified`; the `DELETE` of a resource that has one honours',
     '`If-Unmodified-Since` (412 when the resource changed after that date; token revocations do not: tokens never change). A group',
-    '`{id}` may also be the group\'s path.',
+    '`{id}` may also be the group\'s path. Every answer is `Cache-Control: no-store`.',
   ].join('\n'),
 };
 

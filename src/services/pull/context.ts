@@ -13,7 +13,7 @@ import { err, invalid, ok } from '../../result.ts';
 import type { Err, Result } from '../../result.ts';
 import type { ByteRange, ObjectStore } from '../../storage/object-store.ts';
 import type { ProbeResult, UpstreamClient, UpstreamFailure, UpstreamResult, UpstreamTarget } from '../../upstream/client.ts';
-import type { BlobFills } from '../blob-fills.ts';
+import type { BlobFills, FillCluster } from '../blob-fills.ts';
 import type { CacheEntryService } from '../cache-entries.ts';
 import type { DownloadCounter } from '../download-counter.ts';
 import type { RegistryService } from '../registries.ts';
@@ -72,6 +72,8 @@ export interface PullDeps {
   health?: UpstreamHealth;
   /** The limit of one revalidation HEAD of a stale tag (configuration `upstream.revalidateTimeoutMs`). */
   revalidateTimeoutMs?: number;
+  /** Several replicas: fills are claimed through leases and followed from their owner (fill-leases.ts, peer-fills.ts). */
+  cluster?: FillCluster;
   now?: () => number;
 }
 

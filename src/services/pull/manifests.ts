@@ -192,7 +192,7 @@ function fillManifest(run: PullRun, upstream: PullUpstream, reference: string): 
   const image = run.name.image;
   const path = manifestPath(image, reference);
   const key = `${upstream.id}:${path}`;
-  return run.shared.fillManifest(key, async () => {
+  return run.shared.fillManifest(key, () => underLease(run, key, () => storedSinceStart(run, upstream, path, reference), async () => {
     const reused = await storedSinceStart(run, upstream, path, reference);
     if (reused) return ok(reused);
     const got = await run.timed(upstream, 'get_manifest', () => deps.client.getManifest(upstream, image, reference), { path });
@@ -225,7 +225,36 @@ function fillManifest(run: PullRun, upstream: PullUpstream, reference: string): 
     }
     deps.metrics.fills.inc({ kind: 'manifest', outcome: 'committed' });
     return ok({ bytes: manifest.bytes, digest, mediaType, entryId: byReference.value.id });
-  });
+  }));
+}
+
+/** How often a replica waiting for another's manifest fill looks whether it ended. */
+const MANIFEST_WAIT_POLL_MS = 100;
+
+/**
+ * With several replicas, the fill runs on the replica that claims its lease; the others wait for the
+ * owner's commit (a manifest is small: streaming it from the owner would gain nothing) and read what it
+ * stored. When the owner failed or died (its lease expired), the next claim fills again.
+ */
+async function underLease(run: PullRun, key: string, stored: () => Promise<ManifestFilled | null>, fill: () => Promise<Result<ManifestFilled>>): Promise<Result<ManifestFilled>> {
+  const leases = run.deps.cluster?.leases;
+  if (!leases) return fill();
+  for (;;) {
+    const claim = await leases.claim(key);
+    if (claim.kind === 'owned') {
+      try {
+        return await fill();
+      } finally {
+        await claim.release();
+      }
+    }
+    while (await leases.heldBy(key, claim.owner)) await new Promise((resolve) => setTimeout(resolve, MANIFEST_WAIT_POLL_MS));
+    const reused = await stored();
+    if (reused) {
+      run.deps.metrics.clusterFillsFollowed.inc({ kind: 'manifest' });
+      return ok(reused);
+    }
+  }
 }
 
 /**

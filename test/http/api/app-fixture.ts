@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
-import { Authenticator } from '../../../src/auth/authenticate.ts';
+import { Authenticator } from '../../../src/services/authentication.ts';
 import { CredentialsCipher } from '../../../src/auth/credentials-cipher.ts';
 import type { Actor } from '../../../src/auth/policy.ts';
 import { SYSTEM } from '../../../src/auth/policy.ts';
@@ -17,12 +17,14 @@ import { apiRoutes } from '../../../src/http/api/index.ts';
 import { createLogger } from '../../../src/log.ts';
 import { AuditService } from '../../../src/services/audit.ts';
 import { CacheEntryService } from '../../../src/services/cache-entries.ts';
+import { CacheEntryQueryService } from '../../../src/services/cache-entry-queries.ts';
 import { CleanupPolicyService } from '../../../src/services/cleanup-policies.ts';
 import { GroupService } from '../../../src/services/groups.ts';
 import { MembershipService } from '../../../src/services/memberships.ts';
 import { MirrorRouteService } from '../../../src/services/mirror-routes.ts';
 import { RegistryService } from '../../../src/services/registries.ts';
 import { RegistryTraffic } from '../../../src/services/registry-traffic.ts';
+import { RegistryUpstreamQueryService } from '../../../src/services/registry-upstream-queries.ts';
 import { RegistryUpstreamService } from '../../../src/services/registry-upstreams.ts';
 import { SessionService } from '../../../src/services/sessions.ts';
 import { TokenService } from '../../../src/services/tokens.ts';
@@ -96,7 +98,8 @@ export async function createApiFixture(options: { allowPrivateUpstreams?: boolea
     registryTraffic: new RegistryTraffic({ db, flushIntervalMs: 60_000 }),
     service: 'manifold',
     cleanupPolicies,
-    db,
+    cacheEntryQueries: new CacheEntryQueryService({ db }),
+    linkQueries: new RegistryUpstreamQueryService({ db }),
     authenticator: new Authenticator({ db, registryTokens: newRegistryTokens(await newSigningKeys()), now: options.now, sessionIdleMs: sessionTimes.idleMs }),
     userService: services.users,
     groupService: services.groups,

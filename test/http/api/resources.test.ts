@@ -99,6 +99,34 @@ test('a registry shows its upstreams in order; links move, and purges mark the c
   assert.equal((await call(fixture.app, 'GET', `/api/v1/upstreams/${lone.json.id}`, { auth })).status, 200, 'the upstream stays in the group');
 });
 
+test('no answer of the API may be kept by a browser cache: a registry\'s Last-Modified stays when its upstreams move', async () => {
+  const auth = ownerAuth();
+  const registry = await call(fixture.app, 'POST', `/api/v1/groups/${world.group.id}/registries`, { auth, body: { name: 'uncached' } });
+  const id = registry.json.id;
+  const links = [];
+  for (const name of ['near', 'far']) links.push((await call(fixture.app, 'POST', `/api/v1/registries/${id}/upstreams`, { auth, body: { name, url: `https://${name}.example.com` } })).json);
+  const before = await call(fixture.app, 'GET', `/api/v1/registries/${id}`, { auth });
+  await call(fixture.app, 'PATCH', `/api/v1/registry_upstreams/${links[1].id}`, { auth, body: { position: 1 } });
+  const after = await call(fixture.app, 'GET', `/api/v1/registries/${id}`, { auth });
+  assert.deepEqual(after.json.upstreams.map((link: { upstream: { name: string } }) => link.upstream.name), ['far', 'near']);
+  // Last-Modified is the registry's own: without Cache-Control a browser would keep the answer for a tenth
+  // of its age (RFC 9111 §4.2.2) and show the old order.
+  assert.equal(after.headers['last-modified'], before.headers['last-modified']);
+  for (const answer of [before, after]) assert.equal(answer.headers['cache-control'], 'no-store');
+  // Lists, problems and the public sign-in routes alike.
+  for (const [method, url, options] of [
+    ['GET', `/api/v1/registries/${id}/upstreams`, { auth }],
+    ['GET', '/api/v1/groups', { auth }],
+    ['GET', '/api/v1/registries/999999', { auth }],
+    ['GET', '/api/v1/groups', {}],
+    ['GET', '/api/v1/session', {}],
+    ['POST', '/api/v1/session', { body: { username: 'nobody', password: 'not a password' } }],
+  ] as const) {
+    const answer = await call(fixture.app, method, url, options);
+    assert.equal(answer.headers['cache-control'], 'no-store', `${method} ${url} (${answer.status})`);
+  }
+});
+
 test('cache entries: newest first, searched by path, paginated, deleted one at a time', async () => {
   const auth = ownerAuth();
   const made = await fixture.services.upstreams.create(SYSTEM, world.group.id, { name: 'entries', url: 'https://entries.example.com' });

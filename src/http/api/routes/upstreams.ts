@@ -1,7 +1,6 @@
 // Upstreams: of a group (list with search, create, test an unsaved one), of a registry (list in order,
 // create and link last), and one upstream (show, update, delete, test). Passwords are write-only.
 import { z } from 'zod';
-import { authorizeGroup } from '../../../services/access.ts';
 import { invalid, ok } from '../../../result.ts';
 import type { FieldErrors, Result } from '../../../result.ts';
 import { testConnection } from '../../../upstream/connection-test.ts';
@@ -90,7 +89,7 @@ export function upstreamRoutes(app: ApiInstance, deps: ResolvedApiDeps): void {
     const actor = actorOf(request);
     const group = await groupIdOf(groups, actor, request.params.id);
     if (!group.ok) return sendResult(request, reply, group);
-    const allowed = await authorizeGroup(deps.db, actor, group.value, 'create_virtual_registry');
+    const allowed = await upstreams.authorizeCreate(actor, group.value);
     if (!allowed.ok) return sendResult(request, reply, allowed);
     const target = await checkedTarget({ id: 0, url: '', username: null, password: null, tokenUrl: null }, request.body, deps.allowPrivateUpstreams);
     if (!target.ok) return sendResult(request, reply, target);

@@ -2,8 +2,8 @@
 // other processes on the same schema hear it through LISTEN/NOTIFY within a second, and nobody else
 // does; a listening connection that is cut or a database that restarts is listened to again, and the
 // subscribers are told to drop everything (notifications may have been missed). On SQLite it is local.
-// The PostgreSQL parts run in both CI passes (helpers/db.ts postgresUrl); cuts and restarts of the
-// database are in test/e2e/change-feed-reconnect.test.ts (a private cluster).
+// The PostgreSQL parts run in both CI passes (helpers/db.ts postgresUrl, a private cluster of the
+// test's own for cuts and restarts), hence this file's place among the end-to-end tests.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -17,6 +17,8 @@ import type { DatabaseHandle } from '../../src/db/connect.ts';
 import { createPostgresSchema } from '../helpers/db.ts';
 import type { PostgresSchema } from '../helpers/db.ts';
 import { until } from '../helpers/e2e.ts';
+import { startPrivatePostgres } from '../helpers/private-postgres.ts';
+import type { PrivatePostgres } from '../helpers/private-postgres.ts';
 
 /** Everything a feed's subscriber heard, in order. */
 function recorder(feed: ChangeFeed): Change[] {
@@ -126,5 +128,54 @@ describe('change feed on PostgreSQL (two processes on one schema)', () => {
     }
     await heardWithin(heardByB, { kind: 'all' }, 1_000);
     assert.deepEqual(heardByB, [{ kind: 'all' }]);
+  });
+});
+
+describe('change feed when PostgreSQL goes away (a private cluster)', () => {
+  let postgres: PrivatePostgres;
+  let a: DatabaseHandle;
+  let b: DatabaseHandle;
+
+  before(async () => {
+    postgres = await startPrivatePostgres();
+    a = openDatabase({ url: postgres.url, poolSize: 2, connectTimeoutMs: 1_000 });
+    b = openDatabase({ url: postgres.url, poolSize: 2, connectTimeoutMs: 1_000 });
+    a.changes.listen();
+    b.changes.listen();
+    await until(() => a.changes.stats().listening && b.changes.stats().listening, 'both feeds to listen', 10_000);
+  });
+  after(async () => {
+    await a?.close();
+    await b?.close();
+    await postgres?.destroy();
+  });
+
+  it('its listening connection cut (pg_terminate_backend): listens again, tells its subscribers to drop everything, hears changes again', async () => {
+    const heardByB = recorder(b.changes);
+    const listensBefore = b.changes.stats().listens;
+    assert.ok((await postgres.terminateClients()) >= 2);
+    await heardWithin(heardByB, { kind: 'all' }, 5_000);
+    assert.equal(b.changes.stats().listens, listensBefore + 1);
+    await until(() => a.changes.stats().listening && b.changes.stats().listening, 'both feeds to listen again', 5_000);
+    await a.changes.publish({ kind: 'token', id: 9 });
+    await heardWithin(heardByB, { kind: 'token', id: 9 }, 1_000);
+  });
+
+  it('a restart of PostgreSQL: publishing meanwhile fails quietly (counted), then both listen again and changes flow', async () => {
+    const heardByB = recorder(b.changes);
+    await postgres.stop();
+    await until(() => !b.changes.stats().listening, 'the listening connection to be seen lost', 5_000);
+    const failuresBefore = a.changes.stats().sendFailures;
+    await a.changes.publish({ kind: 'upstream', id: 1 });
+    assert.equal(a.changes.stats().sendFailures, failuresBefore + 1);
+    await sleep(1_000);
+    await postgres.start();
+    await heardWithin(heardByB, { kind: 'all' }, 15_000);
+    await until(() => a.changes.stats().listening && b.changes.stats().listening, 'both feeds to listen again', 15_000);
+    // The pool too may need a moment to see the server back (its probe runs every 0.5 s).
+    await until(async () => {
+      await a.changes.publish({ kind: 'upstream', id: 2 });
+      return heardByB.some((change) => change.kind === 'upstream' && change.id === 2);
+    }, 'a change after the restart to be heard', 10_000);
   });
 });

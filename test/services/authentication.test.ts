@@ -1,6 +1,6 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Authenticator, LAST_USED_INTERVAL_MS, PASSWORD_CACHE_MS } from '../../src/auth/authenticate.ts';
+import { Authenticator, LAST_USED_INTERVAL_MS, PASSWORD_CACHE_MS } from '../../src/services/authentication.ts';
 import { ANONYMOUS } from '../../src/auth/policy.ts';
 import type { Actor } from '../../src/auth/policy.ts';
 import { hashPassword, verifyPassword } from '../../src/auth/secrets.ts';

@@ -9,13 +9,13 @@ import { isDatabaseUnavailable } from '../db/unavailable.ts';
 import type { AccessLevel, AccessToken, User } from '../db/schema.ts';
 import { err, ok } from '../result.ts';
 import type { Result } from '../result.ts';
-import { ANONYMOUS, SCOPES } from './policy.ts';
-import type { Actor, Channel, RegistryAccess, Scope, TokenGrant } from './policy.ts';
-import type { RegistryTokens, TokenSubject } from './registry-tokens.ts';
-import { LoginThrottle } from './login-throttle.ts';
-import type { AttemptSubject } from './login-throttle.ts';
-import { PasswordHashingBusyError } from './password-hashing.ts';
-import { TOKEN_PREFIX, hashPassword, tokenDigest, verifyPassword } from './secrets.ts';
+import { ANONYMOUS, SCOPES } from '../auth/policy.ts';
+import type { Actor, Channel, RegistryAccess, Scope, TokenGrant } from '../auth/policy.ts';
+import type { RegistryTokens, TokenSubject } from '../auth/registry-tokens.ts';
+import { LoginThrottle } from '../auth/login-throttle.ts';
+import type { AttemptSubject } from '../auth/login-throttle.ts';
+import { PasswordHashingBusyError } from '../auth/password-hashing.ts';
+import { TOKEN_PREFIX, hashPassword, tokenDigest, verifyPassword } from '../auth/secrets.ts';
 
 export interface Credentials {
   /** The Authorization header: `Basic …` or `Bearer …`. */

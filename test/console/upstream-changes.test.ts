@@ -1,0 +1,82 @@
+// The console on a registry that was set up a day ago, as most are: every change an admin makes to its
+// upstreams (reorder by keyboard, add, remove) shows on the page at once, and after a keyboard move focus
+// stays on the moved upstream's handle, so the next arrow key moves it again. (The API once let the
+// browser keep the registry's answer by its Last-Modified for a tenth of its age, and the page showed the
+// old list: on a day-old registry, for more than two hours.)
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import type { Browser, Page } from 'playwright-core';
+import { ADMIN_PASSWORD, startManifold, unwrap } from '../helpers/manifold.ts';
+import type { TestManifold } from '../helpers/manifold.ts';
+import { collectPageErrors, launchChromium, newContext } from '../helpers/browser.ts';
+
+const DAY_MS = 24 * 60 * 60 * 1000;
+
+describe('the console on a day-old registry', () => {
+  let server: TestManifold;
+  let browser: Browser;
+  let page: Page;
+  let errors: string[];
+  let registryId: number;
+
+  before(async () => {
+    [server, browser] = await Promise.all([startManifold(), launchChromium()]);
+    const services = server.manifold.services;
+    const group = unwrap(await services.groups.create(server.admin, { path: 'acme' }));
+    const registry = unwrap(await services.registries.create(server.admin, group.id, { name: 'hub' }));
+    registryId = registry.id;
+    // Public address literals: nothing resolves or contacts them in this test.
+    for (const [name, url] of [['one', 'https://8.8.8.8'], ['two', 'https://8.8.4.4']]) {
+      unwrap(await services.registryUpstreams.createUpstreamForRegistry(server.admin, registry.id, { name, url }));
+    }
+    const yesterday = Date.now() - DAY_MS;
+    await server.manifold.database.db.updateTable('registries').set({ updated_at: yesterday }).where('id', '=', registry.id).execute();
+
+    const context = await newContext(browser, server.url);
+    page = await context.newPage();
+    page.setDefaultTimeout(30_000);
+    errors = collectPageErrors(page);
+    await page.goto(server.url);
+    await page.getByLabel('Username').fill('admin');
+    await page.getByLabel('Password').fill(ADMIN_PASSWORD);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByRole('heading', { name: 'Groups', exact: true }).waitFor();
+    await page.goto(`${server.url}/#/registries/${registryId}`);
+    await page.locator('ol.upstreams').waitFor();
+  });
+  after(async () => {
+    await browser?.close();
+    await server?.stop();
+  });
+
+  const shown = () => page.locator('ol.upstreams > li strong').allTextContents();
+  const showsOrder = (names: string[]) => page.waitForFunction((expected) => [...document.querySelectorAll('ol.upstreams > li strong')].map((node) => node.textContent).join() === expected, names.join());
+  /** The accessible name of the focused element: what a screen reader announces. */
+  const focused = () => page.evaluate(() => document.activeElement?.getAttribute('aria-label') ?? document.activeElement?.tagName ?? null);
+
+  it('moves an upstream down and up again with the arrow keys; focus follows the moved handle', async () => {
+    await page.getByRole('button', { name: /^Reorder one/ }).focus();
+    for (const [key, order, position] of [['ArrowDown', ['two', 'one'], 2], ['ArrowUp', ['one', 'two'], 1], ['ArrowDown', ['two', 'one'], 2]] as const) {
+      // The keys go to whatever has focus, as a keyboard user's do.
+      await page.keyboard.press(key);
+      await showsOrder([...order]);
+      assert.equal(await focused(), `Reorder one, position ${position} of 2: press the up or down arrow`, `after ${key}`);
+      assert.match(await page.locator('[aria-live="polite"]').first().textContent() ?? '', new RegExp(`one moved to position ${position} of 2`));
+    }
+    const links = unwrap(await server.manifold.services.registryUpstreams.listForRegistry(server.admin, registryId));
+    assert.deepEqual(links.map((link) => link.upstream.name), ['two', 'one']);
+  });
+
+  it('adds an upstream and removes one; the list shows each change', async () => {
+    await page.getByLabel('Upstream name').fill('three');
+    await page.getByLabel('URL').fill('https://1.1.1.1');
+    await page.getByRole('button', { name: 'Add upstream' }).click();
+    await showsOrder(['two', 'one', 'three']);
+
+    await page.getByRole('button', { name: 'Remove two' }).click();
+    await page.getByRole('dialog').getByRole('button', { name: 'Remove upstream' }).click();
+    await showsOrder(['one', 'three']);
+    assert.deepEqual(await shown(), ['one', 'three']);
+    assert.deepEqual(errors, [], 'no script errors');
+  });
+});
