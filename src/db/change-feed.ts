@@ -237,8 +237,9 @@ export class PostgresChangeTransport implements ChangeTransport {
       connectionString: url,
       options: searchPath ? `-c search_path=${searchPath}` : undefined,
       connectionTimeoutMillis: connectTimeoutMs,
-      // A server that stops answering (frozen, a dead peer) fails the heartbeat instead of hanging it.
-      query_timeout: heartbeatMs,
+      // A server that stops answering (frozen, a dead peer) fails the heartbeat instead of hanging it;
+      // generous, so that a loaded machine's slow answer is not taken for a lost connection.
+      query_timeout: 2 * heartbeatMs,
       keepAlive: true,
     });
     this.#client = client;
