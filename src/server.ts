@@ -5,7 +5,7 @@ import { resolvedPaths } from './config.ts';
 import { openDatabase } from './db/connect.ts';
 import type { DatabaseHandle, DatabaseOptions } from './db/connect.ts';
 import { Authenticator } from './services/authentication.ts';
-import { LoginThrottle } from './auth/login-throttle.ts';
+import { LoginThrottle, postgresLimiters } from './auth/login-throttle.ts';
 import { closePasswordHashing, configurePasswordHashing } from './auth/password-hashing.ts';
 import { CredentialsCipher } from './auth/credentials-cipher.ts';
 import { loadEncryptionKey, loadSigningKeys } from './auth/keys.ts';
@@ -94,6 +94,8 @@ export async function createServices(config: Config, database: DatabaseHandle, l
   configurePasswordHashing({ threads: config.auth.passwordHashThreads, queue: config.auth.passwordHashQueue });
   const throttle = new LoginThrottle({
     settings: config.auth.throttle,
+    // Several replicas count failures together; one process (SQLite) keeps them in memory.
+    limiter: dialect === 'postgres' ? postgresLimiters(db) : undefined,
     onBlock: (event) => {
       logger.warn({ ...event }, 'sign-in attempts blocked after repeated failures');
       void audit.recordSignInBlocked(event).then((recorded) => {
