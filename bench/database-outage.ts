@@ -68,7 +68,7 @@ try {
 
   // Keep the remembered permission fresh, then freeze.
   await timedGet(blob, token);
-  postgres.freeze();
+  await postgres.freeze();
   await new Promise((resolve) => setTimeout(resolve, 100));
   lines.push(summary('frozen: first cached blob GET', [await timedGet(blob, token)]));
   lines.push(summary('frozen: /readyz', await sample(readyz)));

@@ -1,11 +1,14 @@
-// `npm run bench:storage`: one Manifold replica on the filesystem against one on S3 (s3rver on loopback,
-// a process of its own), in one run, measured alternately: 16 concurrent cold pulls (3-layer image and a
-// big layer: wall time, upstream GETs per blob, peak RSS), and warm blob GET throughput on the
-// filesystem, on S3 streamed through Manifold, and on S3 with storage.s3.redirect (clients follow the
-// 307 to the bucket). One client implementation (fetch, following redirects) for all three GET modes.
+// `npm run bench:storage`: Manifold on the filesystem, on S3 (s3rver on loopback, a process of its own),
+// and three replicas on S3 and one PostgreSQL (cluster mode: one upstream fetch per blob for the
+// cluster, the other replicas streaming from the owner), in one run, measured alternately: 16 concurrent
+// cold pulls (3-layer image and a big layer; the three replicas get them round-robin: wall time and its
+// ratio to one replica on the filesystem, upstream GETs per blob, peak RSS of each replica), and warm
+// blob GET throughput on the filesystem, on S3 streamed through Manifold, and on S3 with
+// storage.s3.redirect (clients follow the 307 to the bucket). One client implementation (fetch,
+// following redirects) for all three GET modes.
 //
-// Settings: BENCH_BIG_LAYER_MB (default 128), BENCH_RUNS (default 3), BENCH_BLOB_SECONDS (default 8),
-// BENCH_ONLY=concurrent,blob.
+// Settings: BENCH_BIG_LAYER_MB (default 512), BENCH_RUNS (default 3), BENCH_BLOB_SECONDS (default 8),
+// BENCH_ONLY=concurrent,blob, BENCH_DATABASE_URL (the replicas' PostgreSQL; default the local `test`).
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -14,6 +17,7 @@ import { skopeoPull } from './lib/clients.ts';
 import { pushBigImage, pushSmallImage } from './lib/images.ts';
 import type { PushedImage } from './lib/images.ts';
 import { ManifoldCache } from './lib/manifold-cache.ts';
+import { ManifoldCluster } from './lib/manifold-cluster.ts';
 import { PeakMemory, summarize, timed } from './lib/measure.ts';
 import { RegistryProcess } from './lib/registry-process.ts';
 import { ensureTools } from './lib/tools.ts';
@@ -21,14 +25,15 @@ import { startS3Server } from '../test/helpers/s3-server.ts';
 import type { TestS3Server } from '../test/helpers/s3-server.ts';
 
 const MiB = 1024 * 1024;
-const BIG_MIB = Number(process.env.BENCH_BIG_LAYER_MB ?? 128);
+const BIG_MIB = Number(process.env.BENCH_BIG_LAYER_MB ?? 512);
+const REPLICAS = 3;
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 const BLOB_SECONDS = Number(process.env.BENCH_BLOB_SECONDS ?? 8);
 const CONCURRENCY = 16;
 const PHASES = new Set((process.env.BENCH_ONLY ?? 'concurrent,blob').split(','));
 const log = (message: string) => console.error(`[bench ${new Date().toISOString().slice(11, 19)}] ${message}`);
 
-type Mode = 'filesystem' | 's3' | 's3-redirect';
+type Mode = 'filesystem' | 's3' | 's3-redirect' | 's3-cluster';
 
 function storageEnv(mode: Mode, s3: TestS3Server): (generation: number) => Record<string, string> {
   if (mode === 'filesystem') return () => ({});
@@ -71,7 +76,8 @@ const line = (label: string, unit: string, values: Record<string, number[]>) => 
   const cells = Object.entries(values).map(([mode, list]) => {
     if (list.length === 0) return `${mode}: –`;
     const s = summarize(list);
-    return `${mode}: ${s.median.toFixed(unit === 's' ? 2 : 0)} (${s.min.toFixed(unit === 's' ? 2 : 0)}–${s.max.toFixed(unit === 's' ? 2 : 0)}, n=${list.length})`;
+    const digits = unit === 's' || unit === '×' ? 2 : 0;
+    return `${mode}: ${s.median.toFixed(digits)} (${s.min.toFixed(digits)}–${s.max.toFixed(digits)}, n=${list.length})`;
   });
   return `| ${label} | ${unit} | ${cells.join(' | ')} |`;
 };
@@ -85,6 +91,7 @@ async function main(): Promise<void> {
   const upstream = await RegistryProcess.start({ workDir, name: 'upstream', storage: upstreamStorage, logLevel: 'warn' });
   const s3 = await startS3Server({ bucket: 'bench' });
   const caches = new Map<Mode, ManifoldCache>();
+  let cluster: ManifoldCluster | null = null;
   const report: string[] = [];
   try {
     const small = await pushSmallImage(upstream.url, 'bench/small', 'v1', [1 * MiB, 4 * MiB, 16 * MiB]);
@@ -97,33 +104,50 @@ async function main(): Promise<void> {
     }
 
     if (PHASES.has('concurrent')) {
+      const clusterDir = path.join(workDir, 's3-cluster');
+      mkdirSync(clusterDir);
+      cluster = await ManifoldCluster.start(upstream.url, clusterDir, { replicas: REPLICAS, storageEnv: storageEnv('s3-cluster', s3) });
+      const modes = ['filesystem', 's3', 's3-cluster'] as const;
       for (const image of [small, big]) {
-        const time: Record<string, number[]> = { filesystem: [], s3: [] };
-        const rss: Record<string, number[]> = { filesystem: [], s3: [] };
-        const fetches: Record<string, number[]> = { filesystem: [], s3: [] };
+        const time: Record<string, number[]> = { filesystem: [], s3: [], 's3-cluster': [] };
+        const ratio: Record<string, number[]> = { s3: [], 's3-cluster': [] };
+        const rss: Record<string, number[]> = { filesystem: [], s3: [], 's3-cluster': [] };
+        const fetches: Record<string, number[]> = { filesystem: [], s3: [], 's3-cluster': [] };
         for (let run = 1; run <= RUNS; run++) {
-          for (const mode of ['filesystem', 's3'] as const) {
-            const cache = caches.get(mode)!;
-            await cache.restartEmpty();
-            await skopeoPull(cache, warmUp.image, warmUp.tag, workDir);
+          for (const mode of modes) {
+            // One replica, or three taking the clients round-robin.
+            let replicas;
+            if (mode === 's3-cluster') {
+              await cluster.restartEmpty();
+              replicas = cluster.replicas;
+            } else {
+              const cache = caches.get(mode)!;
+              await cache.restartEmpty();
+              replicas = [cache];
+            }
+            for (const replica of replicas) await skopeoPull(replica, warmUp.image, warmUp.tag, workDir);
             const from = upstream.logPosition();
-            const memory = new PeakMemory(cache.pid);
+            const memory = replicas.map((replica) => new PeakMemory(replica.pid));
             const seconds = await timed(async () => {
-              await Promise.all(Array.from({ length: CONCURRENCY }, () => skopeoPull(cache, image.image, image.tag, workDir)));
+              await Promise.all(Array.from({ length: CONCURRENCY }, (_, i) => skopeoPull(replicas[i % replicas.length], image.image, image.tag, workDir)));
             });
-            const peak = memory.stop();
+            const peaks = memory.map((m) => m.stop() / 1e6);
             const perBlob = await upstreamFetches(upstream, from, image);
             time[mode].push(seconds);
-            rss[mode].push(peak / 1e6);
+            if (mode !== 'filesystem') ratio[mode].push(seconds / time.filesystem[time.filesystem.length - 1]);
+            rss[mode].push(...peaks);
             fetches[mode].push(Math.max(...perBlob));
-            log(`${CONCURRENCY} cold pulls of ${image.image}, ${mode}, run ${run}: ${seconds.toFixed(2)} s, upstream GETs per blob ${perBlob.join(',')}, peak ${(peak / 1e6).toFixed(0)} MB`);
+            log(`${CONCURRENCY} cold pulls of ${image.image}, ${mode}, run ${run}: ${seconds.toFixed(2)} s, upstream GETs per blob ${perBlob.join(',')}, peak ${peaks.map((peak) => peak.toFixed(0)).join('/')} MB`);
           }
         }
         const what = image === small ? '3-layer image (21 MiB)' : `${BIG_MIB} MiB layer`;
         report.push(line(`${CONCURRENCY} concurrent cold pulls, ${what}: wall time`, 's', time));
+        report.push(line(`${CONCURRENCY} concurrent cold pulls, ${what}: wall time / filesystem's in the same run`, '×', ratio));
         report.push(line(`${CONCURRENCY} concurrent cold pulls, ${what}: upstream GETs of the most-fetched blob`, 'GETs', fetches));
-        report.push(line(`${CONCURRENCY} concurrent cold pulls, ${what}: peak RSS`, 'MB', rss));
+        report.push(line(`${CONCURRENCY} concurrent cold pulls, ${what}: peak RSS per replica`, 'MB', rss));
       }
+      await cluster.stop();
+      cluster = null;
     }
 
     if (PHASES.has('blob')) {
@@ -151,6 +175,7 @@ async function main(): Promise<void> {
     console.log(['| measurement | unit | results (median (min–max)) |', '|---|---|---|', ...report].join('\n'));
   } finally {
     for (const cache of caches.values()) await cache.stop().catch(() => {});
+    await cluster?.stop().catch(() => {});
     await upstream.stop();
     await s3.stop();
     cleanUpNow();

@@ -68,7 +68,20 @@ export const configSchema = z.object({
       /** Multipart part size in MiB for uploads of a verified spool (memory per upload: about twice this). */
       partSizeMb: z.number().int().min(5).max(512).default(8),
     }).prefault({}),
+    /** The instance's size limit in bytes (unique objects of live entries); 0 = none (DESIGN §4, eviction). */
+    maxBytes: z.number().int().min(0).default(0),
+    /** Above this share of maxBytes (or of a group's quota) entries are evicted, least recently pulled first… */
+    highWatermarkPercent: z.number().int().min(1).max(100).default(90),
+    /** …until storage is under this share. */
+    lowWatermarkPercent: z.number().int().min(1).max(100).default(80),
+    /** Entries younger than this are never evicted (a fill that has just finished keeps its object). */
+    evictionGraceSeconds: seconds(60),
+    /** How often storage is measured against the limits (a fill that crosses the high watermark also triggers it). */
+    quotaCheckSeconds: positive(30),
   }).prefault({}).superRefine((storage, ctx) => {
+    if (storage.lowWatermarkPercent >= storage.highWatermarkPercent) {
+      ctx.addIssue({ code: 'custom', path: ['lowWatermarkPercent'], message: 'must be below highWatermarkPercent' });
+    }
     if (storage.driver === 's3' && !storage.s3.bucket) ctx.addIssue({ code: 'custom', path: ['s3', 'bucket'], message: 'required when storage.driver is s3' });
     if (!storage.s3.accessKeyId !== !storage.s3.secretAccessKey) {
       ctx.addIssue({ code: 'custom', path: ['s3', storage.s3.accessKeyId ? 'secretAccessKey' : 'accessKeyId'], message: 'accessKeyId and secretAccessKey go together' });
@@ -131,6 +144,8 @@ export const configSchema = z.object({
     fillGraceSeconds: seconds(60),
     counterFlushSeconds: positive(5),
     destroyIntervalSeconds: positive(30),
+    /** How often the cleanup policies that are due are looked for (each runs on its own cadence). */
+    cleanupCheckSeconds: positive(60),
     referrersTtlSeconds: seconds(60),
     /** How long an upstream's tag list is used before it is asked again (the last good list is kept for outages). */
     tagsTtlSeconds: seconds(30),

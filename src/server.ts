@@ -5,7 +5,7 @@ import { resolvedPaths } from './config.ts';
 import { openDatabase } from './db/connect.ts';
 import type { DatabaseHandle, DatabaseOptions } from './db/connect.ts';
 import { Authenticator } from './services/authentication.ts';
-import { LoginThrottle, postgresLimiters } from './auth/login-throttle.ts';
+import { LoginThrottle } from './auth/login-throttle.ts';
 import { closePasswordHashing, configurePasswordHashing } from './auth/password-hashing.ts';
 import { CredentialsCipher } from './auth/credentials-cipher.ts';
 import { loadEncryptionKey, loadSigningKeys } from './auth/keys.ts';
@@ -29,6 +29,10 @@ import { CacheDestroyer } from './services/cache-destroyer.ts';
 import { CacheEntryService } from './services/cache-entries.ts';
 import { CacheEntryQueryService } from './services/cache-entry-queries.ts';
 import { CleanupPolicyService } from './services/cleanup-policies.ts';
+import { CleanupRunner } from './services/cleanup-runner.ts';
+import { Evictor } from './services/eviction.ts';
+import { StorageQuota } from './services/storage-quota.ts';
+import { StorageUsage } from './services/storage-usage.ts';
 import { DownloadCounter } from './services/download-counter.ts';
 import { FillLeases } from './services/fill-leases.ts';
 import { PeerFills } from './services/peer-fills.ts';
@@ -46,6 +50,7 @@ import { RegistryUpstreamService } from './services/registry-upstreams.ts';
 import { RegistryUpstreamQueryService } from './services/registry-upstream-queries.ts';
 import { SessionService } from './services/sessions.ts';
 import { TagService } from './services/tags.ts';
+import { postgresLimiters } from './services/throttle-store.ts';
 import { TokenService } from './services/tokens.ts';
 import { UpstreamService } from './services/upstreams.ts';
 import { UserService } from './services/users.ts';
@@ -90,7 +95,6 @@ export async function createServices(config: Config, database: DatabaseHandle, l
     peers: new PeerFills({ secret, store, metrics }),
   } : undefined;
   const repairs = new StorageRepairs({ db, metrics, logger });
-  const destroyer = new CacheDestroyer({ db, dialect, store, logger, intervalMs: config.cache.destroyIntervalSeconds * 1000 });
   configurePasswordHashing({ threads: config.auth.passwordHashThreads, queue: config.auth.passwordHashQueue });
   const throttle = new LoginThrottle({
     settings: config.auth.throttle,
@@ -105,7 +109,15 @@ export async function createServices(config: Config, database: DatabaseHandle, l
   });
   const authenticator = new Authenticator({ db, registryTokens, throttle, sessionIdleMs: sessionTimes.idleMs, outageMemoryMs });
   const routing = new MirrorRouting({ db, registries });
-  const pull = new PullService({
+  const evictor = new Evictor({ db, graceMs: config.storage.evictionGraceSeconds * 1000 });
+  // An object this process is reading or filling is not deleted yet (cache-destroyer.ts).
+  const destroyer: CacheDestroyer = new CacheDestroyer({ db, dialect, store, logger, intervalMs: config.cache.destroyIntervalSeconds * 1000, inUse: (digest: string): boolean => store.reading(digest) || pull.blobFills.filling(digest) });
+  const quota: StorageQuota = new StorageQuota({
+    db, dialect, evictor, destroyer, counter, metrics, logger,
+    settings: { maxBytes: config.storage.maxBytes, highWatermarkPercent: config.storage.highWatermarkPercent, lowWatermarkPercent: config.storage.lowWatermarkPercent },
+    intervalMs: config.storage.quotaCheckSeconds * 1000,
+  });
+  const pull: PullService = new PullService({
     registries,
     entries,
     store,
@@ -113,6 +125,7 @@ export async function createServices(config: Config, database: DatabaseHandle, l
     counter,
     traffic,
     repairs,
+    quota,
     metrics,
     logger,
     fillGraceMs: config.cache.fillGraceSeconds * 1000,
@@ -150,6 +163,10 @@ export async function createServices(config: Config, database: DatabaseHandle, l
     counter,
     destroyer,
     storageCheck: new StorageCheck({ db, store, destroyer, repairs }),
+    evictor,
+    quota,
+    cleanup: new CleanupRunner({ db, dialect, evictor, destroyer, counter, metrics, logger, intervalMs: config.cache.cleanupCheckSeconds * 1000 }),
+    storageUsage: new StorageUsage({ db }),
     client,
     pull,
     cluster,
@@ -208,6 +225,7 @@ export function createHttp(config: Config, database: DatabaseHandle, services: S
     allowPrivateUpstreams: config.upstream.allowPrivate,
     sessionService: services.sessions,
     registryTraffic: services.traffic,
+    storageUsage: services.storageUsage,
     publicUrl: config.server.publicUrl,
     service: config.auth.service,
   });
@@ -293,6 +311,8 @@ export async function createManifold(config: Config, logger: Logger = createLogg
   services.traffic.start();
   services.destroyer.start();
   services.cluster?.leases.start();
+  services.quota.start();
+  services.cleanup.start();
 
   const app = createHttp(config, database, services, logger, metrics);
   const peer = services.cluster && config.cluster.secret ? buildPeerApp({ logger, secret: config.cluster.secret, fills: services.pull.blobFills }) : null;
@@ -315,6 +335,8 @@ export async function createManifold(config: Config, logger: Logger = createLogg
       await services.cluster?.peers.close();
       await services.counter.stop();
       await services.traffic.stop();
+      await services.quota.stop();
+      await services.cleanup.stop();
       await services.destroyer.stop();
       await runtime.close();
     },

@@ -16,15 +16,15 @@ import { freePort, spawnLogged, stopProcess, waitForHttp } from './processes.ts'
 import type { LoggedProcess } from './processes.ts';
 
 const REPOSITORY_ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const ADMIN_PASSWORD = 'bench-admin-password';
-const GROUP = 'bench';
-const REGISTRY = 'hub';
+export const ADMIN_PASSWORD = 'bench-admin-password';
+export const GROUP = 'bench';
+export const REGISTRY = 'hub';
 
 /**
  * The environment assignments and Node flags of `npm start` (package.json), so that the bench starts
  * Manifold exactly as users do, without npm's process in between (whose pid would be measured).
  */
-function npmStart(): { env: Record<string, string>; nodeFlags: string[] } {
+export function npmStart(): { env: Record<string, string>; nodeFlags: string[] } {
   const script = (JSON.parse(readFileSync(path.join(REPOSITORY_ROOT, 'package.json'), 'utf8')) as { scripts: { start: string } }).scripts.start;
   const words = script.trim().split(/\s+/);
   const node = words.indexOf('node');
@@ -39,9 +39,12 @@ function unwrap<T>(result: Result<T>): T {
   return result.value;
 }
 
-/** A data directory with the admin, group `bench`, registry `hub` on `upstreamUrl`, and a pull token. */
-async function createTemplate(directory: string, upstreamUrl: string): Promise<string> {
-  const config = loadConfig({}, { dataDir: directory, adminPassword: ADMIN_PASSWORD, upstream: { allowPrivate: true }, log: { level: 'silent' } });
+/**
+ * A data directory (and database: SQLite in it, or the PostgreSQL `databaseUrl`) with the admin, group
+ * `bench`, registry `hub` on `upstreamUrl`, and a pull token.
+ */
+export async function createTemplate(directory: string, upstreamUrl: string, databaseUrl?: string): Promise<string> {
+  const config = loadConfig({}, { dataDir: directory, adminPassword: ADMIN_PASSWORD, upstream: { allowPrivate: true }, log: { level: 'silent' }, database: databaseUrl ? { url: databaseUrl } : {} });
   const quiet = new Writable({ write: (_chunk, _encoding, done) => done() });
   const manifold = await createManifold(config, createLogger('silent', quiet));
   try {
@@ -57,7 +60,7 @@ async function createTemplate(directory: string, upstreamUrl: string): Promise<s
 }
 
 /** The bench's environment without settings that would take Manifold off the embedded default. */
-function inheritedEnvironment(): NodeJS.ProcessEnv {
+export function inheritedEnvironment(): NodeJS.ProcessEnv {
   return Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('MANIFOLD_') && name !== 'DATABASE_URL' && name !== 'PORT'));
 }
 

@@ -215,16 +215,21 @@ export function Snippet({ title, text }: { title: string; text: string }) {
   );
 }
 
-/** Loads `load()` when `key` changes; `reload` fetches again. */
+/** Loads `load()` when `key` changes; `reload` fetches again. Only the answer to the latest load is kept. */
 export function useLoad<T>(load: () => Promise<T>, key: unknown[] = []): { data: T | undefined; error: string | null; reload: () => Promise<void> } {
   const [data, setData] = useState<T>();
   const [error, setError] = useState<string | null>(null);
+  // Only the latest load's answer counts: answers can arrive out of order (a slow search, then a quick one).
+  const latest = useRef(0);
   const reload = async () => {
+    const mine = ++latest.current;
     try {
-      setData(await load());
+      const value = await load();
+      if (mine !== latest.current) return;
+      setData(value);
       setError(null);
     } catch (caught) {
-      setError(caught instanceof Error ? caught.message : String(caught));
+      if (mine === latest.current) setError(caught instanceof Error ? caught.message : String(caught));
     }
   };
   useEffect(() => {

@@ -2,14 +2,12 @@
 // per client address and per username; past a number of free attempts each further one blocks that key
 // for a time that doubles (exponential backoff) up to a bound. Blocked attempts are refused before any
 // password is checked, so a guess costs no scrypt. Counters live in rate-limiter-flexible limiters: in
-// memory with one process (SQLite), in its PostgreSQL store on PostgreSQL (postgresLimiters), so that
+// memory with one process (SQLite), in its PostgreSQL store on PostgreSQL (services/throttle-store.ts), so that
 // every replica counts the same failures and honours the same blocks. Used by the Authenticator for /v2,
 // /auth/token and /api/v1, and by anything else that checks a password (a console sign-in).
 import ipaddr from 'ipaddr.js';
-import { CompiledQuery } from 'kysely';
-import { RateLimiterMemory, RateLimiterPostgres } from 'rate-limiter-flexible';
+import { RateLimiterMemory } from 'rate-limiter-flexible';
 import type { RateLimiterAbstract } from 'rate-limiter-flexible';
-import type { Db } from '../db/connect.ts';
 
 export interface ThrottleSettings {
   /** Failed (or unfinished) attempts per client address within the window before backoff starts. */
@@ -54,21 +52,6 @@ export interface LoginThrottleDeps {
   onBlock?: (event: BlockEvent) => void;
   /** Builds a limiter; default in memory. A shared store goes here for several replicas. */
   limiter?: (options: { keyPrefix: string; points: number; duration: number }) => RateLimiterAbstract;
-}
-
-/**
- * Limiters whose counters are rows of `login_throttle` (created by the migrations, in the layout of
- * rate-limiter-flexible's PostgreSQL store), queried through the services' pool: shared by every replica.
- */
-export function postgresLimiters(db: Db): NonNullable<LoginThrottleDeps['limiter']> {
-  // node-postgres's result shape, which the store reads: rows, and rowCount (rows read or changed).
-  const storeClient = {
-    query: async (query: { text: string; values?: unknown[] }) => {
-      const result = await db.executeQuery(CompiledQuery.raw(query.text, query.values ?? []));
-      return { rows: result.rows, rowCount: result.numAffectedRows === undefined ? result.rows.length : Number(result.numAffectedRows) };
-    },
-  };
-  return (options) => new RateLimiterPostgres({ ...options, storeClient, storeType: 'client', tableName: 'login_throttle', tableCreated: true });
 }
 
 /** The address as one key: IPv4-mapped as IPv4; IPv6 by its /64, which one client usually owns whole. */

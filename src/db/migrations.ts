@@ -314,6 +314,47 @@ function storageRepairs(dialect: Dialect): Migration {
 }
 
 /**
+ * Storage lifecycle (issue 18): a group's optional storage quota; the record of every cleanup or
+ * eviction run per group; the entries and bytes evicted per upstream and hour (usage); and the index
+ * eviction walks, least recently pulled first (downloaded_at, else created_at) among live entries.
+ */
+function storageLifecycle(dialect: Dialect): Migration {
+  const t = types(dialect);
+  return {
+    async up(db: AnyDb) {
+      await db.schema.alterTable('groups').addColumn('storage_quota_bytes', t.bigint, (c) => c.check(sql`storage_quota_bytes > 0`)).execute();
+
+      await db.schema.createTable('cleanup_runs')
+        .addColumn('id', t.id, t.idColumn)
+        .addColumn('group_id', t.id, (c) => c.notNull().references('groups.id').onDelete('cascade'))
+        .addColumn('reason', 'varchar(32)', (c) => c.notNull().check(sql`reason in ('cleanup_policy', 'group_quota', 'instance_quota')`))
+        .addColumn('started_at', t.bigint, (c) => c.notNull())
+        .addColumn('finished_at', t.bigint, (c) => c.notNull())
+        .addColumn('deleted_entries', t.bigint, (c) => c.notNull())
+        .addColumn('deleted_bytes', t.bigint, (c) => c.notNull())
+        .addColumn('failure_message', 'text')
+        .execute();
+      await db.schema.createIndex('cleanup_runs_group_idx').on('cleanup_runs').columns(['group_id', 'id']).execute();
+
+      await db.schema.createTable('upstream_evictions')
+        .addColumn('upstream_id', t.id, (c) => c.notNull().references('upstreams.id').onDelete('cascade'))
+        /** Start of the hour, epoch milliseconds. */
+        .addColumn('hour', t.bigint, (c) => c.notNull())
+        .addColumn('entries', t.bigint, (c) => c.notNull().defaultTo(0))
+        .addColumn('bytes', t.bigint, (c) => c.notNull().defaultTo(0))
+        .addPrimaryKeyConstraint('upstream_evictions_pkey', ['upstream_id', 'hour'])
+        .execute();
+
+      // Live entries least recently pulled first; the literal predicate lets SQLite use the partial index.
+      await db.schema.createIndex('cache_entries_lru_idx').on('cache_entries')
+        .expression(sql`coalesce(downloaded_at, created_at), id`).where(sql.ref('status'), '=', sql.lit(0)).execute();
+      await db.schema.createIndex('cache_entries_group_lru_idx').on('cache_entries')
+        .expression(sql`group_id, coalesce(downloaded_at, created_at), id`).where(sql.ref('status'), '=', sql.lit(0)).execute();
+    },
+  };
+}
+
+/**
  * Brute-force counters shared by every replica (src/auth/login-throttle.ts): the layout of
  * rate-limiter-flexible's PostgreSQL store (`key`, `points`, `expire` in epoch ms), which it queries
  * itself. Created on SQLite too (one schema for both), where one process counts in memory.
@@ -341,6 +382,7 @@ export function migrationProvider(dialect: Dialect): MigrationProvider {
         '0002f_console_sessions_traffic': consoleSessionsAndTraffic(dialect),
         '0003h_fill_leases': fillLeases(dialect),
         '0003r_storage_repairs': storageRepairs(dialect),
+        '0003u_storage_lifecycle': storageLifecycle(dialect),
         '0003w_login_throttle': loginThrottle(dialect),
       };
     },

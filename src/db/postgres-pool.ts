@@ -57,6 +57,11 @@ export class GuardedPool {
     // An idle client whose backend ended (pg_terminate_backend, restart): pg-pool drops it; without
     // this listener the 'error' event would end the process.
     this.#pool.on('error', (error) => this.#options.logger?.warn({ err: describe(error) }, 'an idle database connection failed; it is replaced'));
+    // pg-pool takes its idle listener off a client before handing it out, and pg can emit an error before
+    // the caller (connect() below) adds its own: a terminated backend's goodbye in the same packet as the
+    // end of the start-up. This listener, on every client from its first connect, keeps that from ending
+    // the process; the client's next query fails as unavailable.
+    this.#pool.on('connect', (client) => client.on('error', () => undefined));
     this.#watchdog = new PeriodicTask({ name: 'slow query watchdog', intervalMs: SLOW_QUERY_MS / 3, logger: options.logger, run: async () => this.#checkSlowQueries() });
     this.#watchdog.start();
   }

@@ -31,6 +31,8 @@ export interface GroupsTable {
   path: string;
   name: string;
   description: string | null;
+  /** Bytes the group's live entries may hold (unique digests); null = only the instance's limit. */
+  storage_quota_bytes: Generated<number | null>;
   created_at: CreatedAt;
   updated_at: number;
 }
@@ -231,6 +233,30 @@ export interface StorageRepairsTable {
   created_at: CreatedAt;
 }
 
+export type CleanupRunReason = 'cleanup_policy' | 'group_quota' | 'instance_quota';
+
+/** One run of a cleanup policy, or one eviction under a quota, as it concerned one group. */
+export interface CleanupRunsTable {
+  id: Id;
+  group_id: number;
+  reason: CleanupRunReason;
+  started_at: number;
+  finished_at: number;
+  /** Entries marked for destruction by the run. */
+  deleted_entries: number;
+  /** The sum of those entries' sizes. */
+  deleted_bytes: number;
+  failure_message: string | null;
+}
+
+/** Entries evicted (by a cleanup policy or a quota) per upstream and hour: the usage report's evictions. */
+export interface UpstreamEvictionsTable {
+  upstream_id: number;
+  hour: number;
+  entries: number;
+  bytes: number;
+}
+
 export interface Database {
   users: UsersTable;
   groups: GroupsTable;
@@ -248,6 +274,8 @@ export interface Database {
   registry_traffic: RegistryTrafficTable;
   fill_leases: FillLeasesTable;
   storage_repairs: StorageRepairsTable;
+  cleanup_runs: CleanupRunsTable;
+  upstream_evictions: UpstreamEvictionsTable;
 }
 
 export type User = Selectable<UsersTable>;
@@ -265,3 +293,4 @@ export type CacheEntryUpdate = Updateable<CacheEntriesTable>;
 export type CleanupPolicy = Selectable<CleanupPoliciesTable>;
 export type AuditEvent = Selectable<AuditEventsTable>;
 export type Session = Selectable<SessionsTable>;
+export type CleanupRun = Selectable<CleanupRunsTable>;

@@ -1,6 +1,12 @@
 // Single flight for blob fills (DESIGN §3.2): one upstream fetch per object however many clients ask;
 // every client streams from the growing temporary object, none waits for the end. A client that
-// disconnects does not stop the fill; with nobody attached it stops after a grace period.
+// disconnects does not stop the fill; with nobody attached it stops after a grace period. A blob the
+// storage quota cannot hold (spec.admit) is not stored: each client gets the upstream's stream, checked
+// against the digest on its way through (a pass-through). With several replicas (DESIGN §8) the fill is
+// claimed through a lease first (fill-leases.ts): the owner fills, the others stream from the owner's
+// peer listener (peer-fills.ts).
+import { createHash } from 'node:crypto';
+import { Transform } from 'node:stream';
 import type { Readable } from 'node:stream';
 import type { ByteRange, ObjectInfo, ObjectStore, ObjectWriter } from '../storage/object-store.ts';
 import type { Logger } from '../log.ts';
@@ -41,6 +47,8 @@ export interface BlobFillSpec {
   open(signal: AbortSignal): Promise<Result<BlobSource>>;
   /** Runs after the object is committed (creates the cache entry). */
   onCommit(info: ObjectInfo): Promise<void>;
+  /** Whether storage may take an object of this size; false: a pass-through (default: always). */
+  admit?(size: number): boolean;
 }
 
 /** A fill joined by a request: what it will hold, and a stream of it for each client. */
@@ -188,6 +196,69 @@ class StoredBlob implements JoinedFill {
   }
 }
 
+/**
+ * A blob streamed from the upstream to one client without being stored. The first client gets the
+ * body already opened, a client joining later opens its own. The last chunk is held back until the
+ * bytes match the digest, so a client never receives a complete body with the wrong bytes.
+ */
+class PassThroughBlob implements JoinedFill {
+  readonly digest: string;
+  readonly size: number;
+  readonly stored = false;
+  #first: BlobSource | null;
+  #open: () => Promise<Result<BlobSource>>;
+
+  constructor(digest: string, source: BlobSource & { size: number }, open: () => Promise<Result<BlobSource>>) {
+    this.digest = digest;
+    this.size = source.size;
+    this.#first = source;
+    this.#open = open;
+  }
+
+  async attach(range?: ByteRange): Promise<Result<Readable>> {
+    let source = this.#first;
+    this.#first = null;
+    if (!source) {
+      const opened = await this.#open();
+      if (!opened.ok) return opened;
+      source = opened.value;
+    }
+    const checked = verifiedSlice(this.digest, range);
+    source.body.once('error', (error) => checked.destroy(new FillFailedError(`the upstream stream failed: ${error.message}`, { cause: error })));
+    checked.once('close', () => source.body.destroy());
+    source.body.pipe(checked);
+    return ok(checked);
+  }
+}
+
+/** Passes on the bytes of `range` (all by default), holding back the last chunk until the whole body matches `digest`. */
+function verifiedSlice(digest: string, range?: ByteRange): Transform {
+  const [algorithm, hex] = digest.split(':');
+  const hash = createHash(algorithm);
+  let offset = 0;
+  let held: Buffer | null = null;
+  return new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      hash.update(chunk);
+      const start = offset;
+      offset += chunk.length;
+      const from = range ? Math.max(0, range.start - start) : 0;
+      const to = range ? Math.min(chunk.length, range.end - start + 1) : chunk.length;
+      if (held) this.push(held);
+      held = to > from ? chunk.subarray(from, to) : null;
+      done();
+    },
+    flush(done) {
+      if (hash.digest('hex') !== hex) {
+        done(new FillFailedError(`the upstream's blob does not match its digest ${digest}`));
+        return;
+      }
+      if (held) this.push(held);
+      done();
+    },
+  });
+}
+
 export interface BlobFillsDeps {
   store: ObjectStore;
   metrics: Metrics;
@@ -199,10 +270,17 @@ export interface BlobFillsDeps {
 
 export class BlobFills {
   #fills = new Map<string, Promise<Result<JoinedFill>>>();
+  /** Digests being filled now, and how many fills of each. */
+  #filling = new Map<string, number>();
   #deps: BlobFillsDeps;
 
   constructor(deps: BlobFillsDeps) {
     this.#deps = deps;
+  }
+
+  /** True while a fill of this digest is in flight in this process (the destroyer leaves its object alone). */
+  filling(digest: string): boolean {
+    return this.#filling.has(digest);
   }
 
   /** This replica's own fill of `key` in flight, for the peer listener; null when it has none (or follows another replica's). */
@@ -226,11 +304,15 @@ export class BlobFills {
         return;
       }
       this.#deps.metrics.fillsInFlight.inc();
+      this.#filling.set(spec.digest, (this.#filling.get(spec.digest) ?? 0) + 1);
       // Removed only after the entry was recorded (done settles after onCommit): a caller that comes
       // later either finds the entry or, having looked too early, finds it through spec.stored().
       void result.value.done.finally(() => {
         this.#fills.delete(spec.key);
         this.#deps.metrics.fillsInFlight.dec();
+        const left = (this.#filling.get(spec.digest) ?? 1) - 1;
+        if (left > 0) this.#filling.set(spec.digest, left);
+        else this.#filling.delete(spec.digest);
       });
     });
     return started;
@@ -297,6 +379,12 @@ export class BlobFills {
     const abort = new AbortController();
     const source = await spec.open(abort.signal);
     if (!source.ok) return source;
+    const size = source.value.size;
+    if (size !== null && spec.admit && !spec.admit(size)) {
+      this.#deps.metrics.passThroughs.inc({ reason: 'over_quota' });
+      this.#deps.metrics.passThroughBytes.inc(size);
+      return ok(new PassThroughBlob(spec.digest, { ...source.value, size }, () => spec.open(new AbortController().signal)));
+    }
     let writer: ObjectWriter;
     try {
       writer = await this.#deps.store.createWriter(spec.digest);

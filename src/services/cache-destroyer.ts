@@ -10,6 +10,8 @@
 //   3. delete the orphans' objects, still holding the locks;
 //   4. delete the batch rows, except those whose object could not be deleted: they get status error and
 //      a later run retries them.
+// An orphan this process is still reading or filling (a response, a follower, a fill: `inUse`) is not
+// deleted yet: its rows stay pending and a later run takes them again.
 // A fill commits its object, then creates its entry holding the same digest lock shared and re-checking
 // that the object is stored. Either the entry is committed before step 2 (the destroyer sees it and
 // keeps the object) or the creator runs after step 3 (it sees the object gone and creates no entry:
@@ -43,7 +45,8 @@ export interface DestroyRun {
 }
 
 /** One batch of runOnce: the rows it claimed (fewer than the batch size: nothing is left). */
-type Batch = DestroyRun & { claimed: number };
+/** `deferred`: rows left pending because their object is in use. */
+type Batch = DestroyRun & { claimed: number; deferred: number };
 
 interface Claimed {
   id: number;
@@ -60,15 +63,17 @@ export class CacheDestroyer {
   readonly #batchSize: number;
   readonly #logger: Logger | undefined;
   readonly #retryAfterMs: number;
+  readonly #inUse: (digest: string) => boolean;
   readonly #runs: PeriodicTask<DestroyRun>;
 
-  constructor(deps: { db: Db; dialect: Dialect; store: ObjectStore; batchSize?: number; logger?: Logger; intervalMs?: number; retryAfterMs?: number }) {
+  constructor(deps: { db: Db; dialect: Dialect; store: ObjectStore; batchSize?: number; logger?: Logger; intervalMs?: number; retryAfterMs?: number; inUse?: (digest: string) => boolean }) {
     this.#db = deps.db;
     this.#dialect = deps.dialect;
     this.#store = deps.store;
     this.#batchSize = deps.batchSize ?? DEFAULT_BATCH_SIZE;
     this.#logger = deps.logger;
     this.#retryAfterMs = deps.retryAfterMs ?? DEFAULT_RETRY_AFTER_MS;
+    this.#inUse = deps.inUse ?? (() => false);
     this.#runs = new PeriodicTask({
       name: 'cache destruction',
       intervalMs: deps.intervalMs ?? DEFAULT_INTERVAL_MS,
@@ -95,7 +100,8 @@ export class CacheDestroyer {
       total.entries += batch.value.entries;
       total.objects += batch.value.objects;
       total.errors += batch.value.errors;
-      if (batch.value.claimed < this.#batchSize) return total;
+      // A full batch of rows whose objects are all in use: leave them for the next run.
+      if (batch.value.claimed < this.#batchSize || batch.value.claimed === batch.value.deferred) return total;
     }
   }
 
@@ -119,7 +125,7 @@ export class CacheDestroyer {
       const live = await this.#liveDigests(db, batch);
       const doomed: string[] = [];
       for (const digest of batch) {
-        if (live.has(digest) || (await keep(digest))) outcome.kept.push(digest);
+        if (live.has(digest) || this.#inUse(digest) || (await keep(digest))) outcome.kept.push(digest);
         else doomed.push(digest);
       }
       const { failed } = await this.#deleteObjects(doomed);
@@ -157,30 +163,37 @@ export class CacheDestroyer {
   async #postgresBatch(retryBefore: number): Promise<Result<Batch>> {
     return transact(this.#db, async (trx) => {
       const rows: Claimed[] = await this.#claimable(retryBefore).forUpdate().skipLocked().execute();
-      if (rows.length === 0) return ok({ claimed: 0, entries: 0, objects: 0, errors: 0 });
+      if (rows.length === 0) return ok({ claimed: 0, deferred: 0, entries: 0, objects: 0, errors: 0 });
       const digests = [...new Set(rows.map((row) => row.digest))];
       await lockDigestsExclusive(trx, digests);
       const live = await this.#liveDigests(trx, digests);
-      const { deleted, failed } = await this.#deleteObjects(digests.filter((digest) => !live.has(digest)));
-      return ok({ claimed: rows.length, objects: deleted, ...(await this.#finish(trx, rows, failed)) });
+      const orphans = digests.filter((digest) => !live.has(digest));
+      const busy = new Set(orphans.filter((digest) => this.#inUse(digest)));
+      const { deleted, failed } = await this.#deleteObjects(orphans.filter((digest) => !busy.has(digest)));
+      return ok({ claimed: rows.length, objects: deleted, ...(await this.#finish(trx, rows, failed, busy)) });
     });
   }
 
   /** SQLite: no transaction; the process-wide digest locks keep pulls and this worker apart. */
   async #sqliteBatch(retryBefore: number): Promise<Result<Batch>> {
     const rows: Claimed[] = await this.#claimable(retryBefore).execute();
-    if (rows.length === 0) return ok({ claimed: 0, entries: 0, objects: 0, errors: 0 });
+    if (rows.length === 0) return ok({ claimed: 0, deferred: 0, entries: 0, objects: 0, errors: 0 });
     let deleted = 0;
     const failed = new Set<string>();
+    const busy = new Set<string>();
     for (const digest of new Set(rows.map((row) => row.digest))) {
       await objectReferenceLock.exclusive(digest, async () => {
         if ((await this.#liveDigests(this.#db, [digest])).size > 0) return;
+        if (this.#inUse(digest)) {
+          busy.add(digest);
+          return;
+        }
         const result = await this.#deleteObjects([digest]);
         deleted += result.deleted;
         for (const failure of result.failed) failed.add(failure);
       });
     }
-    return ok({ claimed: rows.length, objects: deleted, ...(await this.#finish(this.#db, rows, failed)) });
+    return ok({ claimed: rows.length, objects: deleted, ...(await this.#finish(this.#db, rows, failed, busy)) });
   }
 
   async #liveDigests(db: Db, digests: string[]): Promise<Set<string>> {
@@ -215,9 +228,10 @@ export class CacheDestroyer {
   }
 
   /** Deletes the batch rows, except those whose object is still to be deleted: status error. */
-  async #finish(db: Db, rows: Claimed[], failed: Set<string>): Promise<{ entries: number; errors: number }> {
-    const done = rows.filter((row) => !failed.has(row.digest)).map((row) => row.id);
+  async #finish(db: Db, rows: Claimed[], failed: Set<string>, busy: Set<string>): Promise<{ entries: number; errors: number; deferred: number }> {
+    const done = rows.filter((row) => !failed.has(row.digest) && !busy.has(row.digest)).map((row) => row.id);
     const kept = rows.filter((row) => failed.has(row.digest)).map((row) => row.id);
+    const deferred = rows.filter((row) => busy.has(row.digest)).length;
     let entries = 0;
     if (done.length > 0) {
       const result = await db.deleteFrom('cache_entries').where('id', 'in', done).executeTakeFirst();
@@ -226,6 +240,6 @@ export class CacheDestroyer {
     if (kept.length > 0) {
       await db.updateTable('cache_entries').set({ status: ERROR, updated_at: Date.now() }).where('id', 'in', kept).execute();
     }
-    return { entries, errors: kept.length };
+    return { entries, errors: kept.length, deferred };
   }
 }

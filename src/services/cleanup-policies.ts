@@ -1,9 +1,10 @@
 // The cleanup policy of a group (DESIGN §1, §4): evict cache entries not downloaded for N days, every
-// 1/7/14/30/90 days. This service keeps the policy; the runner that applies it reads next_run_at.
+// 1/7/14/30/90 days. This service keeps the policy and shows its runs; cleanup-runner.ts applies it
+// when next_run_at comes.
 import { z } from 'zod';
 import type { Actor } from '../auth/policy.ts';
 import type { Db } from '../db/connect.ts';
-import type { CleanupPolicy } from '../db/schema.ts';
+import type { CleanupPolicy, CleanupRun } from '../db/schema.ts';
 import { ok } from '../result.ts';
 import type { Result } from '../result.ts';
 import { authorizeGroup, notFound } from './access.ts';
@@ -62,6 +63,22 @@ export function toCleanupPolicyView(row: CleanupPolicy): CleanupPolicyView {
   };
 }
 
+export interface CleanupRunView {
+  id: number;
+  group_id: number;
+  /** What started it: the group's cleanup policy, the group's quota or the instance's (storage.maxBytes). */
+  reason: CleanupRun['reason'];
+  started_at: number;
+  finished_at: number;
+  /** Entries removed from the cache by the run. */
+  deleted_entries: number;
+  /** The sum of those entries' sizes (an object another entry still uses stays stored). */
+  deleted_bytes: number;
+  failure_message: string | null;
+}
+
+export const RUNS_LIMIT = 100;
+
 function auditState(view: CleanupPolicyView) {
   return { enabled: view.enabled, keep_n_days_after_download: view.keep_n_days_after_download, cadence_days: view.cadence_days };
 }
@@ -117,6 +134,20 @@ export class CleanupPolicyService {
         details: before ? { before: auditState(before), after: auditState(after) } : { after: auditState(after) },
       });
       return ok({ policy: after, created: !existing });
+    });
+  }
+
+  /** Members (read_virtual_registry): the group's latest cleanup and eviction runs, newest first. */
+  async runs(actor: Actor, groupId: number | string, limit = RUNS_LIMIT): Promise<Result<CleanupRunView[]>> {
+    return guarded(async () => {
+      const group = await authorizeGroup(this.#db, actor, groupId, 'read_virtual_registry');
+      if (!group.ok) return group;
+      const rows = await this.#db.selectFrom('cleanup_runs').selectAll().where('group_id', '=', group.value.id)
+        .orderBy('id', 'desc').limit(Math.max(1, Math.min(limit, RUNS_LIMIT))).execute();
+      return ok(rows.map((row) => ({
+        id: row.id, group_id: row.group_id, reason: row.reason, started_at: Number(row.started_at), finished_at: Number(row.finished_at),
+        deleted_entries: Number(row.deleted_entries), deleted_bytes: Number(row.deleted_bytes), failure_message: row.failure_message,
+      })));
     });
   }
 

@@ -27,19 +27,24 @@ const nameSchema = freeTextNameSchema;
 const descriptionSchema = groupDescriptionSchema.nullish();
 
 const createSchema = z.object({ path: groupPathSchema, name: nameSchema.optional(), description: descriptionSchema });
-const updateSchema = z.object({ name: nameSchema.optional(), description: descriptionSchema });
+/** A group's storage quota in bytes (unique objects of its live entries); null removes it. */
+export const storageQuotaSchema = z.number('must be a whole number of bytes or null').int('must be a whole number of bytes').min(1024 * 1024, 'must be at least 1 MiB').max(Number.MAX_SAFE_INTEGER, 'is too large').nullable();
+const updateSchema = z.object({ name: nameSchema.optional(), description: descriptionSchema, storage_quota_bytes: storageQuotaSchema.optional() });
 
 export interface GroupView {
   id: number;
   path: string;
   name: string;
   description: string | null;
+  /** Null: only the instance's limit (storage.maxBytes) applies. */
+  storage_quota_bytes: number | null;
   created_at: number;
   updated_at: number;
 }
 
 export function groupView(row: Group): GroupView {
-  return { id: row.id, path: row.path, name: row.name, description: row.description, created_at: row.created_at, updated_at: row.updated_at };
+  const quota = row.storage_quota_bytes;
+  return { id: row.id, path: row.path, name: row.name, description: row.description, storage_quota_bytes: quota === null ? null : Number(quota), created_at: row.created_at, updated_at: row.updated_at };
 }
 
 const pathTaken = () => err('conflict', 'group path is already taken', { fields: { path: ['is already taken'] } });
@@ -126,15 +131,22 @@ export class GroupService {
     return (await this.#db.selectFrom('groups').select('id').where('path', '=', path).executeTakeFirst())?.id ?? null;
   }
 
-  /** Name and description; the path is part of every image name and does not change. */
+  /**
+   * Name and description (owners), storage quota (instance admins: it limits what the group may take of
+   * the instance's storage). The path is part of every image name and does not change.
+   */
   async update(actor: Actor, id: number | string, input: z.input<typeof updateSchema>): Promise<Result<GroupView>> {
     const group = await guarded(() => authorizeGroup(this.#db, actor, id, 'admin_virtual_registry'));
     if (!group.ok) return group;
     const parsed = validate(updateSchema, input);
     if (!parsed.ok) return parsed;
-    const changes: { name?: string; description?: string | null } = {};
+    const changes: { name?: string; description?: string | null; storage_quota_bytes?: number | null } = {};
     if (parsed.value.name !== undefined) changes.name = parsed.value.name;
     if (parsed.value.description !== undefined) changes.description = parsed.value.description;
+    if (parsed.value.storage_quota_bytes !== undefined && parsed.value.storage_quota_bytes !== groupView(group.value).storage_quota_bytes) {
+      if (!can(actor, 'admin_instance', 'instance')) return denied(actor, 'only instance admins may change a group\'s storage quota');
+      changes.storage_quota_bytes = parsed.value.storage_quota_bytes;
+    }
     const before = groupView(group.value);
     if (Object.entries(changes).every(([key, value]) => before[key as keyof GroupView] === value)) return ok(before);
     return transact(this.#db, async (trx) => {

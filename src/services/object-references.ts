@@ -13,7 +13,7 @@ import type { Transaction } from 'kysely';
 import type { Database } from '../db/schema.ts';
 
 /** First key of our advisory locks ("mf" + 1), so they cannot collide with other users' locks. */
-const ADVISORY_NAMESPACE = 0x6d6601;
+export const ADVISORY_NAMESPACE = 0x6d6601;
 
 /** A 32-bit advisory lock key for a digest; collisions only serialise two digests needlessly. */
 export function digestLockKey(digest: string): number {

@@ -16,6 +16,8 @@ export interface SpooledObjectStoreOptions {
 export class SpooledObjectStore implements ObjectStore {
   readonly backend: StorageBackend;
   readonly spool: Spool;
+  /** Digests with read streams open in this process, and how many. */
+  readonly #reading = new Map<string, number>();
 
   constructor(options: SpooledObjectStoreOptions) {
     const backend = options.backend;
@@ -39,7 +41,20 @@ export class SpooledObjectStore implements ObjectStore {
 
   async read(digest: string, range?: ByteRange): Promise<Readable | null> {
     requireDigest(digest);
-    return this.backend.read(digest, range);
+    const stream = await this.backend.read(digest, range);
+    if (!stream) return null;
+    this.#reading.set(digest, (this.#reading.get(digest) ?? 0) + 1);
+    stream.once('close', () => {
+      const left = (this.#reading.get(digest) ?? 1) - 1;
+      if (left > 0) this.#reading.set(digest, left);
+      else this.#reading.delete(digest);
+    });
+    return stream;
+  }
+
+  /** True while a stream of this object read in this process is open (the destroyer leaves it alone). */
+  reading(digest: string): boolean {
+    return this.#reading.has(digest);
   }
 
   async createWriter(expectedDigest: string | null): Promise<ObjectWriter> {

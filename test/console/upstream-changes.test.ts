@@ -2,11 +2,13 @@
 // upstreams (reorder by keyboard, add, remove) shows on the page at once, and after a keyboard move focus
 // stays on the moved upstream's handle, so the next arrow key moves it again. (The API once let the
 // browser keep the registry's answer by its Last-Modified for a tenth of its age, and the page showed the
-// old list: on a day-old registry, for more than two hours.)
+// old list: on a day-old registry, for more than two hours.) A slow answer to an earlier search does not
+// replace the answer to a later one.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Browser, Page } from 'playwright-core';
 import { ADMIN_PASSWORD, startManifold, unwrap } from '../helpers/manifold.ts';
+import { insertCacheEntry } from '../helpers/virtual-registries.ts';
 import type { TestManifold } from '../helpers/manifold.ts';
 import { collectPageErrors, launchChromium, newContext } from '../helpers/browser.ts';
 
@@ -18,6 +20,7 @@ describe('the console on a day-old registry', () => {
   let page: Page;
   let errors: string[];
   let registryId: number;
+  const digests: string[] = [];
 
   before(async () => {
     [server, browser] = await Promise.all([startManifold(), launchChromium()]);
@@ -28,6 +31,12 @@ describe('the console on a day-old registry', () => {
     // Public address literals: nothing resolves or contacts them in this test.
     for (const [name, url] of [['one', 'https://8.8.8.8'], ['two', 'https://8.8.4.4']]) {
       unwrap(await services.registryUpstreams.createUpstreamForRegistry(server.admin, registry.id, { name, url }));
+    }
+    // Two cache entries of upstream one (which stays), told apart by their digests.
+    const [one] = unwrap(await services.registryUpstreams.listForRegistry(server.admin, registry.id));
+    for (let i = 0; i < 2; i++) {
+      const entry = await insertCacheEntry(server.manifold.database.db, group.id, one.upstream_id);
+      digests.push((await server.manifold.database.db.selectFrom('cache_entries').select('digest').where('id', '=', entry).executeTakeFirstOrThrow()).digest);
     }
     const yesterday = Date.now() - DAY_MS;
     await server.manifold.database.db.updateTable('registries').set({ updated_at: yesterday }).where('id', '=', registry.id).execute();
@@ -78,5 +87,27 @@ describe('the console on a day-old registry', () => {
     await showsOrder(['one', 'three']);
     assert.deepEqual(await shown(), ['one', 'three']);
     assert.deepEqual(errors, [], 'no script errors');
+  });
+
+  it('a slow answer to an earlier search does not replace the answer to a later one', async () => {
+    const [first, second] = digests.map((digest) => digest.slice('sha256:'.length, 'sha256:'.length + 16));
+    // The first search's answer is held back until the second's has been shown.
+    await page.route(`**/cache_entries?*search=${first}*`, async (route) => {
+      await new Promise((resolve) => setTimeout(resolve, 1_500));
+      await route.continue();
+    });
+    const firstAnswered = page.waitForResponse((response) => response.url().includes(`search=${first}`));
+    await page.getByLabel('Image or digest contains').fill(first);
+    await page.getByRole('button', { name: 'Search' }).click();
+    await page.getByLabel('Image or digest contains').fill(second);
+    await page.getByRole('button', { name: 'Search' }).click();
+    await page.locator('table.entries code.path', { hasText: second }).waitFor();
+    await firstAnswered;
+    // Give the page the time to apply the late answer, as it would.
+    await page.evaluate(() => new Promise((resolve) => setTimeout(resolve, 200)));
+    const paths = await page.locator('table.entries code.path').allTextContents();
+    assert.equal(paths.length, 1, paths.join(', '));
+    assert.ok(paths[0].includes(second), `the later search is shown: ${paths[0]}`);
+    await page.unrouteAll();
   });
 });

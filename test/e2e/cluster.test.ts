@@ -115,6 +115,8 @@ describe('three replicas, one PostgreSQL, one bucket: one upstream fetch per blo
 
     await settleLog(upstream);
     for (const blob of image.blobs) assert.equal(upstream.count('GET', `/v2/library/app/blobs/${blob.digest}`), 1, `blob ${blob.digest} fetched from the upstream once`);
+    // The manifest too: the replicas that did not own its fill waited for the owner's commit.
+    assert.equal(upstream.count('GET', '/v2/library/app/manifests/1.0'), 1, 'the manifest fetched from the upstream once');
     // Leases are released once the owners' entries are recorded.
     await until(async () => (await cluster.query('select key from fill_leases')).length === 0, 'every lease to be released');
     const owned = await Promise.all(cluster.replicas.map((replica) => cluster.metric(replica, 'manifold_cluster_fills_owned_total')));

@@ -226,7 +226,7 @@ describe('PostgreSQL goes away under a running Manifold', () => {
 
   it('a frozen database (SIGSTOP): /readyz answers 503 within a second, cached blobs are served, then it recovers', async () => {
     assert.equal((await get(blobUrl('acme/hub', 'app', layer.digest), basicToken(token))).status, 200);
-    postgres.freeze();
+    await postgres.freeze();
     try {
       await sleep(200);
       const ready = await get(`${manifold.url}/readyz`);

@@ -50,10 +50,10 @@ function descriptor(item: Content, extra: Record<string, unknown> = {}) {
   return { mediaType: item.mediaType, digest: item.digest, size: item.size, ...extra };
 }
 
-/** An image with one random layer per entry of `layerSizes` (bytes). */
-export function buildImage(options: { layerSizes: number[]; platform?: Platform }): TestImage {
+/** An image with `sharedLayers` first (the same blobs in several images), then one random layer per entry of `layerSizes` (bytes). */
+export function buildImage(options: { layerSizes: number[]; platform?: Platform; sharedLayers?: Content[] }): TestImage {
   const platform = options.platform ?? { os: 'linux', architecture: 'amd64' };
-  const layers = options.layerSizes.map((size) => content(OCI_LAYER, randomBytes(size)));
+  const layers = [...(options.sharedLayers ?? []), ...options.layerSizes.map((size) => content(OCI_LAYER, randomBytes(size)))];
   const config = content(
     OCI_CONFIG,
     Buffer.from(JSON.stringify({

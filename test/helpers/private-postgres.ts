@@ -25,8 +25,12 @@ export interface PrivatePostgres {
   stop(): Promise<void>;
   /** Starts it again on the same port and data. */
   start(): Promise<void>;
-  /** SIGSTOP / SIGCONT of the postmaster and every backend: a database that no longer answers at all. */
-  freeze(): void;
+  /**
+   * SIGSTOP / SIGCONT of the postmaster and every backend: a database that no longer answers at all.
+   * Resolves once every backend is stopped (listing them takes a while on a loaded machine, and a
+   * backend not yet stopped still answers).
+   */
+  freeze(): Promise<void>;
   thaw(): void;
   /** pg_terminate_backend of every client connection but the one asking; returns how many. */
   terminateClients(): Promise<number>;
@@ -117,9 +121,10 @@ export async function startPrivatePostgres(): Promise<PrivatePostgres> {
     stop,
     start,
     freeze() {
-      // Synchronously the postmaster, then its children as soon as they are listed.
+      // Synchronously the postmaster (no new backends), then its children as soon as they are listed.
       process.kill(postmasterPid, 'SIGSTOP');
       frozenSignal = signalAll('SIGSTOP');
+      return frozenSignal;
     },
     thaw() {
       void frozenSignal.then(() => signalAll('SIGCONT'));

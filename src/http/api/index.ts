@@ -19,6 +19,7 @@ import type { RegistryTraffic } from '../../services/registry-traffic.ts';
 import type { RegistryUpstreamQueryService } from '../../services/registry-upstream-queries.ts';
 import type { RegistryUpstreamService } from '../../services/registry-upstreams.ts';
 import type { SessionService } from '../../services/sessions.ts';
+import type { StorageUsage } from '../../services/storage-usage.ts';
 import type { TokenService } from '../../services/tokens.ts';
 import type { UpstreamService } from '../../services/upstreams.ts';
 import type { UserService } from '../../services/users.ts';
@@ -73,6 +74,8 @@ export interface ApiDeps {
   cleanupPolicies: CleanupPolicyService;
   /** One registry-upstream link. */
   linkQueries: RegistryUpstreamQueryService;
+  /** What a registry's cache holds and saves. */
+  storageUsage: StorageUsage;
 }
 
 /** What every route module receives (the name route modules import). */

@@ -6,10 +6,11 @@ import { SCOPES } from '../../auth/policy.ts';
 import type { AuditView } from '../../services/audit.ts';
 import type { CacheEntryView } from '../../services/cache-entry-queries.ts';
 import { CACHE_ENTRY_STATUS_NAMES, cacheEntryListSchema } from '../../services/cache-entry-queries.ts';
-import type { CleanupPolicyView } from '../../services/cleanup-policies.ts';
+import type { CleanupPolicyView, CleanupRunView } from '../../services/cleanup-policies.ts';
+import type { RegistryUsage } from '../../services/storage-usage.ts';
 import { cadenceSchema, keepDaysSchema } from '../../services/cleanup-policies.ts';
 import type { GroupView } from '../../services/groups.ts';
-import { groupDescriptionSchema, groupPathSchema } from '../../services/groups.ts';
+import { groupDescriptionSchema, groupPathSchema, storageQuotaSchema } from '../../services/groups.ts';
 import type { MembershipView } from '../../services/memberships.ts';
 import { ROLE_NAMES, roleSchema } from '../../services/memberships.ts';
 import type { MirrorRouteView } from '../../services/mirror-routes.ts';
@@ -103,6 +104,8 @@ export const createGroupBody = z.object({
 export const updateGroupBody = z.object({
   name: nameField.optional(),
   description: groupDescriptionSchema.nullable().optional(),
+  storage_quota_bytes: storageQuotaSchema.optional()
+    .describe('instance admins: bytes the group\'s cache may hold (unique objects); above the high watermark its least recently pulled entries are evicted; null removes the quota'),
 }, 'must be an object');
 
 export const addMemberBody = z.object({
@@ -244,6 +247,7 @@ export const groupSchema = named('Group', z.object({
   path: z.string(),
   name: z.string(),
   description: z.string().nullable(),
+  storage_quota_bytes: z.number().int().nullable().describe('bytes the group\'s cache may hold; null: only the instance\'s limit'),
   created_at: time(),
   updated_at: time(),
 }));
@@ -370,6 +374,40 @@ export const cleanupPolicySchema = named('CleanupPolicy', z.object({
   updated_at: time(),
 }));
 
+export const cleanupRunSchema = named('CleanupRun', z.object({
+  id: z.number().int(),
+  group_id: z.number().int(),
+  reason: z.enum(['cleanup_policy', 'group_quota', 'instance_quota']).describe('the group\'s cleanup policy, the group\'s storage quota, or the instance\'s (storage.maxBytes)'),
+  started_at: time(),
+  finished_at: time(),
+  deleted_entries: z.number().int().describe('cache entries the run removed'),
+  deleted_bytes: z.number().int().describe('the sum of their sizes (an object another entry still uses stays stored)'),
+  failure_message: z.string().nullable(),
+}));
+
+export const upstreamUsageSchema = named('UpstreamUsage', z.object({
+  upstream_id: z.number().int(),
+  name: z.string(),
+  stored_bytes: z.number().int().describe('bytes of the unique objects its live entries refer to'),
+  entries: z.number().int(),
+  evicted_entries: z.number().int(),
+  evicted_bytes: z.number().int(),
+}));
+
+export const registryUsageSchema = named('RegistryUsage', z.object({
+  registry_id: z.number().int(),
+  since: time().describe('hits, misses, bytes served and evictions are counted since this time (the retained week)'),
+  stored_bytes: z.number().int().describe('bytes of the unique objects the registry\'s upstreams\' live entries refer to'),
+  entries: z.number().int().describe('live cache entries of the registry\'s upstreams'),
+  hits: z.number().int(),
+  misses: z.number().int(),
+  bytes_from_cache: z.number().int().describe('bytes served from the cache: what the upstreams were spared'),
+  bytes_from_upstream: z.number().int().describe('bytes fetched from upstreams while serving them'),
+  evicted_entries: z.number().int().describe('entries removed by cleanup policies and storage quotas'),
+  evicted_bytes: z.number().int(),
+  upstreams: z.array(upstreamUsageSchema).describe('per upstream, by position'),
+}));
+
 export const auditEventSchema = named('AuditEvent', z.object({
   id: z.number().int(),
   actor_user_id: z.number().int().nullable(),
@@ -414,6 +452,8 @@ export type ViewChecks = [
   Expect<Same<Loose<Out<typeof registryUpstreamSchema>>, Loose<RegistryUpstreamView>>>,
   Expect<Same<Loose<Out<typeof cacheEntrySchema>>, Loose<CacheEntryView>>>,
   Expect<Same<Loose<Out<typeof cleanupPolicySchema>>, Loose<CleanupPolicyView>>>,
+  Expect<Same<Loose<Out<typeof cleanupRunSchema>>, Loose<CleanupRunView>>>,
+  Expect<Same<Loose<Out<typeof registryUsageSchema>>, Loose<RegistryUsage>>>,
   Expect<Same<Loose<Out<typeof auditEventSchema>>, Loose<AuditView>>>,
 ];
 

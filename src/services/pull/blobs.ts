@@ -36,11 +36,19 @@ export async function pullBlob(run: PullRun): Promise<Result<PullResponse>> {
   }
   const winner = await run.winner(candidates, path, 'head_blob', headBlob);
   if (!winner.ok) return run.count(winner);
-  const fill = await joinBlobFill(run, winner.value, path, digest);
+  let fill = await joinBlobFill(run, winner.value, path, digest);
   if (!fill.ok) return run.count(fill);
-  const range = run.resolveRange(fill.value.size);
+  let range = run.resolveRange(fill.value.size);
   if (range && 'unsatisfiable' in range) return range.unsatisfiable;
-  const body = await fill.value.attach(range ?? undefined);
+  let body = await fill.value.attach(range ?? undefined);
+  if (!body.ok && body.reason === 'object_not_present') {
+    // Evicted between the fill's look at the cache and the read: its entry is gone, so this fills anew.
+    fill = await joinBlobFill(run, winner.value, path, digest);
+    if (!fill.ok) return run.count(fill);
+    range = run.resolveRange(fill.value.size);
+    if (range && 'unsatisfiable' in range) return range.unsatisfiable;
+    body = await fill.value.attach(range ?? undefined);
+  }
   if (!body.ok) return run.count(body);
   const cache: CacheResult = fill.value.stored ? 'hit' : 'miss';
   deps.metrics.cacheRequests.inc({ kind: 'blob', result: cache });
@@ -69,8 +77,10 @@ function joinBlobFill(run: PullRun, upstream: PullUpstream, path: string, digest
       if (got.kind !== 'found') return run.failureResult(upstream, got);
       return ok({ body: got.value.body, size: got.value.size });
     },
+    admit: (size) => deps.quota?.admits(size, run.registry.group.id) ?? true,
     onCommit: async (info) => {
       const entry = await deps.entries.createOrUpdate(SYSTEM, { upstreamId: upstream.id, relativePath: path, digest, size: info.size, contentType: BLOB_CONTENT_TYPE, upstreamEtag: null, checkedAt: Date.now() });
+      deps.quota?.committed(info.size, run.registry.group.id);
       // The object is stored either way; without its entry the next pull fills again.
       if (entry.ok) deps.counter.record(entry.value.id);
       else deps.logger.error({ digest, reason: entry.message }, 'blob stored but its cache entry was not recorded');

@@ -20,6 +20,7 @@ import type { RegistryService } from '../registries.ts';
 import type { RegistryTraffic } from '../registry-traffic.ts';
 import { objectProblem } from '../storage-repairs.ts';
 import type { RepairReason, StorageRepairs } from '../storage-repairs.ts';
+import type { StorageQuota } from '../storage-quota.ts';
 import type { UpstreamHealth } from '../upstream-health.ts';
 import type { PullRegistry, PullUpstream, RepositoryName } from './access.ts';
 import type { NegativeCache } from './negative-cache.ts';
@@ -65,6 +66,8 @@ export interface PullDeps {
   traffic?: Pick<RegistryTraffic, 'record'>;
   /** Where finds of missing or damaged objects are recorded (optional in tests). */
   repairs?: Pick<StorageRepairs, 'record'>;
+  /** The storage quotas: whether a blob may be stored, and what fills add (optional in tests). */
+  quota?: Pick<StorageQuota, 'admits' | 'committed'>;
   metrics: Metrics;
   logger: Logger;
   fillGraceMs: number;

@@ -19,6 +19,9 @@ import type { ManifestFilled, PullResponse, PullRun } from './context.ts';
 import { duration, planPull } from './plan.ts';
 import type { PlanInput, Revalidation } from './plan.ts';
 
+/** Times a manifest fill stores its bytes when the destroyer deleted them before the entry was written. */
+const STORE_ATTEMPTS = 3;
+
 export async function pullManifest(run: PullRun): Promise<Result<PullResponse>> {
   const { deps, name, registry } = run;
   const reference = parseReference(run.request.reference)!;
@@ -206,23 +209,21 @@ function fillManifest(run: PullRun, upstream: PullUpstream, reference: string): 
     }
     if (SCHEMA1_TYPES.has(mediaType)) return schema1Refused();
     const digest = manifest.computedDigest;
-    const writer = await deps.store.createWriter(digest);
-    try {
-      await writer.write(manifest.bytes);
-    } catch (error) {
-      await writer.abort(error as Error);
-      return err('persistence_error', 'cannot write the manifest to storage', { cause: error });
-    }
-    const committed = await writer.commit(manifest.bytes.length);
-    if (!committed.ok) return committed;
     const values = { upstreamId: upstream.id, digest, size: manifest.bytes.length, contentType: mediaType, upstreamEtag: manifest.etag, checkedAt: run.shared.now() };
-    const byReference = await deps.entries.createOrUpdate(SYSTEM, { ...values, relativePath: manifestPath(image, reference) });
-    if (!byReference.ok) return byReference;
-    if (!reference.includes(':')) {
-      // The client's next request is the same manifest by digest: make it a hit.
-      const byDigest = await deps.entries.createOrUpdate(SYSTEM, { ...values, relativePath: manifestPath(image, digest) });
-      if (!byDigest.ok) return byDigest;
+    let byReference: Result<CacheEntry> = err('object_not_present', `the object ${digest} is not stored`);
+    // The destroyer may delete the object between its commit and the entry (an eviction of the digest's
+    // last entry racing this fill: object_not_present): the bytes are in memory, so store them again.
+    for (let attempt = 0; attempt < STORE_ATTEMPTS && !byReference.ok && byReference.reason === 'object_not_present'; attempt++) {
+      const stored = await storeManifest(run, digest, manifest.bytes);
+      if (!stored.ok) return stored;
+      byReference = await deps.entries.createOrUpdate(SYSTEM, { ...values, relativePath: manifestPath(image, reference) });
+      if (byReference.ok && !reference.includes(':')) {
+        // The client's next request is the same manifest by digest: make it a hit.
+        const byDigest = await deps.entries.createOrUpdate(SYSTEM, { ...values, relativePath: manifestPath(image, digest) });
+        if (!byDigest.ok) byReference = byDigest;
+      }
     }
+    if (!byReference.ok) return byReference;
     deps.metrics.fills.inc({ kind: 'manifest', outcome: 'committed' });
     return ok({ bytes: manifest.bytes, digest, mediaType, entryId: byReference.value.id });
   }));
@@ -255,6 +256,18 @@ async function underLease(run: PullRun, key: string, stored: () => Promise<Manif
       return ok(reused);
     }
   }
+}
+
+/** Writes and commits a manifest's bytes. */
+async function storeManifest(run: PullRun, digest: string, bytes: Buffer): Promise<Result<unknown>> {
+  const writer = await run.deps.store.createWriter(digest);
+  try {
+    await writer.write(bytes);
+  } catch (error) {
+    await writer.abort(error as Error);
+    return err('persistence_error', 'cannot write the manifest to storage', { cause: error });
+  }
+  return writer.commit(bytes.length);
 }
 
 /**

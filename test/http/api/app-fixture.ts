@@ -23,6 +23,7 @@ import { GroupService } from '../../../src/services/groups.ts';
 import { MembershipService } from '../../../src/services/memberships.ts';
 import { MirrorRouteService } from '../../../src/services/mirror-routes.ts';
 import { RegistryService } from '../../../src/services/registries.ts';
+import { StorageUsage } from '../../../src/services/storage-usage.ts';
 import { RegistryTraffic } from '../../../src/services/registry-traffic.ts';
 import { RegistryUpstreamQueryService } from '../../../src/services/registry-upstream-queries.ts';
 import { RegistryUpstreamService } from '../../../src/services/registry-upstreams.ts';
@@ -96,6 +97,7 @@ export async function createApiFixture(options: { allowPrivateUpstreams?: boolea
   apiRoutes(app, {
     sessionService: sessions,
     registryTraffic: new RegistryTraffic({ db, flushIntervalMs: 60_000 }),
+    storageUsage: new StorageUsage({ db }),
     service: 'manifold',
     cleanupPolicies,
     cacheEntryQueries: new CacheEntryQueryService({ db }),

@@ -132,6 +132,7 @@ function endpoints(): Endpoint[] {
     { method: 'DELETE', path: '/api/v1/session', need: 'any', success: 404, prepare: fixed('/api/v1/session') },
     { method: 'GET', path: '/api/v1/instance', need: 'any', success: 200, prepare: fixed('/api/v1/instance') },
     { method: 'GET', path: '/api/v1/registries/:id/statistics', need: 'read', success: 200, prepare: async () => ({ url: `/api/v1/registries/${persistent.registryId}/statistics` }) },
+    { method: 'GET', path: '/api/v1/registries/:id/usage', need: 'read', success: 200, prepare: async () => ({ url: `/api/v1/registries/${persistent.registryId}/usage` }) },
     { method: 'GET', path: '/api/v1/registries/:id/cache_entries', need: 'read', success: 200, prepare: async () => ({ url: `/api/v1/registries/${persistent.registryId}/cache_entries?order_by=size&sort=asc` }) },
     { method: 'GET', path: '/api/v1/user/personal_access_tokens', need: 'user', success: 200, prepare: fixed('/api/v1/user/personal_access_tokens') },
     { method: 'POST', path: '/api/v1/user/personal_access_tokens', need: 'user_write', success: 201, prepare: fixed('/api/v1/user/personal_access_tokens', { name: 'ci', scopes: ['read_api'] }) },
@@ -257,6 +258,7 @@ function endpoints(): Endpoint[] {
     { method: 'DELETE', path: '/api/v1/cache_entries/:id', need: 'write', success: 204, prepare: async () => ({ url: `/api/v1/cache_entries/${await insertCacheEntry(fixture.database.db, G(), up())}` }) },
 
     { method: 'GET', path: '/api/v1/groups/:id/cleanup_policy', need: 'read', success: 200, prepare: async () => ({ url: `/api/v1/groups/${G()}/cleanup_policy` }) },
+    { method: 'GET', path: '/api/v1/groups/:id/cleanup_policy/runs', need: 'read', success: 200, prepare: async () => ({ url: `/api/v1/groups/${G()}/cleanup_policy/runs` }) },
     { method: 'PUT', path: '/api/v1/groups/:id/cleanup_policy', need: 'owner', success: 200, prepare: async () => ({ url: `/api/v1/groups/${G()}/cleanup_policy`, body: { keep_n_days_after_download: 14 } }) },
     {
       method: 'DELETE', path: '/api/v1/groups/:id/cleanup_policy', need: 'owner', success: 204,

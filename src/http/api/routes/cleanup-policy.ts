@@ -1,8 +1,9 @@
-// The cleanup policy of a group: members read it; owners create, change or delete it.
+// The cleanup policy of a group: members read it and its runs; owners create, change or delete it.
 import type { ApiInstance, ResolvedApiDeps } from '../index.ts';
 import { actorOf, checkUnmodifiedSince, groupIdOf, sendResource, sendResult } from '../context.ts';
 import { errorResponses, noContent } from '../openapi.ts';
-import { cleanupPolicyBody, cleanupPolicySchema, groupParams } from '../schemas.ts';
+import { cleanupPolicyBody, cleanupPolicySchema, cleanupRunSchema, groupParams } from '../schemas.ts';
+import { z } from 'zod';
 
 const tags = ['cleanup policy'];
 
@@ -30,6 +31,17 @@ export function cleanupPolicyRoutes(app: ApiInstance, deps: ResolvedApiDeps): vo
     const put = await policies.put(actor, group.value, request.body);
     if (!put.ok) return sendResult(request, reply, put);
     return sendResource(request, reply, { ok: true, value: put.value.policy }, put.value.created ? 201 : 200);
+  });
+
+  app.get('/groups/:id/cleanup_policy/runs', {
+    schema: {
+      summary: 'The group\'s latest cleanup runs, newest first: runs of its cleanup policy and evictions under the storage quotas, with the entries and bytes each removed',
+      tags, params: groupParams, response: { 200: z.array(cleanupRunSchema), ...errorResponses(400, 404) },
+    },
+  }, async (request, reply) => {
+    const actor = actorOf(request);
+    const group = await groupIdOf(groups, actor, request.params.id);
+    return sendResult(request, reply, group.ok ? await policies.runs(actor, group.value) : group);
   });
 
   app.delete('/groups/:id/cleanup_policy', {

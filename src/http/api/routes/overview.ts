@@ -1,9 +1,10 @@
 // What the console shows at a glance (issue 20): the instance's public address (for the "connect your
-// nodes" snippets) and a registry's hits, misses and bytes per hour.
+// nodes" snippets), a registry's hits, misses and bytes per hour, and its usage (what its cache holds
+// and saves, per upstream).
 import type { ApiInstance, ResolvedApiDeps } from '../index.ts';
 import { actorOf, sendResult } from '../context.ts';
 import { errorResponses } from '../openapi.ts';
-import { idParams, instanceSchema, registryStatisticsSchema, statisticsQuery } from '../schemas.ts';
+import { idParams, instanceSchema, registryStatisticsSchema, registryUsageSchema, statisticsQuery } from '../schemas.ts';
 
 export function overviewRoutes(app: ApiInstance, deps: ResolvedApiDeps): void {
   app.get('/instance', {
@@ -19,4 +20,11 @@ export function overviewRoutes(app: ApiInstance, deps: ResolvedApiDeps): void {
       tags: ['registries'], params: idParams, querystring: statisticsQuery, response: { 200: registryStatisticsSchema, ...errorResponses(400, 404) },
     },
   }, async (request, reply) => sendResult(request, reply, await deps.registryTraffic.statistics(actorOf(request), request.params.id, request.query.hours)));
+
+  app.get('/registries/:id/usage', {
+    schema: {
+      summary: 'What a registry\'s cache holds and saves: bytes stored and entries, hits, misses, bytes served from the cache and fetched from upstreams, evictions; in all and per upstream',
+      tags: ['registries'], params: idParams, response: { 200: registryUsageSchema, ...errorResponses(400, 404) },
+    },
+  }, async (request, reply) => sendResult(request, reply, await deps.storageUsage.registry(actorOf(request), request.params.id)));
 }
