@@ -114,3 +114,9 @@ export interface Statistics {
   hours: TrafficHour[]; hits: number; misses: number; hit_ratio: number | null;
   bytes_from_cache: number; bytes_from_upstream: number; cached_entries: number; cached_bytes: number;
 }
+
+/** GET /registries/{id}/usage: what the cache holds (objects counted once) and what cleanups and quotas evicted. */
+export interface RegistryUsage {
+  registry_id: number; since: number; stored_bytes: number; entries: number; evicted_entries: number; evicted_bytes: number;
+  upstreams: { upstream_id: number; name: string; stored_bytes: number; entries: number; evicted_entries: number; evicted_bytes: number }[];
+}

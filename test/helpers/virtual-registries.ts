@@ -57,11 +57,11 @@ export async function groupWithMembers(db: Db) {
   return { group, actors };
 }
 
-export async function insertCacheEntry(db: Db, groupId: number, upstreamId: number, status: CacheEntryStatus = 0): Promise<number> {
+export async function insertCacheEntry(db: Db, groupId: number, upstreamId: number, status: CacheEntryStatus = 0, size = 3): Promise<number> {
   const now = Date.now();
   const digest = `sha256:${randomBytes(32).toString('hex')}`;
   const row = await db.insertInto('cache_entries').values({
-    group_id: groupId, upstream_id: upstreamId, relative_path: `/library/alpine/blobs/${digest}`, digest, size: 3,
+    group_id: groupId, upstream_id: upstreamId, relative_path: `/library/alpine/blobs/${digest}`, digest, size,
     content_type: 'application/octet-stream', upstream_etag: null, upstream_checked_at: now, downloaded_at: null,
     status, created_at: now, updated_at: now,
   }).returning('id').executeTakeFirstOrThrow();

@@ -3,7 +3,7 @@
 // write-only), its cache entries (search, sort, purge) and the snippets that connect nodes to it.
 import { useLayoutEffect, useRef, useState } from 'preact/hooks';
 import { ApiError, call, del, get, patch, post } from '../api.ts';
-import type { CacheEntry, ConnectionTest, Group, Instance, Link, RegistryDetail, Statistics, Upstream } from '../api.ts';
+import type { CacheEntry, ConnectionTest, Group, Instance, Link, RegistryDetail, RegistryUsage, Statistics, Upstream } from '../api.ts';
 import { canMaintain, useSession } from '../session.ts';
 import { ConfirmButton, DataTable, Field, Form, FormMessage, Loading, Section, SelectField, Snippet, bytes, href, percent, useForm, useLoad, when } from '../ui.tsx';
 import { Chart } from './chart.tsx';
@@ -30,20 +30,29 @@ export function RegistryPage({ id }: { id: number }) {
   );
 }
 
-/** `refresh` reloads these figures and the cache entries below (`version` counts the refreshes). */
+const entries = (count: number) => `${count} ${count === 1 ? 'entry' : 'entries'}`;
+
+/**
+ * Traffic of the last 24 h (statistics), and what the cache holds now and evicted in the retained week
+ * (usage). `refresh` reloads both and the cache entries below (`version` counts the refreshes).
+ */
 function AtAGlance({ registryId, version, refresh }: { registryId: number; version: number; refresh: () => void }) {
   const stats = useLoad(() => get<Statistics>(`/registries/${registryId}/statistics?hours=24`), [registryId, version]);
+  const usage = useLoad(() => get<RegistryUsage>(`/registries/${registryId}/usage`), [registryId, version]);
   const s = stats.data;
+  const u = usage.data;
   const served = s ? s.bytes_from_cache + s.bytes_from_upstream : 0;
+  const days = u ? Math.round((Date.now() - u.since) / 86_400_000) : 0;
   return (
-    <Section title="At a glance (last 24 h)" actions={<button type="button" onClick={refresh}>Refresh</button>}>
-      {!s ? <Loading error={stats.error} /> : (
+    <Section title="At a glance" actions={<button type="button" onClick={refresh}>Refresh</button>}>
+      {!s || !u ? <Loading error={stats.error ?? usage.error} /> : (
         <>
           <dl class="tiles">
-            <div><dt>Hit ratio</dt><dd data-testid="hit-ratio">{percent(s.hit_ratio)}</dd><dd class="hint">{s.hits} hits, {s.misses} misses</dd></div>
-            <div><dt>Served from cache</dt><dd>{bytes(s.bytes_from_cache)}</dd><dd class="hint">{served > 0 ? `${Math.round((s.bytes_from_cache / served) * 100)} % of the bytes served` : 'nothing served yet'}</dd></div>
-            <div><dt>Fetched from upstreams</dt><dd>{bytes(s.bytes_from_upstream)}</dd></div>
-            <div><dt>In the cache</dt><dd data-testid="cached-entries">{s.cached_entries} {s.cached_entries === 1 ? 'entry' : 'entries'}</dd><dd class="hint">{bytes(s.cached_bytes)}</dd></div>
+            <div><dt>Hit ratio (24 h)</dt><dd data-testid="hit-ratio">{percent(s.hit_ratio)}</dd><dd class="hint">{s.hits} hits, {s.misses} misses</dd></div>
+            <div><dt>Served from cache (24 h)</dt><dd>{bytes(s.bytes_from_cache)}</dd><dd class="hint">{served > 0 ? `${Math.round((s.bytes_from_cache / served) * 100)} % of the bytes served` : 'nothing served yet'}</dd></div>
+            <div><dt>Fetched from upstreams (24 h)</dt><dd>{bytes(s.bytes_from_upstream)}</dd></div>
+            <div><dt>Stored</dt><dd data-testid="stored-bytes">{bytes(u.stored_bytes)}</dd><dd class="hint" data-testid="cached-entries">{entries(u.entries)}</dd></div>
+            <div><dt>Evicted (last {days} days)</dt><dd data-testid="evicted-bytes">{bytes(u.evicted_bytes)}</dd><dd class="hint" data-testid="evicted-entries">{entries(u.evicted_entries)}, by cleanup policies and quotas</dd></div>
           </dl>
           {served > 0 && (
             <div class="ratio" role="img" aria-label={`${bytes(s.bytes_from_cache)} from the cache against ${bytes(s.bytes_from_upstream)} from upstreams`}>
@@ -52,6 +61,17 @@ function AtAGlance({ registryId, version, refresh }: { registryId: number; versi
             </div>
           )}
           <Chart hours={s.hours} />
+          {u.upstreams.length > 1 && (
+            <DataTable class="usage">
+              <caption class="visually-hidden">Storage per upstream</caption>
+              <thead><tr><th scope="col">Upstream</th><th scope="col">Stored</th><th scope="col">Entries</th><th scope="col">Evicted (last {days} days)</th></tr></thead>
+              <tbody>
+                {u.upstreams.map((upstream) => (
+                  <tr key={upstream.upstream_id}><td>{upstream.name}</td><td>{bytes(upstream.stored_bytes)}</td><td>{upstream.entries}</td><td>{bytes(upstream.evicted_bytes)} ({entries(upstream.evicted_entries)})</td></tr>
+                ))}
+              </tbody>
+            </DataTable>
+          )}
         </>
       )}
     </Section>
