@@ -25,9 +25,17 @@ export const ADMIN_USAGE = `admin commands (they work on the local database, wit
   token create --user <username> --name <name> --scopes <scope,...> [--expires-days <n>]
       a personal access token; scopes: ${SCOPES.join(', ')}; prints the token once
   group create <path> [--name <name>] [--owner <username>]
+  group quota <path> <size>|none
+      the group's storage quota (e.g. 50GiB, 500MB); above its high watermark its least recently pulled
+      entries are evicted; none removes it
+  cleanup runs <group>
+      the group's latest cleanup policy runs and quota evictions: when, why, entries and bytes removed
   registry create <group>/<name> [--upstream <url>]... [--username <user> --password-stdin] [--cache-validity-hours <n>]
       creates the registry and its upstreams in this order (an upstream of the group with the same URL is reused)
   registry list <group>
+  registry usage <group>/<name>
+      what the registry's cache holds and saves: bytes stored, entries, hits, misses, bytes served from
+      the cache and fetched from upstreams, evictions; per upstream
   registry update <group>/<name> [--anonymous-pull true|false] [--anonymous-network <cidr>]... [--hostname <name>]...
       --anonymous-network and --hostname replace the lists; --no-anonymous-networks, --no-hostnames empty them
   mirror route <host> <group>/<registry> [--default]
@@ -101,6 +109,27 @@ async function readSecret(io: AdminIo, what: string): Promise<string> {
   const secret = (await io.readStdin()).replace(/\r?\n$/, '');
   if (secret === '') throw new UsageError(`--password-stdin: no ${what} on standard input`);
   return secret;
+}
+
+const SIZE_UNITS: Record<string, number> = { b: 1, kb: 1e3, mb: 1e6, gb: 1e9, tb: 1e12, kib: 2 ** 10, mib: 2 ** 20, gib: 2 ** 30, tib: 2 ** 40 };
+
+/** `50GiB`, `500MB`, `1048576` → bytes. */
+function parseSize(raw: string): number {
+  const match = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(raw.trim());
+  const unit = match ? SIZE_UNITS[(match[2] || 'b').toLowerCase()] : undefined;
+  if (!match || unit === undefined) throw new UsageError(`expected a size such as 50GiB, 500MB or a number of bytes, got ${raw}`);
+  return Math.round(Number(match[1]) * unit);
+}
+
+function formatBytes(bytes: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return `${unit === 0 ? value : value.toFixed(1)} ${units[unit]}`;
 }
 
 async function groupByPath(context: Context, path: string): Promise<GroupView> {
@@ -225,8 +254,38 @@ const commands: Record<string, Record<string, Command>> = {
       }
       return { json: { ...group, owner: values.owner ?? null }, text: `created group ${group.path} (id ${group.id})${values.owner ? `, owner ${values.owner}` : ''}` };
     },
+    async quota(context, args) {
+      const { positionals } = parse(args, {});
+      const group = await groupByPath(context, positional(positionals, 0, '<path>'));
+      const raw = positional(positionals, 1, '<size>|none');
+      const quota = raw === 'none' ? null : parseSize(raw);
+      const updated = value(await context.services.groups.update(SYSTEM, group.id, { storage_quota_bytes: quota }));
+      return { json: updated, text: `group ${updated.path}: storage quota ${updated.storage_quota_bytes === null ? 'none' : formatBytes(updated.storage_quota_bytes)}` };
+    },
+  },
+  cleanup: {
+    async runs(context, args) {
+      const { positionals } = parse(args, {});
+      const group = await groupByPath(context, positional(positionals, 0, '<group>'));
+      const runs = value(await context.services.cleanupPolicies.runs(SYSTEM, group.id));
+      const text = runs.length === 0
+        ? `group ${group.path}: no cleanup runs yet`
+        : runs.map((run) => `${new Date(run.finished_at).toISOString()}  ${run.reason.padEnd(14)}  ${String(run.deleted_entries).padStart(7)} entries  ${formatBytes(run.deleted_bytes).padStart(10)}${run.failure_message ? `  failed: ${run.failure_message}` : ''}`).join('\n');
+      return { json: runs, text };
+    },
   },
   registry: {
+    async usage(context, args) {
+      const { positionals } = parse(args, {});
+      const registry = await registryByPath(context, positional(positionals, 0, '<group>/<name>'));
+      const usage = value(await context.services.storageUsage.registry(SYSTEM, registry.id));
+      const lines = [
+        `stored: ${formatBytes(usage.stored_bytes)} in ${usage.entries} entries`,
+        `since ${new Date(usage.since).toISOString()}: ${usage.hits} hits, ${usage.misses} misses; ${formatBytes(usage.bytes_from_cache)} served from the cache, ${formatBytes(usage.bytes_from_upstream)} fetched; ${usage.evicted_entries} entries (${formatBytes(usage.evicted_bytes)}) evicted`,
+        ...usage.upstreams.map((u) => `  upstream ${u.name} (id ${u.upstream_id}): ${formatBytes(u.stored_bytes)} in ${u.entries} entries; ${u.evicted_entries} entries (${formatBytes(u.evicted_bytes)}) evicted`),
+      ];
+      return { json: usage, text: lines.join('\n') };
+    },
     async create(context, args, io) {
       const { values, positionals } = parse(args, {
         upstream: { type: 'string', multiple: true }, username: { type: 'string' }, 'password-stdin': { type: 'boolean' },

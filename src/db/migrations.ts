@@ -317,6 +317,8 @@ function storageRepairs(dialect: Dialect): Migration {
  * Storage lifecycle (issue 18): a group's optional storage quota; the record of every cleanup or
  * eviction run per group; the entries and bytes evicted per upstream and hour (usage); and the index
  * eviction walks, least recently pulled first (downloaded_at, else created_at) among live entries.
+ * (Not partial indexes: SQLite's planner, without statistics, prefers cache_entries_status_idx over a
+ * partial index and sorts every live entry for each batch.)
  */
 function storageLifecycle(dialect: Dialect): Migration {
   const t = types(dialect);
@@ -345,11 +347,11 @@ function storageLifecycle(dialect: Dialect): Migration {
         .addPrimaryKeyConstraint('upstream_evictions_pkey', ['upstream_id', 'hour'])
         .execute();
 
-      // Live entries least recently pulled first; the literal predicate lets SQLite use the partial index.
+      // Entries by status, least recently pulled first: eviction walks the live ones (status 0) in this order.
       await db.schema.createIndex('cache_entries_lru_idx').on('cache_entries')
-        .expression(sql`coalesce(downloaded_at, created_at), id`).where(sql.ref('status'), '=', sql.lit(0)).execute();
+        .expression(sql`status, coalesce(downloaded_at, created_at), id`).execute();
       await db.schema.createIndex('cache_entries_group_lru_idx').on('cache_entries')
-        .expression(sql`group_id, coalesce(downloaded_at, created_at), id`).where(sql.ref('status'), '=', sql.lit(0)).execute();
+        .expression(sql`group_id, status, coalesce(downloaded_at, created_at), id`).execute();
     },
   };
 }

@@ -53,6 +53,12 @@ interface Claimed {
   digest: string;
 }
 
+/** Runs `work` holding the in-process exclusive lock of every key (taken in the order given). */
+function withExclusiveLocks<T>(keys: readonly string[], work: () => Promise<T>, from = 0): Promise<T> {
+  if (from === keys.length) return work();
+  return objectReferenceLock.exclusive(keys[from], () => withExclusiveLocks(keys, work, from + 1));
+}
+
 /** SQLite has no SKIP LOCKED: batches of every worker in this process take turns. */
 const sqliteBatches = new KeyedLock();
 
@@ -178,22 +184,15 @@ export class CacheDestroyer {
   async #sqliteBatch(retryBefore: number): Promise<Result<Batch>> {
     const rows: Claimed[] = await this.#claimable(retryBefore).execute();
     if (rows.length === 0) return ok({ claimed: 0, deferred: 0, entries: 0, objects: 0, errors: 0 });
-    let deleted = 0;
-    const failed = new Set<string>();
-    const busy = new Set<string>();
-    for (const digest of new Set(rows.map((row) => row.digest))) {
-      await objectReferenceLock.exclusive(digest, async () => {
-        if ((await this.#liveDigests(this.#db, [digest])).size > 0) return;
-        if (this.#inUse(digest)) {
-          busy.add(digest);
-          return;
-        }
-        const result = await this.#deleteObjects([digest]);
-        deleted += result.deleted;
-        for (const failure of result.failed) failed.add(failure);
-      });
-    }
-    return ok({ claimed: rows.length, objects: deleted, ...(await this.#finish(this.#db, rows, failed, busy)) });
+    // Every digest of the batch locked at once (in order: creators hold one at a time), then one query.
+    const digests = [...new Set(rows.map((row) => row.digest))].sort();
+    return withExclusiveLocks(digests, async () => {
+      const live = await this.#liveDigests(this.#db, digests);
+      const orphans = digests.filter((digest) => !live.has(digest));
+      const busy = new Set(orphans.filter((digest) => this.#inUse(digest)));
+      const { deleted, failed } = await this.#deleteObjects(orphans.filter((digest) => !busy.has(digest)));
+      return ok({ claimed: rows.length, objects: deleted, ...(await this.#finish(this.#db, rows, failed, busy)) });
+    });
   }
 
   async #liveDigests(db: Db, digests: string[]): Promise<Set<string>> {

@@ -126,8 +126,7 @@ export class Evictor {
     const usedAt = sql<number>`coalesce(downloaded_at, created_at)`;
     let query = this.#db.selectFrom('cache_entries')
       .select(['id', 'digest', 'size', usedAt.as('used_at')])
-      // Written literally so that SQLite matches the partial LRU index.
-      .where(sql<boolean>`status = 0`)
+      .where('status', '=', LIVE)
       .where('upstream_id', 'is not', null)
       .where('created_at', '<', createdBefore)
       .orderBy(usedAt).orderBy('id')

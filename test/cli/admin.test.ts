@@ -140,6 +140,35 @@ test('cache purge marks the entries of a registry or of one upstream', async () 
   assert.deepEqual(JSON.parse(upstream.stdout), { upstream_id: links[1].upstream_id, marked_entries: 1 });
 });
 
+test('storage: a group quota set and removed, a registry\'s usage, the group\'s cleanup runs', async () => {
+  const quota = manifold(['group', 'quota', 'acme', '2GiB', '--json']);
+  assert.equal(quota.code, 0, quota.stderr);
+  assert.equal(JSON.parse(quota.stdout).storage_quota_bytes, 2 * 1024 ** 3);
+  const group = await database.db.selectFrom('groups').selectAll().where('path', '=', 'acme').executeTakeFirstOrThrow();
+  assert.equal(Number(group.storage_quota_bytes), 2 * 1024 ** 3);
+  assert.match(manifold(['group', 'quota', 'acme', 'none']).stdout, /group acme: storage quota none/);
+  const refused = manifold(['group', 'quota', 'acme', 'lots']);
+  assert.equal(refused.code, 2);
+  assert.match(refused.stderr, /expected a size such as 50GiB/);
+
+  const registry = await database.db.selectFrom('registries').selectAll().where('name', '=', 'hub').executeTakeFirstOrThrow();
+  const links = await database.db.selectFrom('registry_upstreams').selectAll().where('registry_id', '=', registry.id).orderBy('position').execute();
+  await insertCacheEntry(database.db, registry.group_id, links[0].upstream_id);
+  await insertCacheEntry(database.db, registry.group_id, links[0].upstream_id);
+  const usage = manifold(['registry', 'usage', 'acme/hub', '--json']);
+  assert.equal(usage.code, 0, usage.stderr);
+  const report = JSON.parse(usage.stdout);
+  assert.equal(report.entries, 2);
+  assert.equal(report.stored_bytes, 6, 'two objects of 3 bytes');
+  assert.equal(report.upstreams[0].entries, 2);
+  assert.match(manifold(['registry', 'usage', 'acme/hub']).stdout, /^stored: 6 B in 2 entries\n/);
+
+  assert.match(manifold(['cleanup', 'runs', 'acme']).stdout, /group acme: no cleanup runs yet/);
+  const now = Date.now();
+  await database.db.insertInto('cleanup_runs').values({ group_id: registry.group_id, reason: 'cleanup_policy', started_at: now, finished_at: now, deleted_entries: 3, deleted_bytes: 2048, failure_message: null }).execute();
+  assert.match(manifold(['cleanup', 'runs', 'acme']).stdout, /cleanup_policy\s+3 entries\s+2\.0 KiB/);
+});
+
 test('failures say what is wrong, exit non-zero and write nothing', async () => {
   const before = { registries: await count('registries'), upstreams: await count('upstreams'), groups: await count('groups'), users: await count('users') };
   const badUrl = manifold(['registry', 'create', 'acme/third', '--upstream', 'https://mirror.example.com', '--upstream', 'ftp://old.example.com']);
