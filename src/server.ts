@@ -25,6 +25,8 @@ import { ensureAdminUser, ADMIN_USERNAME } from './services/bootstrap.ts';
 import { AuditService } from './services/audit.ts';
 import { StorageRepairs } from './services/storage-repairs.ts';
 import { StorageCheck } from './services/storage-check.ts';
+import { PrefetchJobService } from './services/prefetch-jobs.ts';
+import { PrefetchRunner } from './services/prefetch-runner.ts';
 import { CacheDestroyer } from './services/cache-destroyer.ts';
 import { CacheEntryService } from './services/cache-entries.ts';
 import { CacheEntryQueryService } from './services/cache-entry-queries.ts';
@@ -94,6 +96,7 @@ export async function createServices(config: Config, database: DatabaseHandle, l
     peers: new PeerFills({ secret, store, metrics }),
   } : undefined;
   const repairs = new StorageRepairs({ db, metrics, logger });
+  const prefetchJobs = new PrefetchJobService({ db });
   configurePasswordHashing({ threads: config.auth.passwordHashThreads, queue: config.auth.passwordHashQueue });
   const throttle = new LoginThrottle({
     settings: config.auth.throttle,
@@ -128,6 +131,8 @@ export async function createServices(config: Config, database: DatabaseHandle, l
     revalidateTimeoutMs: config.upstream.revalidateTimeoutMs,
     cluster,
   });
+  const prefetchRunner = new PrefetchRunner({ db, pull, registries, logger });
+  prefetchJobs.onQueued = () => prefetchRunner.poke();
   return {
     store,
     cipher,
@@ -159,6 +164,8 @@ export async function createServices(config: Config, database: DatabaseHandle, l
     storageUsage: new StorageUsage({ db }),
     client,
     pull,
+    prefetchJobs,
+    prefetchRunner,
     cluster,
     referrers: new ReferrersService({ registries, client, logger, ttlMs: config.cache.referrersTtlSeconds * 1000 }),
     tags: new TagService({ registries, client, logger, ttlMs: config.cache.tagsTtlSeconds * 1000 }),
@@ -215,6 +222,7 @@ export function createHttp(config: Config, database: DatabaseHandle, services: S
     allowPrivateUpstreams: config.upstream.allowPrivate,
     sessionService: services.sessions,
     registryTraffic: services.traffic,
+    prefetchJobs: services.prefetchJobs,
     storageUsage: services.storageUsage,
     publicUrl: config.server.publicUrl,
     service: config.auth.service,
@@ -298,6 +306,7 @@ export async function createManifold(config: Config, logger: Logger = createLogg
   services.traffic.start();
   services.destroyer.start();
   services.cluster?.leases.start();
+  services.prefetchRunner.start();
   services.quota.start();
   services.cleanup.start();
 
@@ -315,6 +324,7 @@ export async function createManifold(config: Config, logger: Logger = createLogg
     async close() {
       // Stop accepting; responses in flight finish. Fills go on until they settle (bounded by the caller).
       await app.close();
+      await services.prefetchRunner.stop();
       await services.pull.settle();
       // After the fills: the other replicas streamed from them until they ended.
       await peer?.close();

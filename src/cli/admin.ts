@@ -18,6 +18,7 @@ import { createMetrics } from '../metrics.ts';
 import { openServices } from '../server.ts';
 import type { ServiceRuntime } from '../server.ts';
 import { describeStorageCheck } from './storage.ts';
+import { describeJob, followJob } from './prefetch.ts';
 
 export const ADMIN_USAGE = `admin commands (they work on the local database, with the server's configuration; add --json for JSON):
   user create <username> [--admin] [--email <email>] [--password-stdin]
@@ -53,7 +54,10 @@ export const ADMIN_USAGE = `admin commands (they work on the local database, wit
   storage check [--repair] [--grace-minutes <n>]
       walks cache entries against stored objects: entries whose object is missing or of another size,
       objects no entry refers to (older than the grace period, default 60), and what pulls repaired;
-      --repair marks those entries for refetch and deletes those objects; exit code 3: problems found, not repaired`;
+      --repair marks those entries for refetch and deletes those objects; exit code 3: problems found, not repaired
+  prefetch <group>/<registry> <image>[:<tag>|@<digest>]... [--platform <os>/<arch>[/<variant>]]... [--detach]
+      fills the cache with the images (only the platforms given; default all) through a running server,
+      showing its progress; Ctrl-C cancels the job; --detach queues it and prints the job`;
 
 /** What a command writes; tests give their own. */
 export interface AdminIo {
@@ -454,12 +458,25 @@ commands.storage = {
   },
 };
 
-export const ADMIN_COMMANDS = Object.keys(commands);
+/** Nouns that take no verb: `manifold prefetch <group>/<registry> <image>…`. */
+const verbless: Record<string, Command> = {
+  async prefetch(context, args, io) {
+    const { values, positionals } = parse(args, { platform: { type: 'string', multiple: true }, detach: { type: 'boolean' } });
+    const registry = await registryByPath(context, positional(positionals, 0, '<group>/<registry>'));
+    const images = positionals.slice(1);
+    if (images.length === 0) throw new UsageError('missing <image>[:<tag>|@<digest>]');
+    let job = value(await context.services.prefetchJobs.create(SYSTEM, registry.id, { images, platforms: values.platform ?? [] }));
+    if (!values.detach) job = await followJob(context.services.prefetchJobs, job, { stderr: io.stderr, isTty: process.stderr.isTTY === true });
+    return { json: job, text: describeJob(job), exitCode: values.detach || job.status === 'succeeded' ? 0 : 1 };
+  },
+};
+
+export const ADMIN_COMMANDS = [...Object.keys(commands), ...Object.keys(verbless)];
 
 /** Runs `manifold <noun> <verb> …`; returns the exit code (0 done, 1 failed, 2 usage). */
 export async function runAdmin(noun: string, args: string[], io: AdminIo): Promise<number> {
-  const [verb, ...rest] = args;
-  const command = verb ? commands[noun]?.[verb] : undefined;
+  const [verb, ...rest] = verbless[noun] ? ['', ...args] : args;
+  const command = verbless[noun] ?? (verb ? commands[noun]?.[verb] : undefined);
   const json = rest.includes('--json');
   if (!command) {
     io.stderr(`manifold: unknown command: ${[noun, verb].filter(Boolean).join(' ')}\n\n${ADMIN_USAGE}\n`);
@@ -473,13 +490,13 @@ export async function runAdmin(noun: string, args: string[], io: AdminIo): Promi
     return output.exitCode ?? 0;
   } catch (error) {
     if (error instanceof UsageError) {
-      io.stderr(`manifold ${noun} ${verb}: ${error.message}\n\n${ADMIN_USAGE}\n`);
+      io.stderr(`manifold ${[noun, verb].filter(Boolean).join(' ')}: ${error.message}\n\n${ADMIN_USAGE}\n`);
       return 2;
     }
     if (error instanceof CommandFailed) {
       if (json) io.stdout(`${JSON.stringify({ error: error.message, errors: error.fields }, null, 2)}\n`);
       // The message already names the fields and what is wrong with them.
-      io.stderr(`manifold ${noun} ${verb}: ${error.message}\n`);
+      io.stderr(`manifold ${[noun, verb].filter(Boolean).join(' ')}: ${error.message}\n`);
       return 1;
     }
     throw error;

@@ -314,6 +314,42 @@ function storageRepairs(dialect: Dialect): Migration {
 }
 
 /**
+ * Prefetch jobs (issue 18): the job's state lives here, not in the memory of the replica running it, so
+ * that any replica answers for it, a cancel reaches the owner, and a job whose owner died is taken over.
+ */
+function prefetchJobs(dialect: Dialect): Migration {
+  const t = types(dialect);
+  return {
+    async up(db: AnyDb) {
+      await db.schema.createTable('prefetch_jobs')
+        .addColumn('id', t.id, t.idColumn)
+        .addColumn('registry_id', t.id, (c) => c.notNull().references('registries.id').onDelete('cascade'))
+        .addColumn('group_id', t.id, (c) => c.notNull().references('groups.id').onDelete('cascade'))
+        .addColumn('requested_by', 'varchar(255)', (c) => c.notNull())
+        .addColumn('images', 'text', (c) => c.notNull())
+        .addColumn('platforms', 'text', (c) => c.notNull())
+        .addColumn('status', 'varchar(16)', (c) => c.notNull().check(sql`status in ('queued', 'running', 'succeeded', 'failed', 'canceled')`))
+        .addColumn('owner', 'varchar(64)')
+        .addColumn('heartbeat_at', t.bigint)
+        .addColumn('total_objects', t.bigint, (c) => c.notNull().defaultTo(0))
+        .addColumn('done_objects', t.bigint, (c) => c.notNull().defaultTo(0))
+        .addColumn('failed_objects', t.bigint, (c) => c.notNull().defaultTo(0))
+        .addColumn('total_bytes', t.bigint, (c) => c.notNull().defaultTo(0))
+        .addColumn('done_bytes', t.bigint, (c) => c.notNull().defaultTo(0))
+        .addColumn('error', 'text')
+        .addColumn('attempts', t.bigint, (c) => c.notNull().defaultTo(0))
+        .addColumn('created_at', t.bigint, (c) => c.notNull())
+        .addColumn('started_at', t.bigint)
+        .addColumn('finished_at', t.bigint)
+        .addColumn('updated_at', t.bigint, (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('prefetch_jobs_status_idx').on('prefetch_jobs').columns(['status', 'id']).execute();
+      await db.schema.createIndex('prefetch_jobs_registry_idx').on('prefetch_jobs').columns(['registry_id', 'id']).execute();
+    },
+  };
+}
+
+/**
  * Storage lifecycle (issue 18): a group's optional storage quota; the record of every cleanup or
  * eviction run per group; the entries and bytes evicted per upstream and hour (usage); and the index
  * eviction walks, least recently pulled first (downloaded_at, else created_at) among live entries.
@@ -366,6 +402,7 @@ export function migrationProvider(dialect: Dialect): MigrationProvider {
         '0002f_console_sessions_traffic': consoleSessionsAndTraffic(dialect),
         '0003h_fill_leases': fillLeases(dialect),
         '0003r_storage_repairs': storageRepairs(dialect),
+        '0003s_prefetch_jobs': prefetchJobs(dialect),
         '0003u_storage_lifecycle': storageLifecycle(dialect),
       };
     },

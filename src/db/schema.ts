@@ -233,6 +233,40 @@ export interface StorageRepairsTable {
   created_at: CreatedAt;
 }
 
+export type PrefetchStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'canceled';
+
+/** A prefetch job (issue 18): fill a registry's cache with images before they are pulled. */
+export interface PrefetchJobsTable {
+  id: Id;
+  registry_id: number;
+  group_id: number;
+  /** Who asked (the audit actor's name). */
+  requested_by: string;
+  /** JSON array of image references (`library/alpine:3.20`, `app@sha256:…`). */
+  images: string;
+  /** JSON array of platforms (`linux/amd64`, `linux/arm/v7`); empty = every platform. */
+  platforms: string;
+  status: PrefetchStatus;
+  /** The replica running it (a random id per process); null unless running. */
+  owner: ColumnType<string | null, string | null | undefined, string | null>;
+  /** Written with every progress update by the owner; a running job without one for long has lost its owner. */
+  heartbeat_at: ColumnType<number | null, number | null | undefined, number | null>;
+  /** Progress: what is known so far (totals grow while manifests are read). */
+  total_objects: Generated<number>;
+  done_objects: Generated<number>;
+  failed_objects: Generated<number>;
+  total_bytes: Generated<number>;
+  done_bytes: Generated<number>;
+  /** The first failures, for people. */
+  error: ColumnType<string | null, string | null | undefined, string | null>;
+  /** How many times a replica started it (a job whose owner died is queued again). */
+  attempts: Generated<number>;
+  created_at: CreatedAt;
+  started_at: ColumnType<number | null, number | null | undefined, number | null>;
+  finished_at: ColumnType<number | null, number | null | undefined, number | null>;
+  updated_at: number;
+}
+
 export type CleanupRunReason = 'cleanup_policy' | 'group_quota' | 'instance_quota';
 
 /** One run of a cleanup policy, or one eviction under a quota, as it concerned one group. */
@@ -274,6 +308,7 @@ export interface Database {
   registry_traffic: RegistryTrafficTable;
   fill_leases: FillLeasesTable;
   storage_repairs: StorageRepairsTable;
+  prefetch_jobs: PrefetchJobsTable;
   cleanup_runs: CleanupRunsTable;
   upstream_evictions: UpstreamEvictionsTable;
 }
@@ -288,6 +323,7 @@ export type RegistryUpstream = Selectable<RegistryUpstreamsTable>;
 export type MirrorRoute = Selectable<MirrorRoutesTable>;
 export type CacheEntry = Selectable<CacheEntriesTable>;
 export type StorageRepair = Selectable<StorageRepairsTable>;
+export type PrefetchJob = Selectable<PrefetchJobsTable>;
 export type NewCacheEntry = Insertable<CacheEntriesTable>;
 export type CacheEntryUpdate = Updateable<CacheEntriesTable>;
 export type CleanupPolicy = Selectable<CleanupPoliciesTable>;

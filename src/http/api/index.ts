@@ -1,5 +1,7 @@
 // The management API (/api/v1, DESIGN §6): JSON resources over the services, an OpenAPI 3.1 document
 // generated from the zod schemas that validate the requests, and a browsable reference page.
+import { prefetchRoutes } from './routes/prefetch.ts';
+import type { PrefetchJobService } from '../../services/prefetch-jobs.ts';
 import fastifyCookie from '@fastify/cookie';
 import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
@@ -64,6 +66,8 @@ export interface ApiDeps {
   allowPrivateUpstreams: boolean;
   /** Console sign-ins. */
   sessionService: SessionService;
+  /** Prefetch jobs: create, show, list, cancel. */
+  prefetchJobs: PrefetchJobService;
   /** Hourly hits, misses and bytes per registry. */
   registryTraffic: Pick<RegistryTraffic, 'statistics'>;
   /** Configuration `server.publicUrl` (else each request's origin) and `auth.service`. */
@@ -140,6 +144,7 @@ export function apiRoutes(app: FastifyInstance, deps: ApiDeps): void {
       mirrorRouteRoutes(routes, deps);
       cacheRoutes(routes, deps);
       cleanupPolicyRoutes(routes, deps);
+      prefetchRoutes(routes, deps);
       auditRoutes(routes, deps);
       sessionRoutes(routes, deps);
       overviewRoutes(routes, deps);

@@ -21,6 +21,8 @@ import type { UpstreamView } from '../../services/upstreams.ts';
 import { MAX_CACHE_VALIDITY_HOURS } from '../../services/upstreams.ts';
 import { freshnessInputSchema, freshnessPolicySchema } from '../../services/freshness.ts';
 import type { UserView } from '../../services/users.ts';
+import type { PrefetchJobView } from '../../services/prefetch-jobs.ts';
+import { PREFETCH_STATUSES, prefetchInputSchema } from '../../services/prefetch-jobs.ts';
 import { passwordSchema, usernameSchema } from '../../services/users.ts';
 import { descriptionSchema, freeTextNameSchema, paginationSchema } from '../../services/validation.ts';
 
@@ -456,6 +458,35 @@ export type ViewChecks = [
   Expect<Same<Loose<Out<typeof registryUsageSchema>>, Loose<RegistryUsage>>>,
   Expect<Same<Loose<Out<typeof auditEventSchema>>, Loose<AuditView>>>,
 ];
+
+// ---- prefetch jobs (issue 18) -------------------------------------------------------------------------
+
+export const prefetchBody = prefetchInputSchema.describe('images to fill the registry\'s cache with, and optionally the platforms (default: every platform)');
+
+export const prefetchJobSchema = named('PrefetchJob', z.object({
+  id: z.number().int(),
+  registry_id: z.number().int(),
+  group_id: z.number().int(),
+  requested_by: z.string(),
+  images: z.array(z.string()),
+  platforms: z.array(z.string()).describe('empty: every platform'),
+  status: z.enum(PREFETCH_STATUSES),
+  progress: z.object({
+    total_objects: z.number().int(),
+    done_objects: z.number().int(),
+    failed_objects: z.number().int(),
+    total_bytes: z.number().int(),
+    done_bytes: z.number().int(),
+  }).describe('manifests and blobs; the totals grow while the manifests are read'),
+  error: z.string().nullable(),
+  attempts: z.number().int().describe('how many times a replica started it (a job whose replica stopped is queued again)'),
+  created_at: time(),
+  started_at: nullableTime(),
+  finished_at: nullableTime(),
+  updated_at: time(),
+}));
+
+type _PrefetchSchemaMatches = Expect<Same<Loose<Out<typeof prefetchJobSchema>>, Loose<PrefetchJobView>>>;
 
 // ---- the console's session and overview (issue 20) -------------------------------------------------
 

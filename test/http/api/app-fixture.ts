@@ -38,6 +38,8 @@ import type { TestDatabase } from '../../helpers/db.ts';
 import { insertGroup, insertMembership, insertUser } from '../../helpers/fixtures.ts';
 import { newRegistryTokens, newSigningKeys } from '../../helpers/identity.ts';
 
+import { PrefetchJobService } from '../../../src/services/prefetch-jobs.ts';
+
 export const LIMITS = { registriesPerGroup: 5, upstreamsPerRegistry: 5 };
 
 export interface ApiFixture {
@@ -52,6 +54,7 @@ export interface ApiFixture {
     upstreams: UpstreamService;
     links: RegistryUpstreamService;
     mirrorRoutes: MirrorRouteService;
+    prefetchJobs: PrefetchJobService;
   };
   cleanupPolicies: CleanupPolicyService;
   /** `METHOD /path` of every route registered under /api/v1 (HEAD excluded), as Fastify's onRoute saw them. */
@@ -81,6 +84,7 @@ export async function createApiFixture(options: { allowPrivateUpstreams?: boolea
     upstreams,
     links,
     mirrorRoutes: new MirrorRouteService({ db, pullCache: registries.pullCache }),
+    prefetchJobs: new PrefetchJobService({ db }),
   };
   const upstreamClient = new UpstreamClient({
     allowPrivate, connectTimeoutMs: 2_000, headersTimeoutMs: 2_000, bodyTimeoutMs: 2_000, probeTimeoutMs: 2_000, probeConcurrency: 3, maxManifestBytes: 4 * 1024 * 1024, logger,
@@ -114,6 +118,7 @@ export async function createApiFixture(options: { allowPrivateUpstreams?: boolea
     auditService: new AuditService({ db }),
     upstreamClient,
     allowPrivateUpstreams: allowPrivate,
+    prefetchJobs: services.prefetchJobs,
   });
   await app.ready();
   return {

@@ -265,6 +265,11 @@ function endpoints(): Endpoint[] {
       prepare: async () => ({ url: `/api/v1/groups/${G()}/cleanup_policy`, cleanup: ensurePolicy }),
     },
 
+    { method: 'POST', path: '/api/v1/registries/:id/prefetch', need: 'write', success: 202, prepare: async () => ({ url: `/api/v1/registries/${reg()}/prefetch`, body: { images: ['library/alpine:3.20'], platforms: ['linux/amd64'] } }) },
+    { method: 'GET', path: '/api/v1/registries/:id/prefetch_jobs', need: 'read', success: 200, prepare: async () => ({ url: `/api/v1/registries/${reg()}/prefetch_jobs` }) },
+    { method: 'GET', path: '/api/v1/prefetch_jobs/:id', need: 'read', success: 200, prepare: async () => ({ url: `/api/v1/prefetch_jobs/${await freshPrefetchJob()}` }) },
+    { method: 'DELETE', path: '/api/v1/prefetch_jobs/:id', need: 'write', success: 200, prepare: async () => ({ url: `/api/v1/prefetch_jobs/${await freshPrefetchJob()}` }) },
+
     { method: 'GET', path: '/api/v1/groups/:id/audit_events', need: 'owner', success: 200, prepare: async () => ({ url: `/api/v1/groups/${G()}/audit_events` }) },
     { method: 'GET', path: '/api/v1/audit_events', need: 'instance_admin', success: 200, prepare: fixed('/api/v1/audit_events') },
 
@@ -278,6 +283,13 @@ function endpoints(): Endpoint[] {
 
 async function freshRoute(): Promise<number> {
   const created = await fixture.services.mirrorRoutes.create(SYSTEM, { host: `${unique('route')}.example.com`, registry_id: persistent.registryId });
+  assert.ok(created.ok, JSON.stringify(created));
+  return created.value.id;
+}
+
+/** A queued prefetch job of the persistent registry (no runner runs here: it stays queued). */
+async function freshPrefetchJob(): Promise<number> {
+  const created = await fixture.services.prefetchJobs.create(SYSTEM, persistent.registryId, { images: ['library/alpine:3.20'] });
   assert.ok(created.ok, JSON.stringify(created));
   return created.value.id;
 }
