@@ -44,7 +44,7 @@ try {
   const { db } = database;
   const store = new FilesystemObjectStore({ root });
   await store.init();
-  const entries = new CacheEntryService({ db, dialect: 'postgres', store });
+  const entries = new CacheEntryService({ db, dialect: 'postgres', store, changes: database.changes });
 
   const now = Date.now();
   const group = await db.insertInto('groups').values({ path: 'bench', name: 'bench', created_at: now, updated_at: now }).returning('id').executeTakeFirstOrThrow();

@@ -1,5 +1,6 @@
 // Prometheus metrics (DESIGN §7). One registry per Manifold instance, passed to whoever records.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { ChangeFeedStats } from './db/change-feed.ts';
 
 export type CacheResult = 'hit' | 'miss' | 'revalidated' | 'stale' | 'upstream_head';
 export type ObjectKind = 'manifest' | 'blob';
@@ -15,7 +16,16 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
     health?: () => { id: number; state: 'healthy' | 'circuit_open' | 'rate_limited'; consecutiveFailures: number }[];
     /** The bounded in-memory caches (src/lib/bounded-cache.ts) by name. */
     memoryCaches?: () => Record<string, { entries: number; bytes: number; evictions: number }>;
+    /** The change feed (db/change-feed.ts): its counters since the start. */
+    changeFeed?: () => ChangeFeedStats;
   } = {};
+  /** A counter kept by someone else: reported as it is at each scrape. */
+  const counted = (read: (stats: ChangeFeedStats) => number) => function collect(this: Counter) {
+    const stats = sources.changeFeed?.();
+    if (!stats) return;
+    this.reset();
+    this.inc(read(stats));
+  };
   return {
     sources,
     registry,
@@ -93,6 +103,38 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
       registers,
       collect() {
         for (const [cache, stats] of Object.entries(sources.memoryCaches?.() ?? {})) this.set({ cache }, stats.evictions);
+      },
+    }),
+    changeNotificationsSent: new Counter({
+      name: 'manifold_change_notifications_sent_total',
+      help: 'Changes told to the other replicas (one PostgreSQL NOTIFY per committed write)',
+      registers,
+      collect: counted((stats) => stats.sent),
+    }),
+    changeNotificationsFailed: new Counter({
+      name: 'manifold_change_notifications_failed_total',
+      help: 'Changes that could not be told to the other replicas (the database went away after the commit; their caches catch up within their TTL)',
+      registers,
+      collect: counted((stats) => stats.sendFailures),
+    }),
+    changeNotificationsReceived: new Counter({
+      name: 'manifold_change_notifications_received_total',
+      help: 'Changes heard from other replicas (or the CLI), each dropping what the caches of this process remember of it',
+      registers,
+      collect: counted((stats) => stats.received),
+    }),
+    changeFeedListens: new Counter({
+      name: 'manifold_change_feed_listens_total',
+      help: 'Times the connection listening for other replicas\' changes started (1 + reconnections); each drops every cache of this process',
+      registers,
+      collect: counted((stats) => stats.listens),
+    }),
+    changeFeedListening: new Gauge({
+      name: 'manifold_change_feed_listening',
+      help: '1 while this process listens for other replicas\' changes (PostgreSQL LISTEN), 0 while that connection is down or on SQLite',
+      registers,
+      collect() {
+        this.set(sources.changeFeed?.().listening ? 1 : 0);
       },
     }),
     upstreamConsecutiveFailures: new Gauge({

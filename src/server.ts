@@ -52,6 +52,7 @@ import { RegistryUpstreamService } from './services/registry-upstreams.ts';
 import { RegistryUpstreamQueryService } from './services/registry-upstream-queries.ts';
 import { SessionService } from './services/sessions.ts';
 import { TagService } from './services/tags.ts';
+import { postgresLimiters } from './services/throttle-store.ts';
 import { TokenService } from './services/tokens.ts';
 import { UpstreamService } from './services/upstreams.ts';
 import { UserService } from './services/users.ts';
@@ -68,23 +69,23 @@ export function databaseOptions(config: Config, logger?: Logger): DatabaseOption
 
 /** Everything the services layer offers, built once per process. */
 export async function createServices(config: Config, database: DatabaseHandle, logger: Logger, metrics: Metrics) {
-  const { db, dialect } = database;
+  const { db, dialect, changes } = database;
   const paths = resolvedPaths(config);
   const store = await openObjectStore(config, logger);
   await store.init();
   const cipher = new CredentialsCipher(loadEncryptionKey(config.secrets.encryptionKey, paths.encryptionKeyPath));
   const registryTokens = new RegistryTokens({ keys: await loadSigningKeys(paths.signingKeyPath), issuer: config.auth.issuer, service: config.auth.service, ttlSeconds: config.auth.tokenTtlSeconds });
   const outageMemoryMs = config.database.outageMemorySeconds * 1000;
-  const registries = new RegistryService({ db, cipher, limits: config.limits, outageMemoryMs });
+  const registries = new RegistryService({ db, cipher, changes, limits: config.limits, outageMemoryMs });
   const health = new UpstreamHealth({
     failureThreshold: config.upstream.circuitFailureThreshold,
     openMs: config.upstream.circuitOpenSeconds * 1000,
     maxOpenMs: config.upstream.circuitMaxOpenSeconds * 1000,
     defaultRateLimitMs: config.upstream.rateLimitDefaultSeconds * 1000,
   });
-  const upstreams = new UpstreamService({ db, cipher, allowPrivate: config.upstream.allowPrivate, pullCache: registries.pullCache, health });
+  const upstreams = new UpstreamService({ db, cipher, changes, allowPrivate: config.upstream.allowPrivate, health });
   const hotMemoryMs = config.cache.hotMemoryMs;
-  const entries = new CacheEntryService({ db, dialect, store, outageMemoryMs, hotMemoryMs });
+  const entries = new CacheEntryService({ db, dialect, store, changes, outageMemoryMs, hotMemoryMs });
   const counter = new DownloadCounter({ db, flushIntervalMs: config.cache.counterFlushSeconds * 1000, logger });
   const traffic = new RegistryTraffic({ db, flushIntervalMs: config.cache.counterFlushSeconds * 1000, logger });
   const sessionTimes = { ttlMs: config.auth.sessionTtlHours * 60 * 60 * 1000, idleMs: config.auth.sessionIdleMinutes * 60 * 1000 };
@@ -101,6 +102,8 @@ export async function createServices(config: Config, database: DatabaseHandle, l
   configurePasswordHashing({ threads: config.auth.passwordHashThreads, queue: config.auth.passwordHashQueue });
   const throttle = new LoginThrottle({
     settings: config.auth.throttle,
+    // Several replicas count failures together; one process (SQLite) keeps them in memory.
+    limiter: dialect === 'postgres' ? postgresLimiters(db) : undefined,
     onBlock: (event) => {
       logger.warn({ ...event }, 'sign-in attempts blocked after repeated failures');
       void audit.recordSignInBlocked(event).then((recorded) => {
@@ -108,6 +111,8 @@ export async function createServices(config: Config, database: DatabaseHandle, l
       });
     },
   });
+  const authenticator = new Authenticator({ db, registryTokens, throttle, sessionIdleMs: sessionTimes.idleMs, outageMemoryMs, hotMemoryMs });
+  const routing = new MirrorRouting({ db, registries });
   const evictor = new Evictor({ db, graceMs: config.storage.evictionGraceSeconds * 1000 });
   // An object this process is reading or filling is not deleted yet (cache-destroyer.ts).
   const destroyer: CacheDestroyer = new CacheDestroyer({ db, dialect, store, logger, intervalMs: config.cache.destroyIntervalSeconds * 1000, inUse: (digest: string): boolean => store.reading(digest) || pull.blobFills.filling(digest) });
@@ -133,6 +138,10 @@ export async function createServices(config: Config, database: DatabaseHandle, l
     manifestMemory: { maxBytes: config.cache.manifestMemoryBytes, maxEntries: config.cache.manifestMemoryEntries },
     cluster,
   });
+  const referrers = new ReferrersService({ registries, client, logger, ttlMs: config.cache.referrersTtlSeconds * 1000 });
+  const tags = new TagService({ registries, client, logger, ttlMs: config.cache.tagsTtlSeconds * 1000 });
+  // Every in-memory cache hears every committed change, this process's and the other replicas' (db/change-feed.ts).
+  for (const cache of [registries, routing, authenticator, entries, pull, referrers, tags]) changes.subscribe((change) => cache.onChange(change));
   const prefetchRunner = new PrefetchRunner({ db, pull, registries, logger });
   prefetchJobs.onQueued = () => prefetchRunner.poke();
   return {
@@ -140,19 +149,20 @@ export async function createServices(config: Config, database: DatabaseHandle, l
     cipher,
     registryTokens,
     throttle,
-    authenticator: new Authenticator({ db, registryTokens, throttle, sessionIdleMs: sessionTimes.idleMs, outageMemoryMs, hotMemoryMs }),
-    sessions: new SessionService({ db, times: sessionTimes }),
+    changes,
+    authenticator,
+    sessions: new SessionService({ db, changes, times: sessionTimes }),
     traffic,
-    users: new UserService({ db }),
-    groups: new GroupService({ db }),
-    memberships: new MembershipService({ db }),
-    tokens: new TokenService({ db }),
+    users: new UserService({ db, changes }),
+    groups: new GroupService({ db, changes }),
+    memberships: new MembershipService({ db, changes }),
+    tokens: new TokenService({ db, changes }),
     audit,
     registries,
     upstreams,
-    mirrorRoutes: new MirrorRouteService({ db, pullCache: registries.pullCache }),
-    routing: new MirrorRouting({ db, registries }),
-    registryUpstreams: new RegistryUpstreamService({ db, limits: config.limits, upstreams, pullCache: registries.pullCache }),
+    mirrorRoutes: new MirrorRouteService({ db, changes }),
+    routing,
+    registryUpstreams: new RegistryUpstreamService({ db, changes, limits: config.limits, upstreams }),
     entries,
     cacheEntryQueries: new CacheEntryQueryService({ db }),
     cleanupPolicies: new CleanupPolicyService({ db }),
@@ -169,8 +179,8 @@ export async function createServices(config: Config, database: DatabaseHandle, l
     prefetchJobs,
     prefetchRunner,
     cluster,
-    referrers: new ReferrersService({ registries, client, logger, ttlMs: config.cache.referrersTtlSeconds * 1000 }),
-    tags: new TagService({ registries, client, logger, ttlMs: config.cache.tagsTtlSeconds * 1000 }),
+    referrers,
+    tags,
     catalog: new CatalogService({ db, dialect }),
     repairs,
   };
@@ -304,13 +314,9 @@ export async function createManifold(config: Config, logger: Logger = createLogg
     const view = services.pull.health.view(id);
     return { id, state: view.state, consecutiveFailures: view.consecutive_failures };
   });
-  metrics.sources.memoryCaches = () => ({
-    hot_manifests: services.pull.manifestMemory,
-    entry_lookups: services.entries.lookupMemory,
-    token_actors: services.authenticator.actorMemory,
-    verified_tokens: services.registryTokens.verifiedMemory,
-    registries: services.registries.pullCache.stats,
-  });
+  metrics.sources.changeFeed = () => database.changes.stats();
+  // Hear the other replicas' changes (PostgreSQL); the CLI only tells them its own.
+  database.changes.listen();
   services.counter.start();
   services.traffic.start();
   services.destroyer.start();

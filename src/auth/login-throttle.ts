@@ -1,8 +1,9 @@
 // Brute-force protection of password and token authentication (DESIGN §5): failed attempts are counted
 // per client address and per username; past a number of free attempts each further one blocks that key
 // for a time that doubles (exponential backoff) up to a bound. Blocked attempts are refused before any
-// password is checked, so a guess costs no scrypt. Counters live in rate-limiter-flexible limiters (in
-// memory here; its PostgreSQL store shares them between replicas). Used by the Authenticator for /v2,
+// password is checked, so a guess costs no scrypt. Counters live in rate-limiter-flexible limiters: in
+// memory with one process (SQLite), in its PostgreSQL store on PostgreSQL (services/throttle-store.ts), so that
+// every replica counts the same failures and honours the same blocks. Used by the Authenticator for /v2,
 // /auth/token and /api/v1, and by anything else that checks a password (a console sign-in).
 import ipaddr from 'ipaddr.js';
 import { RateLimiterMemory } from 'rate-limiter-flexible';

@@ -5,10 +5,11 @@ import { closeSync, mkdirSync, openSync } from 'node:fs';
 import path from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import type { StatementSync } from 'node:sqlite';
-import { Kysely, PostgresDialect, SqliteDialect, sql } from 'kysely';
+import { CompiledQuery, Kysely, PostgresDialect, SqliteDialect, sql } from 'kysely';
 import { Migrator } from 'kysely/migration';
 import type { Logger } from '../log.ts';
 import type { Database } from './schema.ts';
+import { ChangeFeed, PostgresChangeTransport } from './change-feed.ts';
 import { migrationProvider } from './migrations.ts';
 import { GuardedPool, PROBE_TIMEOUT_MS } from './postgres-pool.ts';
 import { classifyDatabaseError } from './unavailable.ts';
@@ -24,6 +25,8 @@ export interface DatabaseHandle {
   migrate(): Promise<void>;
   /** True when the database answers a trivial query, within a second in every case. */
   ping(): Promise<boolean>;
+  /** What writes changed, for every cache of this process and (PostgreSQL) of the other replicas. */
+  changes: ChangeFeed;
   close(): Promise<void>;
 }
 
@@ -118,6 +121,7 @@ export function openDatabase(options: DatabaseOptions): DatabaseHandle {
   let dialect: Dialect;
   let ping: () => Promise<boolean>;
   let migrationDb: () => { db: Db; done: () => Promise<void> };
+  let changes: ChangeFeed;
   if ('url' in options) {
     dialect = 'postgres';
     const poolOptions = {
@@ -136,6 +140,14 @@ export function openDatabase(options: DatabaseOptions): DatabaseHandle {
       const own = new Kysely<Database>({ dialect: new PostgresDialect({ pool: new GuardedPool({ ...poolOptions, poolSize: 2, statementTimeoutMs: 0 }) as unknown as ConstructorParameters<typeof PostgresDialect>[0]['pool'] }) });
       return { db: own, done: () => own.destroy() };
     };
+    const transport = new PostgresChangeTransport({
+      url: options.url,
+      searchPath: options.searchPath,
+      connectTimeoutMs: poolOptions.connectTimeoutMs,
+      logger: options.logger,
+      query: (text, values) => db.executeQuery(CompiledQuery.raw(text, values)),
+    });
+    changes = new ChangeFeed({ transport, logger: options.logger });
   } else {
     dialect = 'sqlite';
     if (options.sqlitePath !== ':memory:') {
@@ -154,6 +166,7 @@ export function openDatabase(options: DatabaseOptions): DatabaseHandle {
       }
     };
     migrationDb = () => ({ db, done: async () => undefined });
+    changes = new ChangeFeed({ logger: options.logger });
   }
   return {
     db,
@@ -180,6 +193,10 @@ export function openDatabase(options: DatabaseOptions): DatabaseHandle {
       }
     },
     ping,
-    close: () => db.destroy(),
+    changes,
+    async close() {
+      await changes.close();
+      await db.destroy();
+    },
   };
 }

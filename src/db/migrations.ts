@@ -392,6 +392,24 @@ function storageLifecycle(dialect: Dialect): Migration {
   };
 }
 
+/**
+ * Brute-force counters shared by every replica (src/auth/login-throttle.ts): the layout of
+ * rate-limiter-flexible's PostgreSQL store (`key`, `points`, `expire` in epoch ms), which it queries
+ * itself. Created on SQLite too (one schema for both), where one process counts in memory.
+ */
+function loginThrottle(dialect: Dialect): Migration {
+  const t = types(dialect);
+  return {
+    async up(db: AnyDb) {
+      await db.schema.createTable('login_throttle')
+        .addColumn('key', 'varchar(255)', (c) => c.primaryKey())
+        .addColumn('points', 'integer', (c) => c.notNull().defaultTo(0))
+        .addColumn('expire', t.bigint)
+        .execute();
+    },
+  };
+}
+
 export function migrationProvider(dialect: Dialect): MigrationProvider {
   return {
     async getMigrations() {
@@ -404,6 +422,7 @@ export function migrationProvider(dialect: Dialect): MigrationProvider {
         '0003r_storage_repairs': storageRepairs(dialect),
         '0003s_prefetch_jobs': prefetchJobs(dialect),
         '0003u_storage_lifecycle': storageLifecycle(dialect),
+        '0003w_login_throttle': loginThrottle(dialect),
       };
     },
   };

@@ -2,6 +2,7 @@
 // anonymous actor; anything presented and wrong is `unauthorized`, without saying which part was wrong.
 import { createHmac, randomBytes } from 'node:crypto';
 import { sql } from 'kysely';
+import type { Change } from '../db/change-feed.ts';
 import { BoundedCache } from '../lib/bounded-cache.ts';
 import type { CacheStats } from '../lib/bounded-cache.ts';
 import type { Db } from '../db/connect.ts';
@@ -99,6 +100,42 @@ export class Authenticator {
   /** Users, tokens, memberships or groups changed: actors read before are not used again. */
   invalidate(): void {
     this.#actors.clear();
+  }
+
+  /**
+   * What this process remembers of users, tokens and memberships (the password checks, the actors kept
+   * for an outage) is dropped when they change, here or on another replica (change feed): a token
+   * revoked, a user blocked or a member removed anywhere is not let in by this memory.
+   */
+  onChange(change: Change): void {
+    switch (change.kind) {
+      case 'user':
+        this.#passwordCache.deleteWhere((entry) => entry.userId === change.id);
+        this.#forgetActors((actor) => actor.kind === 'user' && actor.userId === change.id);
+        break;
+      case 'token':
+        this.#forgetActors((actor) => 'token' in actor && actor.token?.id === change.id);
+        break;
+      case 'membership':
+        this.#forgetActors((actor) => actor.kind === 'user' && actor.userId === change.userId);
+        break;
+      case 'group':
+        // Its members, tokens and deploy tokens went with it.
+        this.#forgetActors((actor) => actor.kind === 'user' ? actor.memberships.has(change.id) : 'groupId' in actor && actor.groupId === change.id);
+        break;
+      case 'all':
+        this.#passwordCache.clear();
+        this.#recentActors.clear();
+        this.#actors.clear();
+        break;
+      default:
+        break;
+    }
+  }
+
+  #forgetActors(matches: (actor: Actor) => boolean): void {
+    this.#recentActors.deleteWhere(matches);
+    this.#actors.deleteWhere(matches);
   }
 
   /**

@@ -1,6 +1,7 @@
 // Cache entries (DESIGN §4): one live row per (upstream, path), written by one atomic upsert on the
 // partial unique index, looked up by the pull path, and marked for destruction in set-based batches.
 import { sql } from 'kysely';
+import type { Change, ChangeFeed } from '../db/change-feed.ts';
 import type { Db, Dialect } from '../db/connect.ts';
 import { CACHE_ENTRY_STATUS } from '../db/schema.ts';
 import type { CacheEntry } from '../db/schema.ts';
@@ -87,6 +88,7 @@ export class CacheEntryService {
   readonly #db: Db;
   readonly #dialect: Dialect;
   readonly #store: ObjectStore;
+  readonly #changes: ChangeFeed;
   readonly #groups = new BoundedCache<number>({ maxEntries: GROUP_CACHE_MAX, ttlMs: GROUP_CACHE_MS });
   /** `<upstream id>:<digest>` → the live entry last found for it (see findLiveByDigest). */
   readonly #recentByDigest: BoundedCache<CacheEntry>;
@@ -97,8 +99,9 @@ export class CacheEntryService {
    */
   readonly #lookups: BoundedCache<CacheEntry | CacheEntryForPath[]>;
 
-  constructor(deps: { db: Db; dialect: Dialect; store: ObjectStore; outageMemoryMs?: number; hotMemoryMs?: number }) {
+  constructor(deps: { db: Db; dialect: Dialect; store: ObjectStore; changes: ChangeFeed; outageMemoryMs?: number; hotMemoryMs?: number }) {
     this.#db = deps.db;
+    this.#changes = deps.changes;
     this.#dialect = deps.dialect;
     this.#store = deps.store;
     this.#recentByDigest = new BoundedCache({ maxEntries: RECENT_BY_DIGEST_MAX, ttlMs: deps.outageMemoryMs ?? OUTAGE_MEMORY_MS });
@@ -113,6 +116,37 @@ export class CacheEntryService {
   /** Cache entries changed where this service did not see it: lookups read before are not used again. */
   invalidateLookups(): void {
     this.#lookups.clear();
+  }
+
+  /**
+   * What is marked for destruction (here or on another replica) must not be served from memory in a
+   * later outage; a deleted upstream's group is forgotten (change feed).
+   */
+  onChange(change: Change): void {
+    // The pull path's lookups are short-lived: any change of entries, upstreams or groups drops them all.
+    if (change.kind === 'cache_entries' || change.kind === 'upstream' || change.kind === 'group' || change.kind === 'all') this.#lookups.clear();
+    switch (change.kind) {
+      case 'cache_entries':
+        this.#forgetUpstreams(new Set(change.upstreamIds));
+        break;
+      case 'upstream':
+        this.#groups.delete(String(change.id));
+        this.#forgetUpstreams(new Set([change.id]));
+        break;
+      case 'group':
+        this.#recentByDigest.deleteWhere((entry) => entry.group_id === change.id);
+        break;
+      case 'all':
+        this.#groups.clear();
+        this.#recentByDigest.clear();
+        break;
+      default:
+        break;
+    }
+  }
+
+  #forgetUpstreams(upstreamIds: ReadonlySet<number>): void {
+    this.#recentByDigest.deleteWhere((entry) => entry.upstream_id !== null && upstreamIds.has(entry.upstream_id));
   }
 
   /**
@@ -223,12 +257,13 @@ export class CacheEntryService {
     // What is marked must not be served from memory in a later outage.
     this.#recentByDigest.clear();
     try {
-      const entry = await this.#db.selectFrom('cache_entries').select(['group_id', 'status']).where('id', '=', entryId).executeTakeFirst();
+      const entry = await this.#db.selectFrom('cache_entries').select(['group_id', 'upstream_id', 'status']).where('id', '=', entryId).executeTakeFirst();
       if (!entry || !canSee(actor, { groupId: entry.group_id })) return err('not_found', 'cache entry not found');
       if (!can(actor, 'destroy_virtual_registry', { groupId: entry.group_id })) return err('unauthorized', 'not allowed to delete cache entries of this group');
       await this.#db.updateTable('cache_entries').set({ status: PENDING_DESTRUCTION, updated_at: Date.now() })
         .where('id', '=', entryId).where('status', 'in', [LIVE, PROCESSING])
         .execute();
+      if (entry.upstream_id !== null) await this.#changes.publish({ kind: 'cache_entries', upstreamIds: [entry.upstream_id] });
       return ok(undefined);
     } catch (error) {
       return failure('cannot mark the cache entry', error);
@@ -279,21 +314,26 @@ export class CacheEntryService {
     }
   }
 
-  /** Set-based marking in batches of MARK_BATCH rows, each its own short statement. */
+  /** Set-based marking in batches of MARK_BATCH rows, each its own short statement; then every replica hears of it. */
   async #markUpstreams(upstreamIds: number[]): Promise<number> {
     if (upstreamIds.length === 0) return 0;
     let marked = 0;
-    for (;;) {
-      const now = Date.now();
-      const result = await this.#db.updateTable('cache_entries').set({ status: PENDING_DESTRUCTION, updated_at: now })
-        .where('id', 'in', (eb) => eb.selectFrom('cache_entries').select('id')
-          .where('upstream_id', 'in', upstreamIds).where('status', 'in', [LIVE, PROCESSING])
-          .limit(MARK_BATCH))
-        .where('status', 'in', [LIVE, PROCESSING])
-        .executeTakeFirst();
-      const count = Number(result.numUpdatedRows);
-      marked += count;
-      if (count < MARK_BATCH) return marked;
+    try {
+      for (;;) {
+        const now = Date.now();
+        const result = await this.#db.updateTable('cache_entries').set({ status: PENDING_DESTRUCTION, updated_at: now })
+          .where('id', 'in', (eb) => eb.selectFrom('cache_entries').select('id')
+            .where('upstream_id', 'in', upstreamIds).where('status', 'in', [LIVE, PROCESSING])
+            .limit(MARK_BATCH))
+          .where('status', 'in', [LIVE, PROCESSING])
+          .executeTakeFirst();
+        const count = Number(result.numUpdatedRows);
+        marked += count;
+        if (count < MARK_BATCH) return marked;
+      }
+    } finally {
+      // Batches that committed before a failure are marked all the same.
+      if (marked > 0) await this.#changes.publish({ kind: 'cache_entries', upstreamIds });
     }
   }
 

@@ -3,6 +3,7 @@
 import { z } from 'zod';
 import { can, canSee } from '../auth/policy.ts';
 import type { Actor } from '../auth/policy.ts';
+import type { ChangeFeed } from '../db/change-feed.ts';
 import type { Db } from '../db/connect.ts';
 import { CACHE_ENTRY_STATUS, ROLES } from '../db/schema.ts';
 import type { Group } from '../db/schema.ts';
@@ -50,9 +51,11 @@ const pathTaken = () => err('conflict', 'group path is already taken', { fields:
 
 export class GroupService {
   readonly #db: Db;
+  readonly #changes: ChangeFeed;
 
-  constructor(deps: { db: Db }) {
+  constructor(deps: { db: Db; changes: ChangeFeed }) {
     this.#db = deps.db;
+    this.#changes = deps.changes;
   }
 
   /** Any active user (not a token of a group); the creator becomes its owner. */
@@ -62,7 +65,7 @@ export class GroupService {
     const parsed = validate(createSchema, input);
     if (!parsed.ok) return parsed;
     const { path, name, description } = parsed.value;
-    return guarded(async () => {
+    const created = await guarded(async () => {
       if (await this.#db.selectFrom('groups').select('id').where('path', '=', path).executeTakeFirst()) return pathTaken();
       const now = Date.now();
       return transact(this.#db, async (trx) => {
@@ -75,6 +78,9 @@ export class GroupService {
         return ok(groupView(row));
       }, pathTaken());
     });
+    // Its creator is its owner now: a new membership for every cache (of every replica).
+    if (created.ok && actor.kind === 'user') await this.#changes.publish({ kind: 'membership', groupId: created.value.id, userId: actor.userId });
+    return created;
   }
 
   /** The groups the actor may read: all of them for admins, their own for members and group tokens. */
@@ -161,13 +167,15 @@ export class GroupService {
   async delete(actor: Actor, id: number | string): Promise<Result<GroupView>> {
     const group = await guarded(() => authorizeGroup(this.#db, actor, id, 'admin_virtual_registry'));
     if (!group.ok) return group;
-    return transact(this.#db, async (trx) => {
+    const deleted = await transact(this.#db, async (trx) => {
       await trx.updateTable('cache_entries').set({ status: CACHE_ENTRY_STATUS.pending_destruction, updated_at: Date.now() })
         .where('group_id', '=', group.value.id).execute();
       await trx.deleteFrom('groups').where('id', '=', group.value.id).execute();
       await recordAudit(trx, actor, { groupId: group.value.id, action: 'group.delete', targetType: 'group', targetId: group.value.id, details: { before: groupView(group.value) } });
       return ok(groupView(group.value));
     });
+    if (deleted.ok) await this.#changes.publish({ kind: 'group', id: group.value.id });
+    return deleted;
   }
 }
 

@@ -3,6 +3,7 @@
 import { sql } from 'kysely';
 import { z } from 'zod';
 import type { Actor } from '../auth/policy.ts';
+import type { ChangeFeed } from '../db/change-feed.ts';
 import type { Db } from '../db/connect.ts';
 import { ROLES } from '../db/schema.ts';
 import type { AccessLevel, RoleName } from '../db/schema.ts';
@@ -68,9 +69,11 @@ export async function countOwners(db: Db, groupId: number): Promise<number> {
 
 export class MembershipService {
   readonly #db: Db;
+  readonly #changes: ChangeFeed;
 
-  constructor(deps: { db: Db }) {
+  constructor(deps: { db: Db; changes: ChangeFeed }) {
     this.#db = deps.db;
+    this.#changes = deps.changes;
   }
 
   /** Every member of the group may see who else is. */
@@ -98,7 +101,7 @@ export class MembershipService {
     const parsed = validate(addSchema, input);
     if (!parsed.ok) return parsed;
     const { user_id: userId, username, role } = parsed.value;
-    return guarded(async () => {
+    return this.#changed(await guarded(async () => {
       const user = await this.#db.selectFrom('users').select(['id', 'username'])
         .where((eb) => (userId !== undefined ? eb('id', '=', userId) : eb(sql<string>`lower(username)`, '=', (username as string).toLowerCase())))
         .executeTakeFirst();
@@ -115,7 +118,7 @@ export class MembershipService {
         });
         return ok(membershipView(await this.#members(trx).where('memberships.group_id', '=', groupId).where('memberships.user_id', '=', user.id).executeTakeFirstOrThrow()));
       }, alreadyMember());
-    });
+    }));
   }
 
   /** Never demotes the last owner. */
@@ -126,7 +129,7 @@ export class MembershipService {
     const parsed = validate(changeRoleSchema, input);
     if (!parsed.ok) return parsed;
     const { user_id: userId, role } = parsed.value;
-    return transact(this.#db, async (trx): Promise<Result<MembershipView>> => {
+    return this.#changed(await transact(this.#db, async (trx): Promise<Result<MembershipView>> => {
       if (!(await lockGroup(trx, groupId))) return notFound('group');
       const member = await this.#members(trx).where('memberships.group_id', '=', groupId).where('memberships.user_id', '=', userId).executeTakeFirst();
       if (!member) return notFound('member');
@@ -139,7 +142,7 @@ export class MembershipService {
         details: { before: { role: roleName(member.access_level) }, after: { role } },
       });
       return ok(membershipView({ ...member, access_level: ROLES[role] }));
-    });
+    }));
   }
 
   /** Never removes the last owner. */
@@ -150,7 +153,7 @@ export class MembershipService {
     const parsed = validate(memberInput, input);
     if (!parsed.ok) return parsed;
     const { user_id: userId } = parsed.value;
-    return transact(this.#db, async (trx): Promise<Result<MembershipView>> => {
+    return this.#changed(await transact(this.#db, async (trx): Promise<Result<MembershipView>> => {
       if (!(await lockGroup(trx, groupId))) return notFound('group');
       const member = await this.#members(trx).where('memberships.group_id', '=', groupId).where('memberships.user_id', '=', userId).executeTakeFirst();
       if (!member) return notFound('member');
@@ -161,7 +164,13 @@ export class MembershipService {
         details: { before: { user_id: userId, username: member.username, role: roleName(member.access_level) } },
       });
       return ok(membershipView(member));
-    });
+    }));
+  }
+
+  /** Tells every cache (of every replica) once the change committed. */
+  async #changed(result: Result<MembershipView>): Promise<Result<MembershipView>> {
+    if (result.ok) await this.#changes.publish({ kind: 'membership', groupId: result.value.group_id, userId: result.value.user_id });
+    return result;
   }
 
   #members(db: Db = this.#db) {

@@ -3,6 +3,7 @@
 // default (requests without `ns`, Docker's registry-mirrors). Instance admins own them.
 import { z } from 'zod';
 import type { Actor } from '../auth/policy.ts';
+import type { ChangeFeed } from '../db/change-feed.ts';
 import type { Db } from '../db/connect.ts';
 import type { MirrorRoute } from '../db/schema.ts';
 import { canonicalRegistryHost } from '../oci/registry-host.ts';
@@ -11,7 +12,6 @@ import type { Result } from '../result.ts';
 import { authorize, notFound } from './access.ts';
 import { recordAudit } from './audit.ts';
 import { guarded, transact } from './registry-store.ts';
-import type { BoundedCache } from '../lib/bounded-cache.ts';
 import type { Trx } from './registry-store.ts';
 import { parseId, validate } from './validation.ts';
 
@@ -58,13 +58,13 @@ function audited(row: MirrorRoute) {
 
 export class MirrorRouteService {
   readonly #db: Db;
-  /** The pull path's memory (RegistryService.pullCache): cleared by every change, so routing sees it at once. */
-  readonly #pullCache: Pick<BoundedCache<unknown>, 'clear'>;
+  /** Told every change of the table once it committed, so that routing (of every replica) sees it at once. */
+  readonly #changes: ChangeFeed;
   readonly #now: () => number;
 
-  constructor(deps: { db: Db; pullCache: Pick<BoundedCache<unknown>, 'clear'>; now?: () => number }) {
+  constructor(deps: { db: Db; changes: ChangeFeed; now?: () => number }) {
     this.#db = deps.db;
-    this.#pullCache = deps.pullCache;
+    this.#changes = deps.changes;
     this.#now = deps.now ?? Date.now;
   }
 
@@ -113,7 +113,7 @@ export class MirrorRouteService {
       await recordAudit(trx, actor, { groupId: null, action: 'mirror_route.create', targetType: 'mirror_route', targetId: row.id, details: { after: audited(row) } });
       return this.#read(trx, row.id);
     }, hostTaken(host));
-    if (created.ok) this.#pullCache.clear();
+    if (created.ok) await this.#changes.publish({ kind: 'mirror_routes' });
     return created;
   }
 
@@ -144,7 +144,7 @@ export class MirrorRouteService {
       await recordAudit(trx, actor, { groupId: null, action: 'mirror_route.update', targetType: 'mirror_route', targetId: id, details: { before: audited(before), after: audited(after) } });
       return this.#read(trx, id);
     }, hostTaken(changes.host ?? ''));
-    if (updated.ok) this.#pullCache.clear();
+    if (updated.ok) await this.#changes.publish({ kind: 'mirror_routes' });
     return updated;
   }
 
@@ -161,7 +161,7 @@ export class MirrorRouteService {
       await recordAudit(trx, actor, { groupId: null, action: 'mirror_route.destroy', targetType: 'mirror_route', targetId: id, details: { before: audited(row) } });
       return found;
     });
-    if (destroyed.ok) this.#pullCache.clear();
+    if (destroyed.ok) await this.#changes.publish({ kind: 'mirror_routes' });
     return destroyed;
   }
 

@@ -14,6 +14,7 @@ import { isDatabaseUnavailable } from './database.ts';
 import ipaddr from 'ipaddr.js';
 import { can } from '../auth/policy.ts';
 import type { Actor } from '../auth/policy.ts';
+import type { Change } from '../db/change-feed.ts';
 import type { Db } from '../db/connect.ts';
 import { isValidName } from '../oci/reference.ts';
 import { DOCKER_HUB, canonicalHostname, canonicalRegistryHost, dockerHubName } from '../oci/registry-host.ts';
@@ -59,8 +60,11 @@ interface Snapshot {
 
 export interface MirrorRoutingDeps {
   db: Db;
-  registries: Pick<RegistryService, 'findForPull' | 'findForPullById' | 'pullCache'>;
-  /** How long the routes are remembered; default 5 s (other replicas see changes within it), 0 = not at all. */
+  registries: Pick<RegistryService, 'findForPull' | 'findForPullById'>;
+  /**
+   * How long the routes are remembered; default 5 s, 0 = not at all. Changes drop them at once (onChange,
+   * on every replica); the TTL bounds what a missed notification leaves.
+   */
   ttlMs?: number;
   now?: () => number;
 }
@@ -71,6 +75,8 @@ export class MirrorRouting {
   readonly #ttlMs: number;
   readonly #now: () => number;
   #snapshot: { value: Snapshot; generation: number; expiresAt: number } | null = null;
+  /** Bumped by every change of the routes or hostnames, so that a read older than the change is not kept. */
+  #generation = 0;
   readonly #loading = new SingleFlight<Snapshot>();
   #lastRead: Snapshot | null = null;
 
@@ -79,6 +85,14 @@ export class MirrorRouting {
     this.#registries = deps.registries;
     this.#ttlMs = deps.ttlMs ?? PULL_CACHE_TTL_MS;
     this.#now = deps.now ?? Date.now;
+  }
+
+  /** The routes and claimed hostnames are read again after a change of either (change feed). */
+  onChange(change: Change): void {
+    if (change.kind === 'mirror_routes' || change.kind === 'registry' || change.kind === 'all') {
+      this.#generation += 1;
+      this.#snapshot = null;
+    }
   }
 
   async resolve(request: RouteRequest): Promise<Result<Routed>> {
@@ -158,20 +172,20 @@ export class MirrorRouting {
   }
 
   async #routes(): Promise<Snapshot> {
-    const generation = this.#registries.pullCache.generation;
+    const generation = this.#generation;
     const now = this.#now();
     if (this.#snapshot && this.#snapshot.generation === generation && this.#snapshot.expiresAt > now) return this.#snapshot.value;
-    // One read at a time: a burst of requests after expiry shares it.
+    // One read at a time: a burst of requests after expiry shares it (not one that started before a change).
     let value: Snapshot;
     try {
-      value = await this.#loading.run('routes', () => this.#load());
+      value = await this.#loading.run(`routes#${generation}`, () => this.#load());
     } catch (error) {
       // While the database is away the last table read stands in, so cached pulls keep their routes.
       if (isDatabaseUnavailable(error) && this.#lastRead) return this.#lastRead;
       throw error;
     }
     this.#lastRead = value;
-    if (this.#ttlMs > 0 && generation === this.#registries.pullCache.generation) this.#snapshot = { value, generation, expiresAt: now + this.#ttlMs };
+    if (this.#ttlMs > 0 && generation === this.#generation) this.#snapshot = { value, generation, expiresAt: now + this.#ttlMs };
     return value;
   }
 

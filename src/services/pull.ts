@@ -3,6 +3,7 @@
 // access.ts (names and the grammar of references; who may pull is pull-access.ts), plan.ts (the decision, a pure function), manifests.ts and
 // blobs.ts (carrying the plan out), context.ts (what they share), negative-cache.ts (upstream 404s).
 import type { Actor } from '../auth/policy.ts';
+import type { Change } from '../db/change-feed.ts';
 import { err } from '../result.ts';
 import type { Err, Result } from '../result.ts';
 import { BlobFills } from './blob-fills.ts';
@@ -82,6 +83,20 @@ export class PullService {
   /** The hot manifests in memory (for /metrics). */
   get manifestMemory(): CacheStats {
     return this.#shared.manifests.stats;
+  }
+
+  /**
+   * A changed or deleted upstream (here or on another replica, change feed) starts afresh: its URL or
+   * credentials may well answer now, and what it said before (404s, failures) was about the old ones.
+   */
+  onChange(change: Change): void {
+    if (change.kind === 'upstream') {
+      this.#shared.negative.forgetUpstream(change.id);
+      this.health.forget(change.id);
+    } else if (change.kind === 'all') {
+      this.#shared.negative.clear();
+      this.health.forget();
+    }
   }
 
   /** A database that is unavailable with nothing in memory to stand in is `unavailable` (services/database.ts). */

@@ -5,6 +5,7 @@
 // short time only: the list grows as artifacts are attached upstream.
 import { BoundedCache } from '../lib/bounded-cache.ts';
 import type { Actor } from '../auth/policy.ts';
+import type { Change } from '../db/change-feed.ts';
 import type { Logger } from '../log.ts';
 import { MEDIA_TYPES } from '../oci/media-types.ts';
 import { parseDigest } from '../oci/reference.ts';
@@ -56,6 +57,11 @@ export class ReferrersService {
   constructor(deps: ReferrersDeps) {
     this.#deps = deps;
     this.#cache = new BoundedCache({ maxEntries: deps.maxEntries ?? 10_000, ttlMs: deps.ttlMs });
+  }
+
+  /** Answers are kept per registry: a change of its upstreams (or of one of them) drops them. */
+  onChange(change: Change): void {
+    if (change.kind === 'registry' || change.kind === 'registry_upstreams' || change.kind === 'upstream' || change.kind === 'all') this.#cache?.clear();
   }
 
   async list(request: ReferrersRequest): Promise<Result<ReferrersAnswer>> {

@@ -4,6 +4,7 @@ import ipaddr from 'ipaddr.js';
 import { z } from 'zod';
 import type { Actor } from '../auth/policy.ts';
 import type { CredentialsCipher } from '../auth/credentials-cipher.ts';
+import type { Change, ChangeFeed } from '../db/change-feed.ts';
 import type { Db } from '../db/connect.ts';
 import type { Registry } from '../db/schema.ts';
 import { isPathComponent, MAX_NAME_LENGTH } from '../oci/reference.ts';
@@ -18,6 +19,7 @@ import { descriptionSchema as descriptionText, parseId, validate } from './valid
 import { storedPolicy } from './freshness.ts';
 import type { FreshnessPolicy } from './freshness.ts';
 import { BoundedCache } from '../lib/bounded-cache.ts';
+import type { CacheStats } from '../lib/bounded-cache.ts';
 import { guarded, lockGroup, lockRegistries, lockUpstreams, markEntriesForDestruction, transact } from './registry-store.ts';
 
 export const PULL_CACHE_TTL_MS = 5_000;
@@ -81,8 +83,13 @@ export interface PullRegistry {
 export interface RegistryServiceDeps {
   db: Db;
   cipher: CredentialsCipher;
+  /** Told every change of a registry, after it committed. */
+  changes: ChangeFeed;
   limits: { registriesPerGroup: number; upstreamsPerRegistry: number };
-  /** How long findForPull remembers an answer; default 5 s, 0 turns the memory off. */
+  /**
+   * How long findForPull remembers an answer; default 5 s, 0 turns the memory off. Changes drop it at
+   * once (onChange, on every replica); the TTL bounds what a missed notification leaves.
+   */
   pullCacheTtlMs?: number;
   /** How long after it was read an answer still serves while the database is unavailable; default 60 s. */
   outageMemoryMs?: number;
@@ -169,24 +176,54 @@ function deepFreeze<T extends object>(value: T): T {
 }
 
 export class RegistryService {
-  /**
-   * The memory of findForPull. Cleared by every write of this service; give it to UpstreamService and
-   * RegistryUpstreamService (`pullCache`) so their writes clear it too. Other replicas see changes
-   * after at most the TTL (DESIGN §8).
-   */
-  readonly pullCache: BoundedCache<PullRegistry | null>;
+  /** The memory of findForPull, dropped by every change of what it holds (onChange). */
+  readonly #pullCache: BoundedCache<PullRegistry | null>;
   readonly #db: Db;
+  readonly #changes: ChangeFeed;
   readonly #cipher: CredentialsCipher;
   readonly #limits: RegistryServiceDeps['limits'];
   readonly #now: () => number;
 
+  /** The registries the pull path read (for /metrics). */
+  get pullMemory(): CacheStats {
+    return this.#pullCache.stats;
+  }
+
   constructor(deps: RegistryServiceDeps) {
     this.#db = deps.db;
+    this.#changes = deps.changes;
     this.#cipher = deps.cipher;
     this.#limits = deps.limits;
     this.#now = deps.now ?? Date.now;
     // Bounded: unknown names must not grow it forever. Kept through a database outage (getStale).
-    this.pullCache = new BoundedCache({ maxEntries: 10_000, ttlMs: deps.pullCacheTtlMs ?? PULL_CACHE_TTL_MS, keepMs: deps.outageMemoryMs ?? OUTAGE_MEMORY_MS, now: this.#now });
+    this.#pullCache = new BoundedCache({ maxEntries: 10_000, ttlMs: deps.pullCacheTtlMs ?? PULL_CACHE_TTL_MS, keepMs: deps.outageMemoryMs ?? OUTAGE_MEMORY_MS, now: this.#now });
+  }
+
+  /**
+   * What findForPull remembers holds groups, registries, their upstream lists and upstreams (change feed):
+   * a change drops only the answers it touches (and the "no such registry" ones, which a new registry or
+   * group may end), so that the others keep standing in through an outage.
+   */
+  onChange(change: Change): void {
+    switch (change.kind) {
+      case 'registry':
+        this.#pullCache.deleteWhere((found) => found === null || found.registry.id === change.id);
+        break;
+      case 'registry_upstreams':
+        this.#pullCache.deleteWhere((found) => found?.registry.id === change.registryId);
+        break;
+      case 'upstream':
+        this.#pullCache.deleteWhere((found) => found?.upstreams.some((upstream) => upstream.id === change.id) ?? false);
+        break;
+      case 'group':
+        this.#pullCache.deleteWhere((found) => found === null || found.group.id === change.id);
+        break;
+      case 'all':
+        this.#pullCache.clear();
+        break;
+      default:
+        break;
+    }
   }
 
   async create(actor: Actor, rawGroupId: number | string, input: RegistryInput): Promise<Result<RegistryView>> {
@@ -216,7 +253,7 @@ export class RegistryService {
       return ok(toRegistryView(row, [...new Set(hostnames)].sort()));
     }, nameTaken(name));
     if (!created.ok) return created;
-    this.pullCache.clear();
+    await this.#changes.publish({ kind: 'registry', id: created.value.id });
     return created;
   }
 
@@ -276,7 +313,7 @@ export class RegistryService {
       return ok(toRegistryView(after, hostnames));
     }, nameTaken(changes.name ?? found.value.name));
     if (!updated.ok) return updated;
-    this.pullCache.clear();
+    await this.#changes.publish({ kind: 'registry', id: registryId });
     return updated;
   }
 
@@ -317,7 +354,14 @@ export class RegistryService {
       });
       return ok({ registry: toRegistryView(row), destroyed_upstream_ids: exclusive, marked_entries: markedEntries });
     });
-    if (destroyed.ok) this.pullCache.clear();
+    if (destroyed.ok) {
+      const upstreamIds = destroyed.value.destroyed_upstream_ids;
+      await this.#changes.publish(
+        { kind: 'registry', id: registryId },
+        ...upstreamIds.map((id) => ({ kind: 'upstream' as const, id })),
+        ...(upstreamIds.length > 0 ? [{ kind: 'cache_entries' as const, upstreamIds }] : []),
+      );
+    }
     return destroyed;
   }
 
@@ -338,19 +382,19 @@ export class RegistryService {
   }
 
   async #findForPull(key: string, where: (query: PullQuery) => PullQuery): Promise<PullRegistry | null> {
-    const remembered = this.pullCache.get(key);
+    const remembered = this.#pullCache.get(key);
     if (remembered !== undefined) return remembered;
     try {
       return await this.#readForPull(key, where);
     } catch (error) {
-      const lastKnown = isDatabaseUnavailable(error) ? this.pullCache.getStale(key) : undefined;
+      const lastKnown = isDatabaseUnavailable(error) ? this.#pullCache.getStale(key) : undefined;
       if (lastKnown === undefined) throw error;
       return lastKnown;
     }
   }
 
   async #readForPull(key: string, where: (query: PullQuery) => PullQuery): Promise<PullRegistry | null> {
-    const generation = this.pullCache.generation;
+    const generation = this.#pullCache.generation;
     const since = this.#now();
     const rows = await where(pullQuery(this.#db)).execute();
     let found: PullRegistry | null = null;
@@ -372,7 +416,7 @@ export class RegistryService {
         })),
       });
     }
-    this.pullCache.set(key, found, { generation, since });
+    this.#pullCache.set(key, found, { generation, since });
     return found;
   }
 

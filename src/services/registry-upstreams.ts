@@ -3,6 +3,7 @@
 // transaction, so concurrent changes of one registry queue (see registry-store.ts).
 import { z } from 'zod';
 import type { Actor } from '../auth/policy.ts';
+import type { ChangeFeed } from '../db/change-feed.ts';
 import type { Db } from '../db/connect.ts';
 import type { Registry, RegistryUpstream, Upstream } from '../db/schema.ts';
 import { err, invalid, ok } from '../result.ts';
@@ -14,7 +15,7 @@ import { authorize, notFound, unauthenticated } from './access.ts';
 import { guarded, linksOf, lockRegistries, lockUpstreams, transact, writePositions } from './registry-store.ts';
 import type { Trx } from './registry-store.ts';
 import { toUpstreamView } from './upstreams.ts';
-import type { PullLookupInvalidation, UpstreamInput, UpstreamService, UpstreamView } from './upstreams.ts';
+import type { UpstreamInput, UpstreamService, UpstreamView } from './upstreams.ts';
 
 export interface RegistryUpstreamView {
   id: number;
@@ -31,8 +32,8 @@ export interface RegistryUpstreamServiceDeps {
   limits: { upstreamsPerRegistry: number };
   /** Creates the upstream of createUpstreamForRegistry (validation, encryption, duplicates, audit). */
   upstreams: UpstreamService;
-  /** Usually RegistryService.pullCache, so that pulls see changes at once in this process. */
-  pullCache?: PullLookupInvalidation;
+  /** Told every change of a registry's upstream list, after it committed. */
+  changes: ChangeFeed;
   now?: () => number;
 }
 
@@ -62,14 +63,14 @@ export class RegistryUpstreamService {
   readonly #db: Db;
   readonly #limit: number;
   readonly #upstreams: UpstreamService;
-  readonly #pullCache: PullLookupInvalidation | undefined;
+  readonly #changes: ChangeFeed;
   readonly #now: () => number;
 
   constructor(deps: RegistryUpstreamServiceDeps) {
     this.#db = deps.db;
     this.#limit = deps.limits.upstreamsPerRegistry;
     this.#upstreams = deps.upstreams;
-    this.#pullCache = deps.pullCache;
+    this.#changes = deps.changes;
     this.#now = deps.now ?? Date.now;
   }
 
@@ -82,7 +83,7 @@ export class RegistryUpstreamService {
     if (!allowed.ok) return allowed;
     const prepared = await this.#upstreams.prepare(input);
     if (!prepared.ok) return prepared;
-    return this.#changed(await transact(this.#db, async (trx) => {
+    return this.#changed(registry.value.id, await transact(this.#db, async (trx) => {
       // Lock order group → registry (insertPrepared locks the group; lock it first here).
       const upstream = await this.#upstreams.insertPrepared(trx, actor, groupId, prepared.value);
       if (!upstream.ok) return upstream;
@@ -105,7 +106,7 @@ export class RegistryUpstreamService {
     });
     if (!upstream.ok) return upstream;
     const upstreamId = upstream.value.id;
-    return this.#changed(await transact(this.#db, async (trx) => {
+    return this.#changed(registry.value.id, await transact(this.#db, async (trx) => {
       const links = await this.#lockedLinks(trx, registry.value.id);
       if (!links.ok) return links;
       // Lock order registry → upstream; a concurrent destroy of the upstream either waits or wins.
@@ -123,7 +124,7 @@ export class RegistryUpstreamService {
     const linkId = link.value.id;
     const parsed = validate(positionSchema, { position });
     if (!parsed.ok) return parsed;
-    return this.#changed(await transact(this.#db, async (trx) => {
+    return this.#changed(link.value.registry_id, await transact(this.#db, async (trx) => {
       const links = await this.#lockedLinks(trx, link.value.registry_id);
       if (!links.ok) return links;
       const from = links.value.findIndex((l) => l.id === linkId);
@@ -147,7 +148,7 @@ export class RegistryUpstreamService {
     const link = await guarded(() => this.#findLink(actor, rawLinkId, 'update_virtual_registry'));
     if (!link.ok) return link;
     const linkId = link.value.id;
-    return this.#changed(await transact(this.#db, async (trx) => {
+    return this.#changed(link.value.registry_id, await transact(this.#db, async (trx) => {
       const links = await this.#lockedLinks(trx, link.value.registry_id);
       if (!links.ok) return links;
       const removed = links.value.find((l) => l.id === linkId);
@@ -213,8 +214,9 @@ export class RegistryUpstreamService {
     return ok(toView(link, upstream));
   }
 
-  #changed<T>(result: Result<T>): Result<T> {
-    if (result.ok) this.#pullCache?.clear();
+  /** Tells every cache (of every replica) once the change committed. */
+  async #changed<T>(registryId: number, result: Result<T>): Promise<Result<T>> {
+    if (result.ok) await this.#changes.publish({ kind: 'registry_upstreams', registryId });
     return result;
   }
 

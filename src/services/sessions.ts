@@ -5,6 +5,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { Actor } from '../auth/policy.ts';
 import { constantTimeEqual, tokenDigest } from '../auth/secrets.ts';
+import type { ChangeFeed } from '../db/change-feed.ts';
 import type { Db } from '../db/connect.ts';
 import { err, ok } from '../result.ts';
 import type { Result } from '../result.ts';
@@ -40,9 +41,11 @@ export class SessionService {
   readonly #db: Db;
   readonly #times: SessionTimes;
   readonly #now: () => number;
+  readonly #changes: ChangeFeed;
 
-  constructor(deps: { db: Db; times: SessionTimes; now?: () => number }) {
+  constructor(deps: { db: Db; times: SessionTimes; changes: ChangeFeed; now?: () => number }) {
     this.#db = deps.db;
+    this.#changes = deps.changes;
     this.#times = deps.times;
     this.#now = deps.now ?? Date.now;
   }
@@ -86,9 +89,10 @@ export class SessionService {
   async end(sessionId: number): Promise<Result<undefined>> {
     try {
       await this.#db.deleteFrom('sessions').where('id', '=', sessionId).execute();
-      return ok();
     } catch (cause) {
       return err('persistence_error', 'the session could not be ended', { cause });
     }
+    await this.#changes.publish({ kind: 'session', id: sessionId });
+    return ok();
   }
 }

@@ -7,6 +7,7 @@
 // the answer carries `Warning: 299`. An upstream that does not know the repository adds no tags; when none
 // knows it, the answer is NAME_UNKNOWN.
 import type { Actor } from '../auth/policy.ts';
+import type { Change } from '../db/change-feed.ts';
 import type { Logger } from '../log.ts';
 import { err, invalid, ok } from '../result.ts';
 import type { Result } from '../result.ts';
@@ -77,6 +78,16 @@ export class TagService {
     this.#now = deps.now ?? Date.now;
     // Fresh for ttlMs; the last good list stands in for a failing upstream for a week.
     this.#lists = new BoundedCache({ maxEntries: deps.maxEntries ?? 10_000, ttlMs: deps.ttlMs, keepMs: LAST_GOOD_KEEP_MS, now: this.#now });
+  }
+
+  /** An upstream's lists are dropped when it changes (its URL or credentials may list other tags now). */
+  onChange(change: Change): void {
+    if (change.kind === 'upstream') {
+      const prefix = `${change.id}\n`;
+      this.#lists.deleteWhere((_, key) => key.startsWith(prefix));
+    } else if (change.kind === 'all') {
+      this.#lists.clear();
+    }
   }
 
   async list(request: TagsRequest): Promise<Result<TagsAnswer>> {

@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { SCOPES, can, canSee } from '../auth/policy.ts';
 import type { Actor, Scope } from '../auth/policy.ts';
 import { generateToken, tokenDigest } from '../auth/secrets.ts';
+import type { ChangeFeed } from '../db/change-feed.ts';
 import type { Db } from '../db/connect.ts';
 import { ROLES } from '../db/schema.ts';
 import type { AccessLevel, AccessToken, RoleName, TokenKind } from '../db/schema.ts';
@@ -91,9 +92,11 @@ export function tokenView(row: AccessToken, now = Date.now()): TokenView {
 
 export class TokenService {
   readonly #db: Db;
+  readonly #changes: ChangeFeed;
 
-  constructor(deps: { db: Db }) {
+  constructor(deps: { db: Db; changes: ChangeFeed }) {
     this.#db = deps.db;
+    this.#changes = deps.changes;
   }
 
   /** A personal access token of the acting user (a password session or a token with the `api` scope). */
@@ -169,12 +172,14 @@ export class TokenService {
       if (!group.ok) return group.reason === 'not_found' ? notFound('token') : group;
     }
     if (row.revoked_at !== null) return ok(tokenView(row));
-    return transact(this.#db, async (trx) => {
+    const revoked = await transact(this.#db, async (trx) => {
       const updated = await trx.updateTable('access_tokens').set({ revoked_at: Date.now() }).where('id', '=', row.id).returningAll().executeTakeFirst();
       if (!updated) return notFound('token');
       await recordAudit(trx, actor, { groupId: row.group_id, action: 'token.revoke', targetType: `${row.kind}_token`, targetId: row.id, details: { before: tokenView(row), after: { revoked_at: updated.revoked_at } } });
       return ok(tokenView(updated));
     });
+    if (revoked.ok) await this.#changes.publish({ kind: 'token', id: row.id });
+    return revoked;
   }
 
   async #insert(actor: Actor, values: { kind: TokenKind; user_id: number | null; group_id: number | null; access_level: AccessLevel | null; name: string; scopes: string[]; expires_at: number | null }): Promise<Result<CreatedToken>> {

@@ -4,6 +4,7 @@ import { sql } from 'kysely';
 import { z } from 'zod';
 import type { Actor } from '../auth/policy.ts';
 import type { CredentialsCipher } from '../auth/credentials-cipher.ts';
+import type { ChangeFeed } from '../db/change-feed.ts';
 import type { Db } from '../db/connect.ts';
 import type { Upstream } from '../db/schema.ts';
 import type { UpstreamTarget } from '../upstream/types.ts';
@@ -79,19 +80,15 @@ export interface PreparedUpstream {
 }
 
 /** Something whose pull lookups must be forgotten when an upstream changes. */
-export interface PullLookupInvalidation {
-  clear(): void;
-}
-
 export interface UpstreamServiceDeps {
   db: Db;
   cipher: CredentialsCipher;
   /** Allow loopback, private and link-local upstream hosts (configuration `upstream.allowPrivate`). */
   allowPrivate: boolean;
-  /** Usually RegistryService.pullCache, so that pulls in this process see changes at once. */
-  pullCache?: PullLookupInvalidation;
+  /** Told every change of an upstream, after it committed. */
+  changes: ChangeFeed;
   /** Upstream health of this process, shown by `get`. */
-  health?: Pick<UpstreamHealth, 'view' | 'forget'>;
+  health?: Pick<UpstreamHealth, 'view'>;
   now?: () => number;
 }
 
@@ -210,7 +207,7 @@ export class UpstreamService {
   readonly #db: Db;
   readonly #cipher: CredentialsCipher;
   readonly #allowPrivate: boolean;
-  readonly #pullCache: PullLookupInvalidation | undefined;
+  readonly #changes: ChangeFeed;
   readonly #health: UpstreamServiceDeps['health'];
   readonly #now: () => number;
 
@@ -218,7 +215,7 @@ export class UpstreamService {
     this.#db = deps.db;
     this.#cipher = deps.cipher;
     this.#allowPrivate = deps.allowPrivate;
-    this.#pullCache = deps.pullCache;
+    this.#changes = deps.changes;
     this.#health = deps.health;
     this.#now = deps.now ?? Date.now;
   }
@@ -324,9 +321,7 @@ export class UpstreamService {
       return ok(after);
     });
     if (!updated.ok) return updated;
-    this.#pullCache?.clear();
-    // A changed URL or credentials may well answer: what was learnt about the old ones is forgotten.
-    if (changes.url !== undefined || credentialsGiven || changes.token_url !== undefined) this.#health?.forget(id);
+    await this.#changes.publish({ kind: 'upstream', id });
     return ok(toUpstreamView(updated.value));
   }
 
@@ -365,8 +360,7 @@ export class UpstreamService {
       return ok(row);
     });
     if (!destroyed.ok) return destroyed;
-    this.#pullCache?.clear();
-    this.#health?.forget(id);
+    await this.#changes.publish({ kind: 'upstream', id }, { kind: 'cache_entries', upstreamIds: [id] });
     return ok(toUpstreamView(destroyed.value));
   }
 

@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { can, canSee } from '../auth/policy.ts';
 import type { Actor } from '../auth/policy.ts';
 import { TOKEN_PREFIX, hashPassword, verifyPassword } from '../auth/secrets.ts';
+import type { ChangeFeed } from '../db/change-feed.ts';
 import type { Db } from '../db/connect.ts';
 import { ROLES } from '../db/schema.ts';
 import type { User } from '../db/schema.ts';
@@ -68,9 +69,11 @@ const usernameTaken = () => err('conflict', 'username is already taken', { field
 
 export class UserService {
   readonly #db: Db;
+  readonly #changes: ChangeFeed;
 
-  constructor(deps: { db: Db }) {
+  constructor(deps: { db: Db; changes: ChangeFeed }) {
     this.#db = deps.db;
+    this.#changes = deps.changes;
   }
 
   /** Admins only. Usernames are unique regardless of case. */
@@ -141,7 +144,7 @@ export class UserService {
     if (!target.ok) return target;
     const user = target.value;
     if (actor.kind === 'user' && actor.userId === user.id) return invalid({ id: ['you cannot delete yourself'] });
-    return transact(this.#db, async (trx) => {
+    return this.#changed(user.id, await transact(this.#db, async (trx) => {
       const owned = await trx.selectFrom('memberships').select('group_id').where('user_id', '=', user.id).where('access_level', '=', ROLES.owner).execute();
       for (const { group_id } of owned) {
         await lockGroup(trx, group_id);
@@ -152,7 +155,7 @@ export class UserService {
       await trx.deleteFrom('users').where('id', '=', user.id).execute();
       await recordAudit(trx, actor, { groupId: null, action: 'user.delete', targetType: 'user', targetId: user.id, details: { before: userView(user) } });
       return ok(userView(user));
-    });
+    }));
   }
 
   /** The acting user's own password; the current one is required. */
@@ -172,13 +175,13 @@ export class UserService {
       return invalid({ current_password: ['is incorrect'] });
     }
     const passwordHash = await hashPassword(parsed.value.new_password);
-    return transact(this.#db, async (trx) => {
+    return this.#changed(user.value.id, await transact(this.#db, async (trx) => {
       const row = await trx.updateTable('users').set({ password_hash: passwordHash, updated_at: Date.now() })
         .where('id', '=', user.value.id).returningAll().executeTakeFirst();
       if (!row) return notFound('user');
       await recordAudit(trx, actor, { groupId: null, action: 'user.change_password', targetType: 'user', targetId: row.id });
       return ok(userView(row));
-    });
+    }));
   }
 
   async #setBlocked(actor: Actor, id: number | string, blocked: boolean): Promise<Result<UserView>> {
@@ -187,7 +190,7 @@ export class UserService {
     const user = target.value;
     if (blocked && actor.kind === 'user' && actor.userId === user.id) return invalid({ id: ['you cannot block yourself'] });
     if ((user.blocked === 1) === blocked) return ok(userView(user));
-    return transact(this.#db, async (trx) => {
+    return this.#changed(user.id, await transact(this.#db, async (trx) => {
       const row = await trx.updateTable('users').set({ blocked: blocked ? 1 : 0, updated_at: Date.now() })
         .where('id', '=', user.id).returningAll().executeTakeFirst();
       if (!row) return notFound('user');
@@ -196,7 +199,13 @@ export class UserService {
         details: { before: { blocked: user.blocked === 1 }, after: { blocked } },
       });
       return ok(userView(row));
-    });
+    }));
+  }
+
+  /** Tells every cache (of every replica) once the change committed. */
+  async #changed(userId: number, result: Result<UserView>): Promise<Result<UserView>> {
+    if (result.ok) await this.#changes.publish({ kind: 'user', id: userId });
+    return result;
   }
 
   /** A user an admin acts on: non-admins are forbidden before anything is looked up. */

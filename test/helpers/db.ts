@@ -20,6 +20,41 @@ export interface TestDatabase extends DatabaseHandle {
 export const testDatabaseUrl = process.env.TEST_DATABASE_URL;
 export const dialectUnderTest = testDatabaseUrl ? 'postgres' : 'sqlite';
 
+/**
+ * PostgreSQL for what exists only there (replicas, LISTEN/NOTIFY), in both CI passes: TEST_DATABASE_URL,
+ * else the local `test` database CI guarantees. One that cannot be reached fails the test, never skips it.
+ */
+export const postgresUrl = testDatabaseUrl ?? 'postgres://postgres@127.0.0.1:5432/test';
+
+export interface PostgresSchema {
+  schema: string;
+  /** postgresUrl with `options=-c search_path=<schema>`: what a Manifold process is given. */
+  url: string;
+  drop(): Promise<void>;
+}
+
+/** A schema of its own in postgresUrl's database, for Manifold processes (replicas) sharing it. */
+export async function createPostgresSchema(prefix = 'test'): Promise<PostgresSchema> {
+  const schema = `${prefix}_${process.pid}_${randomBytes(4).toString('hex')}`;
+  const query = async (text: string) => {
+    const client = new pg.Client({ connectionString: postgresUrl });
+    try {
+      await client.connect();
+    } catch (error) {
+      throw new Error(`PostgreSQL at ${postgresUrl} cannot be reached (${(error as Error).message}): this test needs it in every pass (set TEST_DATABASE_URL, or run the local server with a database named test)`, { cause: error });
+    }
+    try {
+      await client.query(text);
+    } finally {
+      await client.end();
+    }
+  };
+  await query(`create schema ${schema}`);
+  const url = new URL(postgresUrl);
+  url.searchParams.set('options', `-c search_path=${schema}`);
+  return { schema, url: url.toString(), drop: () => query(`drop schema if exists ${schema} cascade`) };
+}
+
 export async function createTestDatabase(): Promise<TestDatabase> {
   const others: DatabaseHandle[] = [];
   let options: DatabaseOptions;

@@ -2,6 +2,7 @@
 // database, row counts (a refused call writes nothing), positions, cache entry rows.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { ChangeFeed } from '../../src/db/change-feed.ts';
 import { CredentialsCipher } from '../../src/auth/credentials-cipher.ts';
 import type { Actor } from '../../src/auth/policy.ts';
 import type { Db } from '../../src/db/connect.ts';
@@ -16,18 +17,21 @@ export const LIMITS = { registriesPerGroup: 5, upstreamsPerRegistry: 5 };
 
 export interface Services {
   cipher: CredentialsCipher;
+  changes: ChangeFeed;
   registries: RegistryService;
   upstreams: UpstreamService;
   links: RegistryUpstreamService;
 }
 
-/** The three services wired as the application wires them (one shared pull cache). */
-export function createServices(db: Db, options: { cipher?: CredentialsCipher; allowPrivate?: boolean; pullCacheTtlMs?: number } = {}): Services {
+/** The three services wired as the application wires them (one change feed, which the pull cache hears). */
+export function createServices(db: Db, options: { cipher?: CredentialsCipher; allowPrivate?: boolean; pullCacheTtlMs?: number; changes?: ChangeFeed } = {}): Services {
   const cipher = options.cipher ?? new CredentialsCipher(randomBytes(32));
-  const registries = new RegistryService({ db, cipher, limits: LIMITS, pullCacheTtlMs: options.pullCacheTtlMs });
-  const upstreams = new UpstreamService({ db, cipher, allowPrivate: options.allowPrivate ?? true, pullCache: registries.pullCache });
-  const links = new RegistryUpstreamService({ db, limits: LIMITS, upstreams, pullCache: registries.pullCache });
-  return { cipher, registries, upstreams, links };
+  const changes = options.changes ?? new ChangeFeed();
+  const registries = new RegistryService({ db, cipher, changes, limits: LIMITS, pullCacheTtlMs: options.pullCacheTtlMs });
+  changes.subscribe((change) => registries.onChange(change));
+  const upstreams = new UpstreamService({ db, cipher, changes, allowPrivate: options.allowPrivate ?? true });
+  const links = new RegistryUpstreamService({ db, changes, limits: LIMITS, upstreams });
+  return { cipher, changes, registries, upstreams, links };
 }
 
 

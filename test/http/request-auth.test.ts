@@ -60,7 +60,7 @@ test('a JWT allows exactly the repositories it lists, and only while the subject
 test('PRIVATE-TOKEN and Basic token credentials on /v2: the policy alone decides', async () => {
   const member = await insertUser(database.db);
   await insertMembership(database.db, groupId, member.id, 'reporter');
-  const pat = await new TokenService({ db: database.db }).createPersonal(onApi(userActor(member.id)), { name: 'pull', scopes: ['read_virtual_registry'] });
+  const pat = await new TokenService({ db: database.db, changes: database.changes }).createPersonal(onApi(userActor(member.id)), { name: 'pull', scopes: ['read_virtual_registry'] });
   assert.ok(pat.ok);
   const viaHeader = await app.inject({ method: 'GET', url: '/probe', headers: { 'private-token': pat.value.token } });
   assert.deepEqual(viaHeader.json(), { ok: true, kind: 'user', mayPull: true });

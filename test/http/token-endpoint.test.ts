@@ -38,7 +38,7 @@ before(async () => {
   await insertMembership(database.db, group.id, user.id, 'guest');
   mine = `${group.path}/hub/library/alpine`;
   theirs = `${other.path}/hub/library/alpine`;
-  const pat = await new TokenService({ db: database.db }).createPersonal(onApi(userActor(user.id)), { name: 'ci', scopes: ['read_virtual_registry'] });
+  const pat = await new TokenService({ db: database.db, changes: database.changes }).createPersonal(onApi(userActor(user.id)), { name: 'ci', scopes: ['read_virtual_registry'] });
   assert.ok(pat.ok);
   patPlaintext = pat.value.token;
 

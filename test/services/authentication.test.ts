@@ -26,7 +26,7 @@ const basic = (username: string, password: string) => `Basic ${Buffer.from(`${us
 before(async () => {
   database = await createTestDatabase();
   registryTokens = newRegistryTokens(await newSigningKeys());
-  tokens = new TokenService({ db: database.db });
+  tokens = new TokenService({ db: database.db, changes: database.changes });
   passwordHash = await hashPassword(PASSWORD);
   auth = new Authenticator({
     db: database.db,

@@ -28,7 +28,7 @@ before(async () => {
   root = mkdtempSync(path.join(tmpdir(), 'manifold-destroy-'));
   store = new FilesystemObjectStore({ root });
   await store.init();
-  entries = new CacheEntryService({ db: database.db, dialect: database.dialect, store });
+  entries = new CacheEntryService({ db: database.db, dialect: database.dialect, store, changes: database.changes });
   groupId = (await insertGroup(database.db)).id;
 });
 
@@ -165,7 +165,7 @@ describe('the destroy worker', () => {
         return super.stat(value);
       }
     })({ root });
-    const fills = new CacheEntryService({ db: database.db, dialect: database.dialect, store: pausing });
+    const fills = new CacheEntryService({ db: database.db, dialect: database.dialect, store: pausing, changes: database.changes });
     const info = (await store.stat(digest))!;
     const fill = fills.createOrUpdate(SYSTEM, { upstreamId: upstream, relativePath: blob(digest, 'refill/image'), digest, size: info.size, contentType: 'application/octet-stream', upstreamEtag: null });
     await entered.promise;

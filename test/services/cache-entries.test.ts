@@ -28,7 +28,7 @@ before(async () => {
   root = mkdtempSync(path.join(tmpdir(), 'manifold-entries-'));
   store = new FilesystemObjectStore({ root });
   await store.init();
-  service = new CacheEntryService({ db: database.db, dialect: database.dialect, store });
+  service = new CacheEntryService({ db: database.db, dialect: database.dialect, store, changes: database.changes });
   groupId = (await insertGroup(database.db)).id;
 });
 
@@ -63,7 +63,7 @@ async function insertRegistry(db: Db, group: number, upstreamIds: number[]): Pro
 async function concurrently(inputs: CacheEntryInput[]) {
   const handles = inputs.map(() => database.another(dialectUnderTest === 'postgres' ? { poolSize: 1 } : undefined));
   try {
-    return await Promise.all(handles.map((handle, i) => new CacheEntryService({ db: handle.db, dialect: handle.dialect, store }).createOrUpdate(SYSTEM, inputs[i])));
+    return await Promise.all(handles.map((handle, i) => new CacheEntryService({ db: handle.db, dialect: handle.dialect, store, changes: handle.changes }).createOrUpdate(SYSTEM, inputs[i])));
   } finally {
     await Promise.all(handles.map((handle) => handle.close()));
   }

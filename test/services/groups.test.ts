@@ -14,7 +14,7 @@ let groups: GroupService;
 
 before(async () => {
   database = await createTestDatabase();
-  groups = new GroupService({ db: database.db });
+  groups = new GroupService({ db: database.db, changes: database.changes });
 });
 after(() => database.destroy());
 

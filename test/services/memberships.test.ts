@@ -13,7 +13,7 @@ let memberships: MembershipService;
 
 before(async () => {
   database = await createTestDatabase();
-  memberships = new MembershipService({ db: database.db });
+  memberships = new MembershipService({ db: database.db, changes: database.changes });
 });
 after(() => database.destroy());
 

@@ -26,8 +26,9 @@ before(async () => {
   database = await createTestDatabase();
   // Long memories: every change below must be seen at once all the same.
   services = createServices(database.db, { pullCacheTtlMs: 60_000 });
-  routes = new MirrorRouteService({ db: database.db, pullCache: services.registries.pullCache });
+  routes = new MirrorRouteService({ db: database.db, changes: services.changes });
   routing = new MirrorRouting({ db: database.db, registries: services.registries, ttlMs: 60_000 });
+  services.changes.subscribe((change) => routing.onChange(change));
   ({ group, actors } = await groupWithMembers(database.db));
   admin = userActor((await insertUser(database.db, { admin: true })).id, [], { admin: true, channel: 'api' });
 });

@@ -117,7 +117,7 @@ describe('create, get, list, update', () => {
     const { group: own, actors: people } = await freshGroup();
     const handles = Array.from({ length: 8 }, () => database.another({ poolSize: 1 }));
     const results = await Promise.all(handles.map((handle) => {
-      const registries = new RegistryService({ db: handle.db, cipher: services.cipher, limits: LIMITS });
+      const registries = new RegistryService({ db: handle.db, cipher: services.cipher, changes: handle.changes, limits: LIMITS });
       return registries.create(people.maintainer, own.id, { name: uniqueName('reg') });
     }));
     await Promise.all(handles.map((h) => h.close()));

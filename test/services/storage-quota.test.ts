@@ -137,7 +137,7 @@ describe('a group\'s quota', () => {
   });
 
   test('only instance admins set it; owners may not raise their own', async () => {
-    const groups = new GroupService({ db: database.db });
+    const groups = new GroupService({ db: database.db, changes: database.changes });
     const { group, actors } = await groupWithMembers(database.db);
     const refused = await groups.update(actors.owner, group.id, { storage_quota_bytes: 10 * 1024 * 1024 });
     assert.equal(refused.ok, false);

@@ -16,7 +16,7 @@ const DAY = 24 * 60 * 60 * 1000;
 
 before(async () => {
   database = await createTestDatabase();
-  tokens = new TokenService({ db: database.db });
+  tokens = new TokenService({ db: database.db, changes: database.changes });
 });
 after(() => database.destroy());
 

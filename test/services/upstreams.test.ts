@@ -25,7 +25,7 @@ let maintainer: Actor;
 before(async () => {
   database = await createTestDatabase();
   services = createServices(database.db);
-  strict = new UpstreamService({ db: database.db, cipher: services.cipher, allowPrivate: false });
+  strict = new UpstreamService({ db: database.db, cipher: services.cipher, changes: services.changes, allowPrivate: false });
   ({ group, actors } = await groupWithMembers(database.db));
   maintainer = actors.maintainer;
 });
@@ -346,7 +346,7 @@ test('database failures are persistence_error with the cause', async () => {
     },
     transformResult: async (args) => args.result,
   });
-  const service = new UpstreamService({ db: broken, cipher: services.cipher, allowPrivate: true });
+  const service = new UpstreamService({ db: broken, cipher: services.cipher, changes: services.changes, allowPrivate: true });
   const result = await service.get(SYSTEM, 1);
   assert.ok(!result.ok);
   assert.equal(result.reason, 'persistence_error');

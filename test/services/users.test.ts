@@ -15,7 +15,7 @@ let admin: ReturnType<typeof userActor>;
 
 before(async () => {
   database = await createTestDatabase();
-  users = new UserService({ db: database.db });
+  users = new UserService({ db: database.db, changes: database.changes });
   const row = await insertUser(database.db, { admin: true });
   admin = onApi(userActor(row.id, [], { admin: true }));
 });

@@ -26,4 +26,14 @@ export class NegativeCache {
   forget(upstreamId: number, path: string): void {
     this.#missing.delete(`${upstreamId}:${path}`);
   }
+
+  /** The upstream changed (its URL, its credentials) or is gone: what it said no longer counts. */
+  forgetUpstream(upstreamId: number): void {
+    const prefix = `${upstreamId}:`;
+    this.#missing.deleteWhere((_, key) => key.startsWith(prefix));
+  }
+
+  clear(): void {
+    this.#missing.clear();
+  }
 }

@@ -72,18 +72,19 @@ export async function createApiFixture(options: { allowPrivateUpstreams?: boolea
   const logger = createLogger('info', { write: (line: string) => void lines.push(line) });
   const objectsDir = mkdtempSync(path.join(tmpdir(), 'manifold-api-objects-'));
   const cipher = new CredentialsCipher(randomBytes(32));
-  const registries = new RegistryService({ db, cipher, limits: LIMITS, pullCacheTtlMs: 0 });
-  const upstreams = new UpstreamService({ db, cipher, allowPrivate, pullCache: registries.pullCache });
-  const links = new RegistryUpstreamService({ db, limits: LIMITS, upstreams, pullCache: registries.pullCache });
+  const changes = database.changes;
+  const registries = new RegistryService({ db, cipher, changes, limits: LIMITS, pullCacheTtlMs: 0 });
+  const upstreams = new UpstreamService({ db, cipher, changes, allowPrivate });
+  const links = new RegistryUpstreamService({ db, changes, limits: LIMITS, upstreams });
   const services = {
-    users: new UserService({ db }),
-    groups: new GroupService({ db }),
-    memberships: new MembershipService({ db }),
-    tokens: new TokenService({ db }),
+    users: new UserService({ db, changes }),
+    groups: new GroupService({ db, changes }),
+    memberships: new MembershipService({ db, changes }),
+    tokens: new TokenService({ db, changes }),
     registries,
     upstreams,
     links,
-    mirrorRoutes: new MirrorRouteService({ db, pullCache: registries.pullCache }),
+    mirrorRoutes: new MirrorRouteService({ db, changes }),
     prefetchJobs: new PrefetchJobService({ db }),
   };
   const upstreamClient = new UpstreamClient({
@@ -96,7 +97,7 @@ export async function createApiFixture(options: { allowPrivateUpstreams?: boolea
   });
   const cleanupPolicies = new CleanupPolicyService({ db });
   const sessionTimes = { ttlMs: 12 * 60 * 60 * 1000, idleMs: 60 * 60 * 1000 };
-  const sessions = new SessionService({ db, times: sessionTimes, now: options.now });
+  const sessions = new SessionService({ db, changes, times: sessionTimes, now: options.now });
   apiRoutes(app, {
     sessionService: sessions,
     registryTraffic: new RegistryTraffic({ db, flushIntervalMs: 60_000 }),
@@ -114,7 +115,7 @@ export async function createApiFixture(options: { allowPrivateUpstreams?: boolea
     upstreamService: upstreams,
     registryUpstreamService: links,
     mirrorRouteService: services.mirrorRoutes,
-    cacheEntries: new CacheEntryService({ db, dialect: database.dialect, store: new FilesystemObjectStore({ root: objectsDir }) }),
+    cacheEntries: new CacheEntryService({ db, dialect: database.dialect, changes, store: new FilesystemObjectStore({ root: objectsDir }) }),
     auditService: new AuditService({ db }),
     upstreamClient,
     allowPrivateUpstreams: allowPrivate,
