@@ -315,6 +315,13 @@ export async function createManifold(config: Config, logger: Logger = createLogg
     return { id, state: view.state, consecutiveFailures: view.consecutive_failures };
   });
   metrics.sources.changeFeed = () => database.changes.stats();
+  metrics.sources.memoryCaches = () => ({
+    hot_manifests: services.pull.manifestMemory,
+    entry_lookups: services.entries.lookupMemory,
+    token_actors: services.authenticator.actorMemory,
+    verified_tokens: services.registryTokens.verifiedMemory,
+    registries: services.registries.pullMemory,
+  });
   // Hear the other replicas' changes (PostgreSQL); the CLI only tells them its own.
   database.changes.listen();
   services.counter.start();
