@@ -204,13 +204,17 @@ export class PrefetchRunner {
     const pulled = await this.#pull.pullFrom(registry, { groupPath: registry.group.path, registryName: registry.registry.name, image }, {
       actor: SYSTEM, name: `${registry.group.path}/${registry.registry.name}/${image}`, kind: 'manifest', reference, method: 'GET', accept: MANIFEST_ACCEPT,
     });
-    if (!pulled.ok || !pulled.value.body) {
+    if (!pulled.ok || (!pulled.value.body && !pulled.value.bytes)) {
       run.fail(what, pulled.ok ? 'no body' : pulled.message);
       return;
     }
-    const chunks: Buffer[] = [];
-    for await (const chunk of pulled.value.body) chunks.push(chunk as Buffer);
-    const bytes = Buffer.concat(chunks);
+    // A manifest held in memory comes as its bytes; any other as a stream.
+    let bytes = pulled.value.bytes;
+    if (!bytes) {
+      const chunks: Buffer[] = [];
+      for await (const chunk of pulled.value.body!) chunks.push(chunk as Buffer);
+      bytes = Buffer.concat(chunks);
+    }
     run.totalBytes += bytes.length;
     run.doneBytes += bytes.length;
     run.doneObjects++;
