@@ -22,7 +22,7 @@ import { ManifoldCache } from './lib/manifold-cache.ts';
 import { pushSmallImage } from './lib/images.ts';
 import type { PushedImage } from './lib/images.ts';
 import { wrk } from './lib/clients.ts';
-import { PeakMemory, residentBytes, summarize } from './lib/measure.ts';
+import { CpuTime, PeakMemory, residentBytes, summarize } from './lib/measure.ts';
 import { installCleanupHandlers, trackDirectory } from './lib/cleanup.ts';
 
 const MINUTES = Number(process.env.BENCH_MINUTES ?? 10);
@@ -64,18 +64,22 @@ async function pull(image: PushedImage): Promise<boolean> {
   return ok;
 }
 
-async function manifestRates(): Promise<number[]> {
+/** Requests a second of each run, and the CPU time Manifold spent per request (µs; less load-dependent). */
+async function manifestRates(): Promise<{ rates: number[]; cpu: number[] }> {
   const repository = manifold.repository(warm[0].image);
   const headers = { ...(await manifold.requestHeaders(repository)), accept: ACCEPT };
   const url = `${manifold.url}/v2/${repository}/manifests/${warm[0].tag}`;
   await wrk({ url, method: 'GET', headers, connections: 16, seconds: 1, workDir });
   const rates: number[] = [];
+  const cpu: number[] = [];
   for (let run = 0; run < 3; run++) {
+    const clock = new CpuTime(manifold.pid);
     const result = await wrk({ url, method: 'GET', headers, connections: 16, seconds: RATE_SECONDS, workDir });
+    cpu.push((clock.stop() / result.requests) * 1e6);
     if (result.badStatus > 0 || result.socketErrors > 0) throw new Error(`manifest rate: ${result.badStatus} error answers, ${result.socketErrors} socket errors`);
     rates.push(result.requests / result.seconds);
   }
-  return rates;
+  return { rates, cpu };
 }
 
 /** The hostile request number `i`: path and headers. */
@@ -100,7 +104,8 @@ try {
   row('RSS after start and 4 warm pulls', `${(residentBytes(manifold.pid) / MB).toFixed(0)} MB`);
   const peak = new PeakMemory(manifold.pid);
   const before = await manifestRates();
-  row('manifest GET by tag before (wrk, 16 connections, Bearer JWT), 3 runs', `${summarize(before).median.toFixed(0)} req/s (${before.map((r) => r.toFixed(0)).join(', ')})`);
+  const describe = (measured: { rates: number[]; cpu: number[] }) => `${summarize(measured.rates).median.toFixed(0)} req/s (${measured.rates.map((r) => r.toFixed(0)).join(', ')}); CPU ${summarize(measured.cpu).median.toFixed(0)} µs per request`;
+  row('manifest GET by tag before (wrk, 16 connections, Bearer JWT), 3 runs', describe(before));
 
   log(`${HOSTILE} hostile requests`);
   const statuses = new Map<number, number>();
@@ -148,8 +153,9 @@ try {
   row('RSS 2 s after the mixed pulls', `${(residentBytes(manifold.pid) / MB).toFixed(0)} MB`);
 
   const after = await manifestRates();
-  row('manifest GET by tag after, 3 runs', `${summarize(after).median.toFixed(0)} req/s (${after.map((r) => r.toFixed(0)).join(', ')})`);
-  row('rate after / rate before (target ≥ 0.9)', (summarize(after).median / summarize(before).median).toFixed(2));
+  row('manifest GET by tag after, 3 runs', describe(after));
+  row('rate after / rate before (target ≥ 0.9)', (summarize(after.rates).median / summarize(before.rates).median).toFixed(2));
+  row('CPU per request after / before', (summarize(after.cpu).median / summarize(before.cpu).median).toFixed(2));
   row('peak RSS over the whole soak (target ≤ 120 MB)', `${(peak.stop() / MB).toFixed(0)} MB`);
   await new Promise((resolve) => setTimeout(resolve, 2000));
   row('RSS at the end (target ≤ 120 MB)', `${(residentBytes(manifold.pid) / MB).toFixed(0)} MB`);
