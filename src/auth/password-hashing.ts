@@ -36,8 +36,9 @@ function currentPool(): Piscina<ScryptTask, Uint8Array> {
     minThreads: 0,
     maxThreads: options.threads,
     maxQueue: options.queue,
-    // Kept a while after the last check, so a burst of logins does not start a thread per check.
-    idleTimeout: 30_000,
+    // Kept a few seconds after the last check, so a burst of logins does not start a thread per check; not
+    // longer: an idle thread (its own V8 isolate) holds about 20 MB, a start costs some 40 ms (issue 19).
+    idleTimeout: 5_000,
     // Below the event loop and the file I/O threads: a pull is served first when the CPU is busy.
     niceIncrement: 5,
     // Workers inherit the process's flags (type stripping); no atomics wait, they hold no handles.
