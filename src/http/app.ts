@@ -47,10 +47,11 @@ export function buildApp(deps: AppDependencies): FastifyInstance {
   installErrorFormats(app);
 
   const metrics = deps.metrics ?? createMetrics({ defaultMetrics: false });
-  app.addHook('onResponse', async (request, reply) => {
+  app.addHook('onResponse', (request, reply, done) => {
     const route = request.routeOptions.url ?? 'unmatched';
     metrics.httpRequests.inc({ route, method: request.method, status: String(reply.statusCode) });
     metrics.httpDuration.observe({ route, method: request.method }, reply.elapsedTime / 1000);
+    done();
   });
 
   healthRoutes(app, deps.health);

@@ -1,6 +1,6 @@
 // Authentication (DESIGN §5): turns the credentials of a request into an Actor. No credentials is the
 // anonymous actor; anything presented and wrong is `unauthorized`, without saying which part was wrong.
-import { createHmac, randomBytes } from 'node:crypto';
+import { createHmac, hash, randomBytes } from 'node:crypto';
 import { sql } from 'kysely';
 import type { Change } from '../db/change-feed.ts';
 import { BoundedCache } from '../lib/bounded-cache.ts';
@@ -67,6 +67,7 @@ export class Authenticator {
   readonly #passwordCache: BoundedCache<{ userId: number; passwordHash: string }>;
   /** A process-local key, so the cache holds nothing an attacker could test passwords against. */
   readonly #cacheKey = randomBytes(32);
+  readonly #cacheKeyPrefix = this.#cacheKey.toString('base64');
   #dummyHash: Promise<string> | null = null;
   /** HMAC(credentials) → the actor they gave last time, for a database outage (see authenticate). */
   readonly #recentActors: BoundedCache<Actor>;
@@ -164,9 +165,9 @@ export class Authenticator {
   #credentialsKey(credentials: Credentials, channel: Channel): string | null {
     const parts = [credentials.authorization, credentials.privateToken, credentials.username, credentials.password];
     if (parts.every((part) => part === undefined)) return null;
-    const hmac = createHmac('sha256', this.#cacheKey).update(channel);
-    for (const part of parts) hmac.update('\0').update(part ?? '\u0001');
-    return hmac.digest('base64');
+    // A keyed SHA-256 (a secret prefix) in one call: no credential is kept as it was sent, and an HMAC
+    // object per request cost a twentieth of a cached manifest's CPU.
+    return hash('sha256', `${this.#cacheKeyPrefix}\0${channel}\0${parts.map((part) => part ?? '\u0001').join('\0')}`, 'base64');
   }
 
   async #stillUsable(credentials: Credentials, actor: Actor): Promise<boolean> {

@@ -108,7 +108,8 @@ export class MirrorRouting {
     }
 
     const snapshot = await this.#routes();
-    const hostname = request.host === undefined ? null : canonicalHostname(request.host.replace(/:\d+$/, ''));
+    // Most instances have no claimed hostnames: then the Host header needs no parsing.
+    const hostname = request.host === undefined || snapshot.hostnames.size === 0 ? null : canonicalHostname(request.host.replace(/:\d+$/, ''));
     const claimedBy = hostname === null ? undefined : snapshot.hostnames.get(hostname);
     if (claimedBy !== undefined) {
       const registry = await this.#registries.findForPullById(claimedBy);
