@@ -17,7 +17,8 @@
 // both are primed over two windows first (not measured).
 //
 // Settings: BENCH_RUNS (5 per cache), BENCH_STEPS (images per run, 32), BENCH_WINDOW (8),
-// BENCH_PULLS_PER_STEP (16), BENCH_CLIENTS (8), BENCH_GRACE_SECONDS (1).
+// BENCH_PULLS_PER_STEP (16), BENCH_CLIENTS (8), BENCH_GRACE_SECONDS (1), BENCH_CPU_PROFILE_DIR (profiles of
+// both caches, written when they stop).
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readdirSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -26,6 +27,7 @@ import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { Pool } from 'undici';
 import { Distribution } from '../test/helpers/distribution.ts';
+import { logSince, settleLog } from '../test/helpers/e2e.ts';
 import { buildImage, content, OCI_LAYER, pushImage } from '../test/helpers/oci-image.ts';
 import type { Content, TestImage } from '../test/helpers/oci-image.ts';
 import { cleanUpNow, installCleanupHandlers, removeDirectory, trackDirectory } from './lib/cleanup.ts';
@@ -44,6 +46,8 @@ const WINDOW = Number(process.env.BENCH_WINDOW ?? 8);
 const PULLS_PER_STEP = Number(process.env.BENCH_PULLS_PER_STEP ?? 16);
 const CLIENTS = Number(process.env.BENCH_CLIENTS ?? 8);
 const GRACE_SECONDS = Number(process.env.BENCH_GRACE_SECONDS ?? 1);
+/** `node --cpu-prof` profiles of the two caches in <dir>/quota and <dir>/no-quota. */
+const PROFILE_DIR = process.env.BENCH_CPU_PROFILE_DIR;
 const log = (message: string) => console.error(`[bench ${new Date().toISOString().slice(11, 19)}] ${message}`);
 
 // Images: base layers of 128 KiB, each shared by four images; two layers of their own (32 and 96 KiB).
@@ -96,7 +100,8 @@ class Cache {
     const token = await createTemplate(dataDir, upstreamUrl, databaseUrl);
     const port = await freePort();
     const start = npmStart();
-    cache.#process = spawnLogged(process.execPath, [...start.nodeFlags, path.join('src', 'cli', 'main.ts'), 'serve'], path.join(workDir, `${name}.log`), {
+    const profile = PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${path.join(PROFILE_DIR, name)}`] : [];
+    cache.#process = spawnLogged(process.execPath, [...start.nodeFlags, ...profile, path.join('src', 'cli', 'main.ts'), 'serve'], path.join(workDir, `${name}.log`), {
       cwd: REPOSITORY_ROOT,
       env: {
         ...inheritedEnvironment(),
@@ -209,6 +214,8 @@ interface Walk {
   seconds: number;
   /** CPU time (user + system) of the cache process meanwhile. */
   cpuSeconds: number;
+  /** Requests the upstream received meanwhile (misses). */
+  upstreamGets: number;
   firstError: string | null;
 }
 
@@ -219,7 +226,7 @@ interface Walk {
 async function walk(cache: Cache, from: number, steps: number): Promise<Walk> {
   const total = steps * PULLS_PER_STEP;
   let next = 0;
-  const result: Walk = { pulls: 0, failed: 0, bytes: 0, seconds: 0, cpuSeconds: 0, firstError: null };
+  const result: Walk = { pulls: 0, failed: 0, bytes: 0, seconds: 0, cpuSeconds: 0, upstreamGets: 0, firstError: null };
   const cpu = new CpuTime(cache.pid);
   const started = performance.now();
   await Promise.all(Array.from({ length: CLIENTS }, async () => {
@@ -273,13 +280,17 @@ try {
           await new Promise((resolve) => setTimeout(resolve, 100));
         }
       })();
+      await settleLog(upstream);
+      const mark = upstream.accessLog.length;
       const result = await walk(cache, from, STEPS);
       sampling = false;
       await sampler;
+      await settleLog(upstream);
+      result.upstreamGets = logSince(upstream, mark).filter((entry) => entry.method === 'GET').length;
       const evicted = (await cache.metric('manifold_cache_evictions_total')) - evictedBefore;
       if (cache === limited) evictions += evicted;
       results.get(cache)!.push(result);
-      log(`run ${run + 1} ${cache.name}: ${result.pulls} pulls in ${result.seconds.toFixed(2)} s = ${(result.pulls / result.seconds).toFixed(1)}/s, ${(result.cpuSeconds * 1e6 / result.pulls).toFixed(0)} µs CPU per pull, ${result.failed} failed, ${evicted} entries evicted${result.firstError ? ` (${result.firstError})` : ''}`);
+      log(`run ${run + 1} ${cache.name}: ${result.pulls} pulls in ${result.seconds.toFixed(2)} s = ${(result.pulls / result.seconds).toFixed(1)}/s, ${(result.cpuSeconds * 1e6 / result.pulls).toFixed(0)} µs CPU per pull, ${result.upstreamGets} upstream GETs, ${result.failed} failed, ${evicted} entries evicted${result.firstError ? ` (${result.firstError})` : ''}`);
     }
   }
   if (caches.length === 2) storageMax = Math.max(storageMax, limited.storedBytes());
@@ -305,6 +316,8 @@ try {
   console.log(`| pulls/s over all runs (pulls / seconds) | ${overall(unlimited).toFixed(1)} | ${overall(limited).toFixed(1)} | ${ratio.toFixed(2)}; target ≥ 0.9: **${ratio >= 0.9 ? 'met' : 'missed'}** |`);
   console.log(`| CPU time of the cache per pull (µs) | ${cell(cpuPerPull(unlimited), 0)} | ${cell(cpuPerPull(limited), 0)} | ${(summarize(cpuPerPull(limited)).median / summarize(cpuPerPull(unlimited)).median).toFixed(2)} |`);
   console.log(`| MB/s | ${cell(byteRates(unlimited), 2)} | ${cell(byteRates(limited), 2)} | ${(summarize(byteRates(limited)).median / summarize(byteRates(unlimited)).median).toFixed(2)} |`);
+  const upstreamGets = (cache: Cache) => results.get(cache)!.map((r) => r.upstreamGets);
+  console.log(`| upstream GETs per run (the new images' manifests and blobs) | ${cell(upstreamGets(unlimited), 0)} | ${cell(upstreamGets(limited), 0)} | |`);
   console.log(`| failed pulls | ${failed(unlimited)} | ${failed(limited)} | must be 0 |`);
   console.log(`| entries evicted during the runs | 0 | ${evictions} | |`);
   console.log(`| self-repairs recorded (an object missing under a live entry; none is expected) | ${await unlimited.metric('manifold_storage_repairs_total')} | ${await limited.metric('manifold_storage_repairs_total')} | |`);
