@@ -15,6 +15,14 @@ export default tseslint.config(
     },
   },
   { files: ['src/cli/**', 'bench/**', 'test/**'], rules: { 'no-console': 'off' } },
+  // An ES import of node:http loads Node's bundled fetch (its lazy WebSocket getters): about 8 MB resident
+  // that the server never uses (issue 19). process.getBuiltinModule('node:http') does not.
+  {
+    files: ['src/**'],
+    rules: {
+      '@typescript-eslint/no-restricted-imports': ['error', { paths: ['node:http', 'http'].map((name) => ({ name, allowTypeImports: true, message: "use process.getBuiltinModule('node:http'): an ES import loads Node's bundled undici (about 8 MB)" })) }],
+    },
+  },
   // The console runs in the browser: its globals are the DOM's, checked by its own tsconfig.
   { files: ['console/**'], rules: { 'no-undef': 'off' } },
 );

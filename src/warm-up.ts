@@ -3,11 +3,14 @@
 // registry token, undici's HTTP parser, which is WebAssembly compiled on first use). Here those paths run
 // once against nothing that matters: a token for nobody, requests answered 401, a loopback listener of
 // our own. Nothing is written and no upstream is asked.
-import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { request } from 'undici';
 import { ANONYMOUS } from './auth/policy.ts';
 import type { Manifold } from './server.ts';
+
+// Not an ES import: importing node:http evaluates its lazy WebSocket getters, which load Node's bundled
+// fetch (undici, about 8 MB resident) that nothing here uses (issue 19).
+const { createServer } = process.getBuiltinModule('node:http');
 
 /** Runs the warm-up; returns how long it took (ms). Failures are logged and do not stop the start. */
 export async function warmUp(manifold: Manifold): Promise<number> {

@@ -69,6 +69,8 @@ export interface ManifoldOptions {
   cpuProfileDir?: string;
   /** Storage settings (environment) of the process started as `generation`; unset: the filesystem in its data directory. */
   storageEnv?: (generation: number) => Record<string, string>;
+  /** Node flags after those of `npm start` (diagnostics: --heapsnapshot-signal, --max-old-space-size). */
+  nodeFlags?: string[];
 }
 
 export class ManifoldCache implements CacheUnderTest {
@@ -161,7 +163,7 @@ export class ManifoldCache implements CacheUnderTest {
     const start = npmStart();
     this.#process = spawnLogged(
       process.execPath,
-      [...start.nodeFlags, ...profile, path.join('src', 'cli', 'main.ts'), 'serve'],
+      [...start.nodeFlags, ...(this.#options.nodeFlags ?? []), ...profile, path.join('src', 'cli', 'main.ts'), 'serve'],
       path.join(this.#workDir, 'manifold.log'),
       {
         cwd: REPOSITORY_ROOT,

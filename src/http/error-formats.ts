@@ -3,12 +3,15 @@
 // covers what no route answers: unrouted methods and paths, URLs Fastify cannot decode, parameters too
 // long, errors raised outside a route's own handler, and requests Node's HTTP parser refuses before
 // Fastify sees them (400, 431). One place decides the format from the path.
-import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ociError } from '../oci/errors.ts';
 import type { OciErrorCode } from '../oci/errors.ts';
 import { PROBLEM_CONTENT_TYPE, problem } from './api/problems.ts';
+
+// Not an ES import: importing node:http evaluates its lazy WebSocket getters, which load Node's bundled
+// fetch (undici, about 8 MB resident) that nothing here uses (issue 19).
+const { STATUS_CODES } = process.getBuiltinModule('node:http');
 
 export type ErrorFormat = 'oci' | 'problem';
 

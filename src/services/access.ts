@@ -42,3 +42,27 @@ export async function authorizeGroup(db: Db, actor: Actor, rawGroupId: unknown, 
   if (!can(actor, ability, { groupId })) return denied(actor);
   return ok(group);
 }
+
+/**
+ * The row of a group's resource named by `rawId` (an id from a path), loaded by `load`, when the actor may
+ * do `ability` on it. Anonymous callers are asked to authenticate before anything is loaded; malformed ids,
+ * unknown rows and rows the actor cannot see are all not_found, named `what`.
+ */
+export async function authorizeFound<T extends { group_id: number }>(actor: Actor, rawId: unknown, ability: Ability, what: string, load: (id: number) => Promise<T | undefined>): Promise<Result<T>> {
+  if (actor.kind === 'anonymous') return unauthenticated();
+  const id = parseId(rawId);
+  const row = id === null ? undefined : await load(id);
+  if (!row) return notFound(what);
+  const allowed = authorize(actor, ability, { groupId: row.group_id }, what);
+  return allowed.ok ? ok(row) : allowed;
+}
+
+/** The registry named by `rawId` (its id and group), when the actor may do `ability` on it (see authorizeFound). */
+export function authorizeRegistry(db: Db, actor: Actor, rawId: unknown, ability: Ability): Promise<Result<{ id: number; group_id: number }>> {
+  return authorizeFound(actor, rawId, ability, 'registry', (id) => db.selectFrom('registries').select(['id', 'group_id']).where('id', '=', id).executeTakeFirst());
+}
+
+/** The upstream named by `rawId` (its id and group), when the actor may do `ability` on it (see authorizeFound). */
+export function authorizeUpstream(db: Db, actor: Actor, rawId: unknown, ability: Ability): Promise<Result<{ id: number; group_id: number }>> {
+  return authorizeFound(actor, rawId, ability, 'upstream', (id) => db.selectFrom('upstreams').select(['id', 'group_id']).where('id', '=', id).executeTakeFirst());
+}

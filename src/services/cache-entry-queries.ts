@@ -8,9 +8,9 @@ import { CACHE_ENTRY_STATUS } from '../db/schema.ts';
 import type { CacheEntry } from '../db/schema.ts';
 import { ok } from '../result.ts';
 import type { Result } from '../result.ts';
-import { authorize, notFound, unauthenticated } from './access.ts';
+import { authorizeFound, authorizeRegistry, authorizeUpstream } from './access.ts';
 import { guarded } from './registry-store.ts';
-import { offsetOf, paginationSchema, parseId, validate } from './validation.ts';
+import { offsetOf, paginationSchema, validate } from './validation.ts';
 import type { Page } from './validation.ts';
 
 export type CacheEntryStatusName = keyof typeof CACHE_ENTRY_STATUS;
@@ -74,25 +74,17 @@ export class CacheEntryQueryService {
   /** The upstream's entries (read_virtual_registry on its group), newest first unless ordered otherwise. */
   async list(actor: Actor, upstreamId: number | string, query: CacheEntryListQuery = {}): Promise<Result<Page<CacheEntryView>>> {
     return guarded(async () => {
-      if (actor.kind === 'anonymous') return unauthenticated();
-      const id = parseId(upstreamId);
-      const upstream = id === null ? undefined : await this.#db.selectFrom('upstreams').select(['id', 'group_id']).where('id', '=', id).executeTakeFirst();
-      if (!upstream) return notFound('upstream');
-      const allowed = authorize(actor, 'read_virtual_registry', { groupId: upstream.group_id }, 'upstream');
-      if (!allowed.ok) return allowed;
-      return this.#page([upstream.id], query);
+      const upstream = await authorizeUpstream(this.#db, actor, upstreamId, 'read_virtual_registry');
+      return upstream.ok ? this.#page([upstream.value.id], query) : upstream;
     });
   }
 
   /** The entries of every upstream the registry links (read_virtual_registry on its group). */
   async listForRegistry(actor: Actor, registryId: number | string, query: CacheEntryListQuery = {}): Promise<Result<Page<CacheEntryView>>> {
     return guarded(async () => {
-      if (actor.kind === 'anonymous') return unauthenticated();
-      const id = parseId(registryId);
-      const registry = id === null ? undefined : await this.#db.selectFrom('registries').select(['id', 'group_id']).where('id', '=', id).executeTakeFirst();
-      if (!registry) return notFound('registry');
-      const allowed = authorize(actor, 'read_virtual_registry', { groupId: registry.group_id }, 'registry');
-      if (!allowed.ok) return allowed;
+      const found = await authorizeRegistry(this.#db, actor, registryId, 'read_virtual_registry');
+      if (!found.ok) return found;
+      const registry = found.value;
       const links = await this.#db.selectFrom('registry_upstreams').select('upstream_id').where('registry_id', '=', registry.id).execute();
       return this.#page(links.map((link) => link.upstream_id), query);
     });
@@ -121,13 +113,9 @@ export class CacheEntryQueryService {
   /** One entry the actor may read; entries waiting for destruction are not found. */
   async get(actor: Actor, entryId: number | string): Promise<Result<CacheEntryView>> {
     return guarded(async () => {
-      if (actor.kind === 'anonymous') return unauthenticated();
-      const id = parseId(entryId);
-      const row = id === null ? undefined : await this.#db.selectFrom('cache_entries').selectAll()
-        .where('id', '=', id).where('status', 'in', VISIBLE_STATUSES).where('upstream_id', 'is not', null).executeTakeFirst();
-      if (!row) return notFound('cache entry');
-      const allowed = authorize(actor, 'read_virtual_registry', { groupId: row.group_id }, 'cache entry');
-      return allowed.ok ? ok(toCacheEntryView(row)) : allowed;
+      const row = await authorizeFound(actor, entryId, 'read_virtual_registry', 'cache entry', (id) => this.#db.selectFrom('cache_entries').selectAll()
+        .where('id', '=', id).where('status', 'in', VISIBLE_STATUSES).where('upstream_id', 'is not', null).executeTakeFirst());
+      return row.ok ? ok(toCacheEntryView(row.value)) : row;
     });
   }
 }

@@ -11,10 +11,10 @@ import type { PrefetchJob, PrefetchStatus } from '../db/schema.ts';
 import { isValidName, parseReference } from '../oci/reference.ts';
 import { err, ok } from '../result.ts';
 import type { Result } from '../result.ts';
-import { authorize, notFound, unauthenticated } from './access.ts';
+import { authorizeFound, authorizeRegistry } from './access.ts';
 import { recordAudit } from './audit.ts';
 import { guarded, transact } from './database.ts';
-import { offsetOf, paginationSchema, parseId, validate } from './validation.ts';
+import { offsetOf, paginationSchema, validate } from './validation.ts';
 import type { Page } from './validation.ts';
 
 /** `library/alpine:3.20`, `library/alpine` (latest), `app@sha256:…`. */
@@ -143,11 +143,9 @@ export class PrefetchJobService {
   /** Queues a prefetch of `images` into the registry's cache (update_virtual_registry: maintainers and above). */
   async create(actor: Actor, registryId: number | string, input: PrefetchInput): Promise<Result<PrefetchJobView>> {
     const created = await guarded(async () => {
-      if (actor.kind === 'anonymous') return unauthenticated();
-      const registry = await this.#registry(registryId);
-      if (!registry) return notFound('registry');
-      const allowed = authorize(actor, 'update_virtual_registry', { groupId: registry.group_id }, 'registry');
-      if (!allowed.ok) return allowed;
+      const found = await authorizeRegistry(this.#db, actor, registryId, 'update_virtual_registry');
+      if (!found.ok) return found;
+      const registry = found.value;
       const parsed = validate(prefetchInputSchema, input);
       if (!parsed.ok) return parsed;
       return transact(this.#db, async (trx) => {
@@ -181,11 +179,9 @@ export class PrefetchJobService {
   /** The registry's jobs, newest first (read_virtual_registry). */
   async list(actor: Actor, registryId: number | string, query: z.input<typeof paginationSchema> = {}): Promise<Result<Page<PrefetchJobView>>> {
     return guarded(async () => {
-      if (actor.kind === 'anonymous') return unauthenticated();
-      const registry = await this.#registry(registryId);
-      if (!registry) return notFound('registry');
-      const allowed = authorize(actor, 'read_virtual_registry', { groupId: registry.group_id }, 'registry');
-      if (!allowed.ok) return allowed;
+      const found = await authorizeRegistry(this.#db, actor, registryId, 'read_virtual_registry');
+      if (!found.ok) return found;
+      const registry = found.value;
       const pagination = validate(paginationSchema, query);
       if (!pagination.ok) return pagination;
       const scoped = this.#db.selectFrom('prefetch_jobs').where('registry_id', '=', registry.id);
@@ -217,18 +213,7 @@ export class PrefetchJobService {
     });
   }
 
-  async #registry(rawId: number | string) {
-    const id = parseId(rawId);
-    if (id === null) return undefined;
-    return this.#db.selectFrom('registries').select(['id', 'group_id']).where('id', '=', id).executeTakeFirst();
-  }
-
   async #visible(actor: Actor, rawId: number | string, ability: 'read_virtual_registry' | 'update_virtual_registry'): Promise<Result<PrefetchJob>> {
-    if (actor.kind === 'anonymous') return unauthenticated();
-    const id = parseId(rawId);
-    const row = id === null ? undefined : await this.#db.selectFrom('prefetch_jobs').selectAll().where('id', '=', id).executeTakeFirst();
-    if (!row) return notFound('prefetch job');
-    const allowed = authorize(actor, ability, { groupId: row.group_id }, 'prefetch job');
-    return allowed.ok ? ok(row) : allowed;
+    return authorizeFound(actor, rawId, ability, 'prefetch job', (id) => this.#db.selectFrom('prefetch_jobs').selectAll().where('id', '=', id).executeTakeFirst());
   }
 }

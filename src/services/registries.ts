@@ -12,10 +12,10 @@ import { canonicalHostname } from '../oci/registry-host.ts';
 import { err, ok } from '../result.ts';
 import type { Result } from '../result.ts';
 import { recordAudit } from './audit.ts';
-import { authorize, authorizeGroup, denied, notFound, unauthenticated } from './access.ts';
+import { authorizeFound, authorizeGroup, denied, notFound } from './access.ts';
 import { isDatabaseUnavailable } from './database.ts';
 import { can } from '../auth/policy.ts';
-import { descriptionSchema as descriptionText, parseId, validate } from './validation.ts';
+import { descriptionSchema as descriptionText, validate } from './validation.ts';
 import { storedPolicy } from './freshness.ts';
 import type { FreshnessPolicy } from './freshness.ts';
 import { BoundedCache } from '../lib/bounded-cache.ts';
@@ -423,11 +423,7 @@ export class RegistryService {
 
   /** The registry if the actor may see it (else not_found) and do this to it (else forbidden). */
   async #find(actor: Actor, rawId: number | string, ability: 'read_virtual_registry' | 'update_virtual_registry' | 'destroy_virtual_registry'): Promise<Result<Registry>> {
-    const id = parseId(rawId);
-    const row = id === null ? undefined : await this.#db.selectFrom('registries').selectAll().where('id', '=', id).executeTakeFirst();
-    if (!row) return actor.kind === 'anonymous' ? unauthenticated() : notFound('registry');
-    const allowed = authorize(actor, ability, { groupId: row.group_id }, 'registry');
-    return allowed.ok ? ok(row) : allowed;
+    return authorizeFound(actor, rawId, ability, 'registry', (id) => this.#db.selectFrom('registries').selectAll().where('id', '=', id).executeTakeFirst());
   }
 }
 

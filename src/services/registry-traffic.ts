@@ -12,9 +12,8 @@ import type { Result } from '../result.ts';
 import { PeriodicTask } from '../lib/periodic-task.ts';
 import type { Logger } from '../log.ts';
 import type { CacheResult } from '../metrics.ts';
-import { authorize, notFound, unauthenticated } from './access.ts';
+import { authorizeRegistry } from './access.ts';
 import { guarded } from './registry-store.ts';
-import { parseId } from './validation.ts';
 
 const HOUR = 60 * 60 * 1000;
 /** A week of hours is kept. */
@@ -95,12 +94,9 @@ export class RegistryTraffic {
   /** The registry's counts over the last `hours` hours (read_virtual_registry), with what it caches now. */
   async statistics(actor: Actor, registryId: number | string, hours: number): Promise<Result<RegistryStatistics>> {
     return guarded(async () => {
-      if (actor.kind === 'anonymous') return unauthenticated();
-      const id = parseId(registryId);
-      const registry = id === null ? undefined : await this.#db.selectFrom('registries').select(['id', 'group_id']).where('id', '=', id).executeTakeFirst();
-      if (!registry) return notFound('registry');
-      const allowed = authorize(actor, 'read_virtual_registry', { groupId: registry.group_id }, 'registry');
-      if (!allowed.ok) return allowed;
+      const found = await authorizeRegistry(this.#db, actor, registryId, 'read_virtual_registry');
+      if (!found.ok) return found;
+      const registry = found.value;
       const current = hourOf(this.#now());
       const since = current - (hours - 1) * HOUR;
       const rows = await this.#db.selectFrom('registry_traffic').selectAll().where('registry_id', '=', registry.id).where('hour', '>=', since).execute();

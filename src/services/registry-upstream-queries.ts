@@ -4,11 +4,10 @@ import type { Actor } from '../auth/policy.ts';
 import type { Db } from '../db/connect.ts';
 import { ok } from '../result.ts';
 import type { Result } from '../result.ts';
-import { authorize, notFound, unauthenticated } from './access.ts';
+import { authorizeFound, notFound } from './access.ts';
 import { guarded } from './registry-store.ts';
 import { toUpstreamView } from './upstreams.ts';
 import type { RegistryUpstreamView } from './registry-upstreams.ts';
-import { parseId } from './validation.ts';
 
 export class RegistryUpstreamQueryService {
   readonly #db: Db;
@@ -19,12 +18,9 @@ export class RegistryUpstreamQueryService {
 
   async get(actor: Actor, linkId: number | string): Promise<Result<RegistryUpstreamView>> {
     return guarded(async () => {
-      if (actor.kind === 'anonymous') return unauthenticated();
-      const id = parseId(linkId);
-      const link = id === null ? undefined : await this.#db.selectFrom('registry_upstreams').selectAll().where('id', '=', id).executeTakeFirst();
-      if (!link) return notFound('link');
-      const allowed = authorize(actor, 'read_virtual_registry', { groupId: link.group_id }, 'link');
-      if (!allowed.ok) return allowed;
+      const found = await authorizeFound(actor, linkId, 'read_virtual_registry', 'link', (id) => this.#db.selectFrom('registry_upstreams').selectAll().where('id', '=', id).executeTakeFirst());
+      if (!found.ok) return found;
+      const link = found.value;
       const upstream = await this.#db.selectFrom('upstreams').selectAll().where('id', '=', link.upstream_id).executeTakeFirst();
       if (!upstream) return notFound('link');
       return ok({

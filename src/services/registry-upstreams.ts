@@ -11,7 +11,7 @@ import type { Result } from '../result.ts';
 import { recordAudit } from './audit.ts';
 import { parseId, validate } from './validation.ts';
 import { canSee } from '../auth/policy.ts';
-import { authorize, notFound, unauthenticated } from './access.ts';
+import { authorize, authorizeFound, notFound } from './access.ts';
 import { guarded, linksOf, lockRegistries, lockUpstreams, transact, writePositions } from './registry-store.ts';
 import type { Trx } from './registry-store.ts';
 import { toUpstreamView } from './upstreams.ts';
@@ -221,18 +221,10 @@ export class RegistryUpstreamService {
   }
 
   async #findRegistry(actor: Actor, rawId: number | string, ability: LinkAbility): Promise<Result<Registry>> {
-    const id = parseId(rawId);
-    const row = id === null ? undefined : await this.#db.selectFrom('registries').selectAll().where('id', '=', id).executeTakeFirst();
-    if (!row) return actor.kind === 'anonymous' ? unauthenticated() : notFound('registry');
-    const allowed = authorize(actor, ability, { groupId: row.group_id }, 'registry');
-    return allowed.ok ? ok(row) : allowed;
+    return authorizeFound(actor, rawId, ability, 'registry', (id) => this.#db.selectFrom('registries').selectAll().where('id', '=', id).executeTakeFirst());
   }
 
   async #findLink(actor: Actor, rawId: number | string, ability: LinkAbility): Promise<Result<RegistryUpstream>> {
-    const id = parseId(rawId);
-    const row = id === null ? undefined : await this.#db.selectFrom('registry_upstreams').selectAll().where('id', '=', id).executeTakeFirst();
-    if (!row) return actor.kind === 'anonymous' ? unauthenticated() : notFound('link');
-    const allowed = authorize(actor, ability, { groupId: row.group_id }, 'link');
-    return allowed.ok ? ok(row) : allowed;
+    return authorizeFound(actor, rawId, ability, 'link', (id) => this.#db.selectFrom('registry_upstreams').selectAll().where('id', '=', id).executeTakeFirst());
   }
 }

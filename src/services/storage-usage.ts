@@ -7,10 +7,9 @@ import type { Db } from '../db/connect.ts';
 import { CACHE_ENTRY_STATUS } from '../db/schema.ts';
 import { ok } from '../result.ts';
 import type { Result } from '../result.ts';
-import { authorize, notFound, unauthenticated } from './access.ts';
+import { authorizeRegistry } from './access.ts';
 import { guarded } from './registry-store.ts';
 import { RETENTION_HOURS } from './registry-traffic.ts';
-import { parseId } from './validation.ts';
 
 const HOUR = 60 * 60 * 1000;
 const LIVE = [CACHE_ENTRY_STATUS.default, CACHE_ENTRY_STATUS.processing];
@@ -52,12 +51,9 @@ export class StorageUsage {
   /** The registry's usage (read_virtual_registry). */
   async registry(actor: Actor, registryId: number | string): Promise<Result<RegistryUsage>> {
     return guarded(async () => {
-      if (actor.kind === 'anonymous') return unauthenticated();
-      const id = parseId(registryId);
-      const registry = id === null ? undefined : await this.#db.selectFrom('registries').select(['id', 'group_id']).where('id', '=', id).executeTakeFirst();
-      if (!registry) return notFound('registry');
-      const allowed = authorize(actor, 'read_virtual_registry', { groupId: registry.group_id }, 'registry');
-      if (!allowed.ok) return allowed;
+      const found = await authorizeRegistry(this.#db, actor, registryId, 'read_virtual_registry');
+      if (!found.ok) return found;
+      const registry = found.value;
       const since = Math.floor(this.#now() / HOUR) * HOUR - (RETENTION_HOURS - 1) * HOUR;
       const upstreams = await this.#db.selectFrom('registry_upstreams as ru').innerJoin('upstreams as u', 'u.id', 'ru.upstream_id')
         .select(['u.id', 'u.name']).where('ru.registry_id', '=', registry.id).orderBy('ru.position').execute();

@@ -14,9 +14,9 @@ import type { FreshnessInput, FreshnessPolicy } from './freshness.ts';
 import type { UpstreamHealth, UpstreamHealthView } from './upstream-health.ts';
 import { err, invalid, ok } from '../result.ts';
 import type { FieldErrors, Result } from '../result.ts';
-import { authorize, authorizeGroup, notFound, unauthenticated } from './access.ts';
+import { authorizeFound, authorizeGroup, notFound } from './access.ts';
 import { recordAudit } from './audit.ts';
-import { descriptionSchema as descriptionText, freeTextNameSchema, offsetOf, paginationSchema, parseId, validate } from './validation.ts';
+import { descriptionSchema as descriptionText, freeTextNameSchema, offsetOf, paginationSchema, validate } from './validation.ts';
 import type { Page } from './validation.ts';
 import { closeGaps, guarded, lockGroup, lockRegistries, lockUpstreams, markEntriesForDestruction, transact } from './registry-store.ts';
 import type { Trx } from './registry-store.ts';
@@ -426,11 +426,7 @@ export class UpstreamService {
 
   /** The upstream if the actor may see it (else not_found) and do this to it (else forbidden). */
   async #find(actor: Actor, rawId: number | string, ability: UpstreamAbility): Promise<Result<Upstream>> {
-    const id = parseId(rawId);
-    const row = id === null ? undefined : await this.#db.selectFrom('upstreams').selectAll().where('id', '=', id).executeTakeFirst();
-    if (!row) return actor.kind === 'anonymous' ? unauthenticated() : notFound('upstream');
-    const allowed = authorize(actor, ability, { groupId: row.group_id }, 'upstream');
-    return allowed.ok ? ok(row) : allowed;
+    return authorizeFound(actor, rawId, ability, 'upstream', (id) => this.#db.selectFrom('upstreams').selectAll().where('id', '=', id).executeTakeFirst());
   }
 
   /** Address rules for the (already normalised) URLs being set. */

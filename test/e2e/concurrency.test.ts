@@ -3,11 +3,13 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { Distribution } from '../helpers/distribution.ts';
-import { buildImage, OCI_MANIFEST, pushImage, sha256 } from '../helpers/oci-image.ts';
+import type { Distribution } from '../helpers/distribution.ts';
+import { buildImage, OCI_MANIFEST, sha256 } from '../helpers/oci-image.ts';
 import { startCache } from '../helpers/manifold.ts';
 import type { TestManifold } from '../helpers/manifold.ts';
-import { SkopeoClient } from '../helpers/skopeo.ts';
+import { assertSameImage, startPullFixture } from '../helpers/pull-fixture.ts';
+import type { PullFixture } from '../helpers/pull-fixture.ts';
+import type { SkopeoClient } from '../helpers/skopeo.ts';
 import { fillDiskFrom } from '../helpers/full-disk.ts';
 import { SlowRegistry } from '../helpers/slow-registry.ts';
 import { settleLog, until, v2 } from '../helpers/e2e.ts';
@@ -18,32 +20,23 @@ const CLIENTS = 16;
 describe('16 concurrent cold pulls of one image from a real Distribution', () => {
   const image = buildImage({ layerSizes: [4 * 1024, 512 * 1024, 6 * 1024 * 1024] });
   const raw = buildImage({ layerSizes: [2 * 1024, 3 * 1024 * 1024] });
+  let fixture: PullFixture;
   let upstream: Distribution;
   let server: TestManifold;
   let token: string;
   let client: SkopeoClient;
 
   before(async () => {
-    upstream = await Distribution.start();
-    await pushImage(upstream.url, 'library/app', image, { tag: '1.0' });
-    await pushImage(upstream.url, 'library/raw', raw, { tag: '1.0' });
-    ({ server, token } = await startCache([upstream.url]));
-    client = new SkopeoClient(server.host);
-    const login = await client.login('admin', token);
-    assert.equal(login.code, 0, login.stderr);
+    fixture = await startPullFixture({ images: [{ repository: 'library/app', image, tag: '1.0' }, { repository: 'library/raw', image: raw, tag: '1.0' }] });
+    ({ upstream, server, token, client } = fixture);
   });
-  after(async () => {
-    client?.cleanup();
-    await server?.stop();
-    await upstream?.stop();
-  });
+  after(() => fixture?.stop());
 
   it('16 skopeo copies at once: the upstream served each blob and the manifest once; every copy is identical', async () => {
     const copies = await Promise.all(Array.from({ length: CLIENTS }, () => client.copy('acme/hub/library/app', '1.0')));
     for (const copy of copies) {
       assert.equal(copy.code, 0, copy.stderr);
-      assert.equal(copy.layout!.topDigest, image.manifest.digest);
-      for (const blob of image.blobs) assert.ok(copy.layout!.blob(blob.digest).equals(blob.bytes));
+      assertSameImage(copy.layout, image);
     }
     await settleLog(upstream);
     for (const blob of image.blobs) assert.equal(upstream.count('GET', `/v2/library/app/blobs/${blob.digest}`), 1, `blob ${blob.digest}`);

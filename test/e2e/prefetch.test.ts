@@ -7,11 +7,13 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import path from 'node:path';
-import { Distribution } from '../helpers/distribution.ts';
-import { buildImage, buildIndex, pushImage } from '../helpers/oci-image.ts';
-import { createVirtualRegistry, personalToken, startManifold } from '../helpers/manifold.ts';
+import type { Distribution } from '../helpers/distribution.ts';
+import { buildImage, buildIndex } from '../helpers/oci-image.ts';
+import { createVirtualRegistry, personalToken } from '../helpers/manifold.ts';
 import type { TestManifold } from '../helpers/manifold.ts';
-import { SkopeoClient } from '../helpers/skopeo.ts';
+import { startPullFixture } from '../helpers/pull-fixture.ts';
+import type { PullFixture } from '../helpers/pull-fixture.ts';
+import type { SkopeoClient } from '../helpers/skopeo.ts';
 import { logSince, settleLog, until } from '../helpers/e2e.ts';
 import { SlowRegistry } from '../helpers/slow-registry.ts';
 import type { PrefetchJobView } from '../../src/services/prefetch-jobs.ts';
@@ -21,6 +23,7 @@ const MAIN = path.resolve(import.meta.dirname, '../../src/cli/main.ts');
 describe('prefetch', () => {
   const index = buildIndex({ platforms: [{ os: 'linux', architecture: 'amd64' }, { os: 'linux', architecture: 'arm64', variant: 'v8' }], layerSizes: [16 * 1024, 700 * 1024] });
   const [amd64, arm64] = index.images;
+  let fixture: PullFixture;
   let upstream: Distribution;
   let slow: SlowRegistry;
   let server: TestManifold;
@@ -29,20 +32,13 @@ describe('prefetch', () => {
   let registryId: number;
 
   before(async () => {
-    upstream = await Distribution.start();
-    await pushImage(upstream.url, 'library/multi', index, { tag: '1.0' });
+    fixture = await startPullFixture({ images: [{ repository: 'library/multi', image: index, tag: '1.0' }] });
+    ({ upstream, server, client, registryId } = fixture);
     slow = await SlowRegistry.start();
-    server = await startManifold();
-    registryId = (await createVirtualRegistry(server, { group: 'acme', registry: 'hub', upstreamUrls: [upstream.url] })).registry.id;
-    client = new SkopeoClient(server.host);
-    const login = await client.login('admin', await personalToken(server));
-    assert.equal(login.code, 0, login.stderr);
     apiToken = await personalToken(server, ['api']);
   });
   after(async () => {
-    client?.cleanup();
-    await server?.stop();
-    await upstream?.stop();
+    await fixture?.stop();
     await slow?.close();
   });
 

@@ -12,7 +12,7 @@ import { buildImage, pushImage } from '../helpers/oci-image.ts';
 import { basicToken, createVirtualRegistry, metricValue, personalToken, startManifold } from '../helpers/manifold.ts';
 import type { TestManifold } from '../helpers/manifold.ts';
 import { SkopeoClient } from '../helpers/skopeo.ts';
-import type { OciLayout } from '../helpers/skopeo.ts';
+import { assertSameImage } from '../helpers/pull-fixture.ts';
 import { logSince, settleLog } from '../helpers/e2e.ts';
 import { startS3Server } from '../helpers/s3-server.ts';
 import type { TestS3Server } from '../helpers/s3-server.ts';
@@ -47,12 +47,6 @@ describe('Manifold on S3: skopeo pulls through it, the bucket holds the objects'
     return { server, client };
   }
 
-  function assertSameImage(layout: OciLayout | null): void {
-    assert.ok(layout);
-    assert.equal(layout.topDigest, image.manifest.digest);
-    for (const blob of image.blobs) assert.ok(layout.blob(blob.digest).equals(blob.bytes), `blob ${blob.digest} is identical`);
-  }
-
   async function bucketKeys(): Promise<string[]> {
     const client = new S3Client({ endpoint: s3.endpoint, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } });
     const listed = await client.send(new ListObjectsV2Command({ Bucket: s3.bucket, Prefix: 'e2e/' }));
@@ -68,7 +62,7 @@ describe('Manifold on S3: skopeo pulls through it, the bucket holds the objects'
 
     const first = await client.copy('acme/hub/library/app', '1.0');
     assert.equal(first.code, 0, first.stderr);
-    assertSameImage(first.layout);
+    assertSameImage(first.layout, image);
     await settleLog(upstream);
     for (const blob of image.blobs) assert.equal(upstream.count('GET', `/v2/library/app/blobs/${blob.digest}`), 1, `blob ${blob.digest} fetched once`);
     // The client has its bytes once they are verified; the upload to the bucket ends a moment later.
@@ -82,7 +76,7 @@ describe('Manifold on S3: skopeo pulls through it, the bucket holds the objects'
     const mark = upstream.accessLog.length;
     const second = await client.copy('acme/hub/library/app', '1.0');
     assert.equal(second.code, 0, second.stderr);
-    assertSameImage(second.layout);
+    assertSameImage(second.layout, image);
     await settleLog(upstream);
     assert.deepEqual(logSince(upstream, mark).filter((entry) => entry.path.startsWith('/v2/library/')), [], 'the second copy came from the bucket');
   });
@@ -92,7 +86,7 @@ describe('Manifold on S3: skopeo pulls through it, the bucket holds the objects'
     const { server, client } = await start(true);
     const first = await client.copy('acme/hub/library/app', '1.0');
     assert.equal(first.code, 0, first.stderr);
-    assertSameImage(first.layout);
+    assertSameImage(first.layout, image);
 
     const layer = image.layers[image.layers.length - 1];
     const token = await personalToken(server);
@@ -113,7 +107,7 @@ describe('Manifold on S3: skopeo pulls through it, the bucket holds the objects'
     const mark = upstream.accessLog.length;
     const second = await client.copy('acme/hub/library/app', '1.0');
     assert.equal(second.code, 0, second.stderr);
-    assertSameImage(second.layout);
+    assertSameImage(second.layout, image);
     await settleLog(upstream);
     assert.deepEqual(logSince(upstream, mark).filter((entry) => entry.path.startsWith('/v2/library/')), []);
   });
@@ -132,7 +126,7 @@ describe('Manifold on S3: skopeo pulls through it, the bucket holds the objects'
     const mark = upstream.accessLog.length;
     const second = await client.copy('acme/hub/library/app', '1.0');
     assert.equal(second.code, 0, second.stderr);
-    assertSameImage(second.layout);
+    assertSameImage(second.layout, image);
     await settleLog(upstream);
     assert.deepEqual(logSince(upstream, mark).filter((entry) => entry.path.startsWith('/v2/library/')).map((entry) => `${entry.method} ${entry.path}`), [`GET /v2/library/app/blobs/${layer.digest}`]);
     await server.manifold.services.pull.settle();

@@ -8,11 +8,13 @@ import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, truncateSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { Distribution } from '../helpers/distribution.ts';
-import { buildImage, OCI_MANIFEST, pushImage, sha256 } from '../helpers/oci-image.ts';
-import { basicToken, createVirtualRegistry, metricValue, personalToken, startManifold } from '../helpers/manifold.ts';
+import type { Distribution } from '../helpers/distribution.ts';
+import { buildImage, OCI_MANIFEST, sha256 } from '../helpers/oci-image.ts';
+import { basicToken, metricValue } from '../helpers/manifold.ts';
 import type { TestManifold } from '../helpers/manifold.ts';
-import { SkopeoClient } from '../helpers/skopeo.ts';
+import { assertSameImage, startPullFixture } from '../helpers/pull-fixture.ts';
+import type { PullFixture } from '../helpers/pull-fixture.ts';
+import type { SkopeoClient } from '../helpers/skopeo.ts';
 import { logSince, settleLog } from '../helpers/e2e.ts';
 import type { FilesystemObjectStore } from '../../src/storage/filesystem.ts';
 import type { StorageCheckReport } from '../../src/services/storage-check.ts';
@@ -21,26 +23,18 @@ const MAIN = path.resolve(import.meta.dirname, '../../src/cli/main.ts');
 
 describe('self-repair and storage check', () => {
   const image = buildImage({ layerSizes: [3 * 1024, 200 * 1024, 2 * 1024 * 1024] });
+  let fixture: PullFixture;
   let upstream: Distribution;
   let server: TestManifold;
   let client: SkopeoClient;
 
   before(async () => {
-    upstream = await Distribution.start();
-    await pushImage(upstream.url, 'library/app', image, { tag: '1.0' });
     // Hot manifests are answered from memory (checked against their digest) and never read from disk
     // again while they stay there; this test is about what a pull finds on disk.
-    server = await startManifold({ cache: { manifestMemoryBytes: 0 } });
-    await createVirtualRegistry(server, { group: 'acme', registry: 'hub', upstreamUrls: [upstream.url] });
-    client = new SkopeoClient(server.host);
-    const login = await client.login('admin', await personalToken(server));
-    assert.equal(login.code, 0, login.stderr);
+    fixture = await startPullFixture({ images: [{ repository: 'library/app', image, tag: '1.0' }], config: { cache: { manifestMemoryBytes: 0 } } });
+    ({ upstream, server, client } = fixture);
   });
-  after(async () => {
-    client?.cleanup();
-    await server?.stop();
-    await upstream?.stop();
-  });
+  after(() => fixture?.stop());
 
   const objectPath = (digest: string) => (server.manifold.store as FilesystemObjectStore).objectPath(digest);
 
@@ -58,8 +52,7 @@ describe('self-repair and storage check', () => {
   async function copyAndCompare(): Promise<void> {
     const copied = await client.copy('acme/hub/library/app', '1.0');
     assert.equal(copied.code, 0, copied.stderr);
-    assert.equal(copied.layout!.topDigest, image.manifest.digest);
-    for (const blob of image.blobs) assert.ok(copied.layout!.blob(blob.digest).equals(blob.bytes), `blob ${blob.digest} is identical`);
+    assertSameImage(copied.layout, image);
   }
 
   it('a pull refetches a deleted and a truncated object once each, and storage check reports those repairs', async () => {
@@ -152,22 +145,20 @@ describe('self-repair and storage check', () => {
 describe('an eviction racing a hit is not a repair', () => {
   const image = buildImage({ layerSizes: [64 * 1024] });
   const repository = 'acme/hub/library/raced';
-  let upstream: Distribution;
+  let fixture: PullFixture;
   let server: TestManifold;
   let authorization: string;
 
   before(async () => {
-    upstream = await Distribution.start();
-    await pushImage(upstream.url, 'library/raced', image, { tag: '1.0' });
-    // Manifests are read from disk on every hit (no memory), and entries are evictable at once.
-    server = await startManifold({ cache: { manifestMemoryBytes: 0 }, storage: { evictionGraceSeconds: 0 } });
-    await createVirtualRegistry(server, { group: 'acme', registry: 'hub', upstreamUrls: [upstream.url] });
-    authorization = basicToken(await personalToken(server));
+    fixture = await startPullFixture({
+      images: [{ repository: 'library/raced', image, tag: '1.0' }],
+      // Manifests are read from disk on every hit (no memory), and entries are evictable at once.
+      config: { cache: { manifestMemoryBytes: 0 }, storage: { evictionGraceSeconds: 0 } },
+    });
+    server = fixture.server;
+    authorization = basicToken(fixture.token);
   });
-  after(async () => {
-    await server?.stop();
-    await upstream?.stop();
-  });
+  after(() => fixture?.stop());
 
   async function get(kind: 'manifests' | 'blobs', reference: string): Promise<Buffer> {
     const response = await fetch(`${server.url}/v2/${repository}/${kind}/${reference}`, { headers: { authorization, accept: OCI_MANIFEST } });

@@ -2,43 +2,29 @@
 // copies images that a real CNCF Distribution holds; the second copy comes from the cache.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { Distribution } from '../helpers/distribution.ts';
-import { buildImage, buildIndex, pushImage } from '../helpers/oci-image.ts';
-import { createVirtualRegistry, liveEntries, metricValue, personalToken, startManifold } from '../helpers/manifold.ts';
+import type { Distribution } from '../helpers/distribution.ts';
+import { buildImage, buildIndex } from '../helpers/oci-image.ts';
+import { liveEntries, metricValue } from '../helpers/manifold.ts';
 import type { TestManifold } from '../helpers/manifold.ts';
-import { SkopeoClient } from '../helpers/skopeo.ts';
-import type { OciLayout } from '../helpers/skopeo.ts';
+import { assertSameImage, startPullFixture } from '../helpers/pull-fixture.ts';
+import type { PullFixture } from '../helpers/pull-fixture.ts';
+import type { SkopeoClient } from '../helpers/skopeo.ts';
 import { logSince, settleLog } from '../helpers/e2e.ts';
 
 describe('skopeo pulls through Manifold from a real Distribution', () => {
   // A 3-layer image whose largest layer is tens of MB, and a two-platform index.
   const image = buildImage({ layerSizes: [2 * 1024, 400 * 1024, 24 * 1024 * 1024] });
   const index = buildIndex({ platforms: [{ os: 'linux', architecture: 'amd64' }, { os: 'linux', architecture: 'arm64' }], layerSizes: [8 * 1024, 100 * 1024] });
+  let fixture: PullFixture;
   let upstream: Distribution;
   let server: TestManifold;
   let client: SkopeoClient;
 
   before(async () => {
-    upstream = await Distribution.start();
-    await pushImage(upstream.url, 'library/app', image, { tag: '1.0' });
-    await pushImage(upstream.url, 'library/multi', index, { tag: '1.0' });
-    server = await startManifold();
-    await createVirtualRegistry(server, { group: 'acme', registry: 'hub', upstreamUrls: [upstream.url] });
-    client = new SkopeoClient(server.host);
-    const login = await client.login('admin', await personalToken(server));
-    assert.equal(login.code, 0, login.stderr);
+    fixture = await startPullFixture({ images: [{ repository: 'library/app', image, tag: '1.0' }, { repository: 'library/multi', image: index, tag: '1.0' }] });
+    ({ upstream, server, client } = fixture);
   });
-  after(async () => {
-    client?.cleanup();
-    await server?.stop();
-    await upstream?.stop();
-  });
-
-  function assertSameImage(layout: OciLayout | null, expected: typeof image): void {
-    assert.ok(layout);
-    assert.equal(layout.topDigest, expected.manifest.digest, 'the manifest digest is the upstream\'s');
-    for (const blob of expected.blobs) assert.ok(layout.blob(blob.digest).equals(blob.bytes), `blob ${blob.digest} is identical`);
-  }
+  after(() => fixture?.stop());
 
   it('copies an image with the upstream\'s manifest and layer digests, then serves the second copy from the cache', async () => {
     const first = await client.copy('acme/hub/library/app', '1.0');

@@ -4,52 +4,41 @@
 // pull (no failure, no BLOB_UNKNOWN, no wrong byte).
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { Distribution } from '../helpers/distribution.ts';
 import { until } from '../helpers/e2e.ts';
-import { buildImage, content, OCI_LAYER, pushImage } from '../helpers/oci-image.ts';
-import type { TestImage } from '../helpers/oci-image.ts';
-import { createVirtualRegistry, personalToken, startManifold } from '../helpers/manifold.ts';
+import { buildImage, content, OCI_LAYER } from '../helpers/oci-image.ts';
+import { personalToken } from '../helpers/manifold.ts';
 import type { TestManifold } from '../helpers/manifold.ts';
-import { SkopeoClient } from '../helpers/skopeo.ts';
-import type { OciLayout } from '../helpers/skopeo.ts';
+import { assertSameImage, startPullFixture } from '../helpers/pull-fixture.ts';
+import type { PullFixture } from '../helpers/pull-fixture.ts';
+import type { SkopeoClient } from '../helpers/skopeo.ts';
 import { randomBytes } from 'node:crypto';
 
 const KiB = 1024;
 const DAY = 24 * 60 * 60 * 1000;
-
-function assertSameImage(layout: OciLayout | null, image: TestImage): void {
-  assert.ok(layout);
-  assert.equal(layout.topDigest, image.manifest.digest);
-  for (const blob of image.blobs) assert.ok(layout.blob(blob.digest).equals(blob.bytes), `blob ${blob.digest} is identical`);
-}
 
 describe('cleanup policies and eviction', () => {
   const base = content(OCI_LAYER, randomBytes(128 * KiB));
   const images = Array.from({ length: 4 }, () => buildImage({ sharedLayers: [base], layerSizes: [256 * KiB, 64 * KiB] }));
   const old = buildImage({ layerSizes: [200 * KiB] });
   const recent = buildImage({ layerSizes: [150 * KiB] });
-  let upstream: Distribution;
+  let fixture: PullFixture;
   let server: TestManifold;
   let client: SkopeoClient;
   let apiToken: string;
 
   before(async () => {
-    upstream = await Distribution.start();
-    for (const [index, one] of images.entries()) await pushImage(upstream.url, `busy/b${index}`, one, { tag: '1' });
-    await pushImage(upstream.url, 'policy/old', old, { tag: '1' });
-    await pushImage(upstream.url, 'policy/recent', recent, { tag: '1' });
-    server = await startManifold({ storage: { evictionGraceSeconds: 0 }, cache: { cleanupCheckSeconds: 1 } });
-    await createVirtualRegistry(server, { group: 'acme', registry: 'hub', upstreamUrls: [upstream.url] });
-    client = new SkopeoClient(server.host);
-    const login = await client.login('admin', await personalToken(server));
-    assert.equal(login.code, 0, login.stderr);
+    fixture = await startPullFixture({
+      images: [
+        ...images.map((one, index) => ({ repository: `busy/b${index}`, image: one, tag: '1' })),
+        { repository: 'policy/old', image: old, tag: '1' },
+        { repository: 'policy/recent', image: recent, tag: '1' },
+      ],
+      config: { storage: { evictionGraceSeconds: 0 }, cache: { cleanupCheckSeconds: 1 } },
+    });
+    ({ server, client } = fixture);
     apiToken = await personalToken(server, ['api']);
   });
-  after(async () => {
-    client?.cleanup();
-    await server?.stop();
-    await upstream?.stop();
-  });
+  after(() => fixture?.stop());
 
   const api = (path: string, init: RequestInit = {}) => fetch(`${server.url}/api/v1${path}`, { ...init, headers: { authorization: `Bearer ${apiToken}`, 'content-type': 'application/json', ...init.headers } });
 

@@ -7,14 +7,15 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { Distribution } from '../helpers/distribution.ts';
+import type { Distribution } from '../helpers/distribution.ts';
 import { logSince, settleLog } from '../helpers/e2e.ts';
 import { buildImage, content, OCI_LAYER, OCI_MANIFEST, pushImage } from '../helpers/oci-image.ts';
 import type { TestImage } from '../helpers/oci-image.ts';
-import { createVirtualRegistry, metricValue, personalToken, startManifold } from '../helpers/manifold.ts';
+import { basicToken, metricValue, personalToken } from '../helpers/manifold.ts';
 import type { TestManifold } from '../helpers/manifold.ts';
-import { SkopeoClient } from '../helpers/skopeo.ts';
-import type { OciLayout } from '../helpers/skopeo.ts';
+import { assertSameImage, startPullFixture } from '../helpers/pull-fixture.ts';
+import type { PullFixture } from '../helpers/pull-fixture.ts';
+import type { SkopeoClient } from '../helpers/skopeo.ts';
 import { randomBytes } from 'node:crypto';
 
 const KiB = 1024;
@@ -34,12 +35,6 @@ function storedBytes(server: TestManifold): number {
   return total;
 }
 
-function assertSameImage(layout: OciLayout | null, image: TestImage): void {
-  assert.ok(layout);
-  assert.equal(layout.topDigest, image.manifest.digest);
-  for (const blob of image.blobs) assert.ok(layout.blob(blob.digest).equals(blob.bytes), `blob ${blob.digest} is identical`);
-}
-
 describe('storage quota: least recently pulled eviction under a rolling stream of images', () => {
   const base = content(OCI_LAYER, randomBytes(256 * KiB));
   const image = () => buildImage({ sharedLayers: [base], layerSizes: [384 * KiB] });
@@ -49,26 +44,23 @@ describe('storage quota: least recently pulled eviction under a rolling stream o
   // The working set: the two hot images (the base layer once).
   const workingSet = imageBytes(hot[0]) + imageBytes(hot[1]) - base.size;
   const maxBytes = 2 * workingSet;
+  let fixture: PullFixture;
   let upstream: Distribution;
   let server: TestManifold;
   let client: SkopeoClient;
   let registryId: number;
 
   before(async () => {
-    upstream = await Distribution.start();
-    for (const [index, one] of hot.entries()) await pushImage(upstream.url, `hot/h${index}`, one, { tag: '1' });
-    for (const [index, one] of stream.entries()) await pushImage(upstream.url, `stream/s${index}`, one, { tag: '1' });
-    server = await startManifold({ storage: { maxBytes, evictionGraceSeconds: 0, quotaCheckSeconds: 3600 } });
-    registryId = (await createVirtualRegistry(server, { group: 'acme', registry: 'hub', upstreamUrls: [upstream.url] })).registry.id;
-    client = new SkopeoClient(server.host);
-    const login = await client.login('admin', await personalToken(server));
-    assert.equal(login.code, 0, login.stderr);
+    fixture = await startPullFixture({
+      images: [
+        ...hot.map((one, index) => ({ repository: `hot/h${index}`, image: one, tag: '1' })),
+        ...stream.map((one, index) => ({ repository: `stream/s${index}`, image: one, tag: '1' })),
+      ],
+      config: { storage: { maxBytes, evictionGraceSeconds: 0, quotaCheckSeconds: 3600 } },
+    });
+    ({ upstream, server, client, registryId } = fixture);
   });
-  after(async () => {
-    client?.cleanup();
-    await server?.stop();
-    await upstream?.stop();
-  });
+  after(() => fixture?.stop());
 
   it('keeps storage under the cap, the recently pulled images cached and shared layers while in use', async () => {
     let peak = 0;
@@ -165,22 +157,20 @@ describe('storage quota: manifests count towards the running storage figure', ()
   const images = Array.from({ length: 12 }, () => buildImage({ layerSizes: [16] }));
   const manifestBytes = images.reduce((sum, one) => sum + one.manifest.size, 0);
   const maxBytes = Math.floor(manifestBytes / 3);
-  let upstream: Distribution;
+  let fixture: PullFixture;
   let server: TestManifold;
   let authorization: string;
 
   before(async () => {
-    upstream = await Distribution.start();
-    for (const [index, one] of images.entries()) await pushImage(upstream.url, `manifests/m${index}`, one, { tag: '1' });
-    // The periodic measure is an hour away: only what fills add to the running figure starts a check.
-    server = await startManifold({ storage: { maxBytes, evictionGraceSeconds: 0, quotaCheckSeconds: 3600 } });
-    await createVirtualRegistry(server, { group: 'acme', registry: 'hub', upstreamUrls: [upstream.url] });
-    authorization = `Basic ${Buffer.from(`token:${await personalToken(server)}`).toString('base64')}`;
+    fixture = await startPullFixture({
+      images: images.map((image, index) => ({ repository: `manifests/m${index}`, image, tag: '1' })),
+      // The periodic measure is an hour away: only what fills add to the running figure starts a check.
+      config: { storage: { maxBytes, evictionGraceSeconds: 0, quotaCheckSeconds: 3600 } },
+    });
+    server = fixture.server;
+    authorization = basicToken(fixture.token);
   });
-  after(async () => {
-    await server?.stop();
-    await upstream?.stop();
-  });
+  after(() => fixture?.stop());
 
   it('manifest fills past the high watermark start a quota check that evicts', async () => {
     for (const [index, one] of images.entries()) {

@@ -53,15 +53,6 @@ export async function startManifold(overrides: ConfigInput = {}, options: { data
     url.searchParams.set('options', `-c search_path=${schema}`);
     database = { url: url.toString() };
   }
-  const config = loadConfig({}, {
-    dataDir,
-    adminPassword: ADMIN_PASSWORD,
-    server: { host: '127.0.0.1', port: 0 },
-    upstream: { allowPrivate: true, connectTimeoutMs: 2_000, headersTimeoutMs: 5_000, bodyTimeoutMs: 10_000, probeTimeoutMs: 2_000 },
-    log: { level: 'info' },
-    ...overrides,
-    database: { ...database, ...overrides.database },
-  });
   const logs: string[] = [];
   const sink = new Writable({
     write(chunk, _encoding, done) {
@@ -71,10 +62,19 @@ export async function startManifold(overrides: ConfigInput = {}, options: { data
   });
   let manifold: Manifold;
   try {
+    const config = loadConfig({}, {
+      dataDir,
+      adminPassword: ADMIN_PASSWORD,
+      server: { host: '127.0.0.1', port: 0 },
+      upstream: { allowPrivate: true, connectTimeoutMs: 2_000, headersTimeoutMs: 5_000, bodyTimeoutMs: 10_000, probeTimeoutMs: 2_000 },
+      log: { level: 'info' },
+      ...overrides,
+      database: { ...database, ...overrides.database },
+    });
     manifold = await createManifold(config, createLogger(config.log.level, sink));
     await manifold.app.listen({ host: '127.0.0.1', port: 0 });
   } catch (error) {
-    // A start that failed leaves nothing behind either.
+    // A start that failed (an invalid configuration too) leaves nothing behind either.
     if (!options.dataDir) rmSync(dataDir, { recursive: true, force: true });
     if (schema && !options.schema) await dropSchema(schema);
     throw error;

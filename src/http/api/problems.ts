@@ -1,12 +1,15 @@
 // Errors of the management API as RFC 9457 problem details (`application/problem+json`): one mapping
 // from service reasons to statuses, and Fastify's own errors (bad JSON, wrong content type, failed
 // schema validation) turned into the same shape, so that bad input is never a 500.
-import { STATUS_CODES } from 'node:http';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
 import type { Err, FieldErrors } from '../../result.ts';
 import { BASE_FIELD } from '../../services/validation.ts';
 import { RETRY_AFTER_SECONDS, UNAVAILABLE_MESSAGE, isUnavailable } from '../unavailable.ts';
+
+// Not an ES import: importing node:http evaluates its lazy WebSocket getters, which load Node's bundled
+// fetch (undici, about 8 MB resident) that nothing here uses (issue 19).
+const { STATUS_CODES } = process.getBuiltinModule('node:http');
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json';
 /** The realm of the Basic challenge on a 401. */

@@ -1,0 +1,167 @@
+// A long-running instance (issue 19, "Memory"): after 100,000 hostile requests and minutes of mixed pulls,
+// is Manifold's RSS back under its bound (120 MB), and does it serve cached manifests as fast as it did
+// when it was fresh (within 10 %)?
+//
+//   node --disable-warning=ExperimentalWarning bench/soak.ts
+//   BENCH_MINUTES=10 (mixed pulls) BENCH_HOSTILE=100000 (requests) BENCH_RATE_SECONDS=5 (each of 3 rate runs)
+//
+// Upstream: a real Distribution (Debian's docker-registry). Manifold: a child process started as
+// `npm start` starts it (embedded default). Manifest rates: wrk, 16 connections, a registry token
+// (Bearer JWT), three runs before and three after; the figure is their median. Hostile requests (undici,
+// 16 connections), in turn: a forged Bearer token, a wrong password, an unknown group, an unknown image in
+// the real registry (each a new name: the upstream is asked), an unknown blob digest, a malformed name, a
+// header of 20 KB. Mixed pulls (4 clients): a manifest and its blobs each, most of a warm image, one in
+// eight of an image never pulled before (a miss through to the upstream).
+import { mkdtempSync, mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { Pool } from 'undici';
+import { RegistryProcess } from './lib/registry-process.ts';
+import { ManifoldCache } from './lib/manifold-cache.ts';
+import { pushSmallImage } from './lib/images.ts';
+import type { PushedImage } from './lib/images.ts';
+import { wrk } from './lib/clients.ts';
+import { CpuTime, PeakMemory, residentBytes, summarize } from './lib/measure.ts';
+import { installCleanupHandlers, trackDirectory } from './lib/cleanup.ts';
+
+const MINUTES = Number(process.env.BENCH_MINUTES ?? 10);
+const HOSTILE = Number(process.env.BENCH_HOSTILE ?? 100_000);
+const RATE_SECONDS = Number(process.env.BENCH_RATE_SECONDS ?? 5);
+const COLD_IMAGES = Number(process.env.BENCH_COLD_IMAGES ?? 120);
+const MB = 1e6;
+const KiB = 1024;
+const ACCEPT = 'application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json';
+const log = (message: string) => console.error(`[${new Date().toISOString().slice(11, 19)}] ${message}`);
+
+installCleanupHandlers();
+const workDir = trackDirectory(mkdtempSync(path.join(tmpdir(), 'manifold-soak-')));
+const upstreamStorage = path.join(workDir, 'upstream-storage');
+mkdirSync(upstreamStorage);
+const upstream = await RegistryProcess.start({ workDir, name: 'upstream', storage: upstreamStorage, logLevel: 'warn' });
+log(`upstream: ${4 + COLD_IMAGES} small images`);
+const warm: PushedImage[] = [];
+for (let i = 0; i < 4; i++) warm.push(await pushSmallImage(upstream.url, `soak/warm-${i}`, 'v1', [64 * KiB, 512 * KiB, 2048 * KiB]));
+const cold: PushedImage[] = [];
+for (let i = 0; i < COLD_IMAGES; i++) cold.push(await pushSmallImage(upstream.url, `soak/cold-${i}`, 'v1', [16 * KiB, 128 * KiB]));
+
+const manifold = await ManifoldCache.start(upstream.url, workDir);
+const basic = `Basic ${Buffer.from(manifold.skopeoCredentials()[1]).toString('base64')}`;
+const pool = new Pool(manifold.url, { connections: 16 });
+
+/** A manifest and its blobs through Manifold; false when any answer was not 200 or a body was short. */
+async function pull(image: PushedImage): Promise<boolean> {
+  const repository = manifold.repository(image.image);
+  const manifest = await pool.request({ path: `/v2/${repository}/manifests/${image.tag}`, method: 'GET', headers: { authorization: basic, accept: ACCEPT } });
+  await manifest.body.dump();
+  let ok = manifest.statusCode === 200;
+  for (const blob of image.blobs) {
+    const response = await pool.request({ path: `/v2/${repository}/blobs/${blob.digest}`, method: 'GET', headers: { authorization: basic } });
+    let bytes = 0;
+    for await (const chunk of response.body) bytes += (chunk as Buffer).length;
+    ok &&= response.statusCode === 200 && bytes === blob.size;
+  }
+  return ok;
+}
+
+/** Requests a second of each run, and the CPU time Manifold spent per request (µs; less load-dependent). */
+async function manifestRates(): Promise<{ rates: number[]; cpu: number[] }> {
+  const repository = manifold.repository(warm[0].image);
+  const headers = { ...(await manifold.requestHeaders(repository)), accept: ACCEPT };
+  const url = `${manifold.url}/v2/${repository}/manifests/${warm[0].tag}`;
+  await wrk({ url, method: 'GET', headers, connections: 16, seconds: 1, workDir });
+  const rates: number[] = [];
+  const cpu: number[] = [];
+  for (let run = 0; run < 3; run++) {
+    const clock = new CpuTime(manifold.pid);
+    const result = await wrk({ url, method: 'GET', headers, connections: 16, seconds: RATE_SECONDS, workDir });
+    cpu.push((clock.stop() / result.requests) * 1e6);
+    if (result.badStatus > 0 || result.socketErrors > 0) throw new Error(`manifest rate: ${result.badStatus} error answers, ${result.socketErrors} socket errors`);
+    rates.push(result.requests / result.seconds);
+  }
+  return { rates, cpu };
+}
+
+/** The hostile request number `i`: path and headers. */
+function hostile(i: number): { path: string; headers: Record<string, string> } {
+  const image = manifold.repository(warm[0].image);
+  switch (i % 7) {
+    case 0: return { path: `/v2/${image}/manifests/v1`, headers: { authorization: `Bearer ${randomBytes(24).toString('base64url')}.${randomBytes(60).toString('base64url')}.x` } };
+    case 1: return { path: `/v2/${image}/manifests/v1`, headers: { authorization: `Basic ${Buffer.from(`admin:guess-${i}`).toString('base64')}` } };
+    case 2: return { path: `/v2/nogroup-${i}/hub/app/manifests/latest`, headers: { authorization: basic } };
+    case 3: return { path: `/v2/${manifold.repository(`scan/n${i}`)}/manifests/latest`, headers: { authorization: basic } };
+    case 4: return { path: `/v2/${image}/blobs/sha256:${randomBytes(32).toString('hex')}`, headers: { authorization: basic } };
+    case 5: return { path: `/v2/${image}/../UPPER%2f${i}/manifests/x`, headers: { authorization: basic } };
+    default: return { path: `/v2/${image}/manifests/v1`, headers: { authorization: basic, 'x-padding': 'p'.repeat(20 * KiB) } };
+  }
+}
+
+const rows: string[] = [];
+const row = (what: string, value: string) => { rows.push(`| ${what} | ${value} |`); log(`${what}: ${value}`); };
+try {
+  for (const image of warm) if (!(await pull(image))) throw new Error(`first pull of ${image.image} failed`);
+  await new Promise((resolve) => setTimeout(resolve, 1000));
+  row('RSS after start and 4 warm pulls', `${(residentBytes(manifold.pid) / MB).toFixed(0)} MB`);
+  const peak = new PeakMemory(manifold.pid);
+  const before = await manifestRates();
+  const describe = (measured: { rates: number[]; cpu: number[] }) => `${summarize(measured.rates).median.toFixed(0)} req/s (${measured.rates.map((r) => r.toFixed(0)).join(', ')}); CPU ${summarize(measured.cpu).median.toFixed(0)} µs per request`;
+  row('manifest GET by tag before (wrk, 16 connections, Bearer JWT), 3 runs', describe(before));
+
+  log(`${HOSTILE} hostile requests`);
+  const statuses = new Map<number, number>();
+  let next = 0;
+  let failed = 0;
+  const started = performance.now();
+  const attackers = new Pool(manifold.url, { connections: 128 });
+  await Promise.all(Array.from({ length: 128 }, async () => {
+    for (let i = next++; i < HOSTILE; i = next++) {
+      const { path: requestPath, headers } = hostile(i);
+      try {
+        const response = await attackers.request({ path: requestPath, method: 'GET', headers });
+        await response.body.dump();
+        statuses.set(response.statusCode, (statuses.get(response.statusCode) ?? 0) + 1);
+      } catch {
+        failed += 1;
+      }
+    }
+  }));
+  await attackers.close();
+  const hostileSeconds = (performance.now() - started) / 1000;
+  row('hostile requests', `${HOSTILE} in ${hostileSeconds.toFixed(0)} s; answers ${[...statuses].sort(([a], [b]) => a - b).map(([status, n]) => `${status}×${n}`).join(', ')}; ${failed} without an answer`);
+  if (statuses.get(500)) throw new Error('a hostile request got a 500');
+  await new Promise((resolve) => setTimeout(resolve, 2000));
+  row('RSS 2 s after the hostile requests', `${(residentBytes(manifold.pid) / MB).toFixed(0)} MB`);
+
+  log(`${MINUTES} minutes of mixed pulls`);
+  const end = performance.now() + MINUTES * 60_000;
+  let pulls = 0;
+  let misses = 0;
+  let failedPulls = 0;
+  let coldNext = 0;
+  await Promise.all(Array.from({ length: 4 }, async (_, client) => {
+    for (let round = 0; performance.now() < end; round++) {
+      const miss = round % 8 === client % 8 && coldNext < cold.length;
+      const image = miss ? cold[coldNext++] : warm[(round + client) % warm.length];
+      const ok = await pull(image).catch(() => false);
+      pulls += 1;
+      if (miss) misses += 1;
+      if (!ok) failedPulls += 1;
+    }
+  }));
+  row('mixed pulls', `${pulls} pulls (${misses} of images never pulled before), ${failedPulls} failed`);
+  await new Promise((resolve) => setTimeout(resolve, 2000));
+  row('RSS 2 s after the mixed pulls', `${(residentBytes(manifold.pid) / MB).toFixed(0)} MB`);
+
+  const after = await manifestRates();
+  row('manifest GET by tag after, 3 runs', describe(after));
+  row('rate after / rate before (target ≥ 0.9)', (summarize(after.rates).median / summarize(before.rates).median).toFixed(2));
+  row('CPU per request after / before', (summarize(after.cpu).median / summarize(before.cpu).median).toFixed(2));
+  row('peak RSS over the whole soak (target ≤ 120 MB)', `${(peak.stop() / MB).toFixed(0)} MB`);
+  await new Promise((resolve) => setTimeout(resolve, 2000));
+  row('RSS at the end (target ≤ 120 MB)', `${(residentBytes(manifold.pid) / MB).toFixed(0)} MB`);
+} finally {
+  await pool.close();
+  await manifold.stop();
+  await upstream.stop();
+}
+console.log(`\n| soak (${MINUTES} min of mixed pulls, ${HOSTILE} hostile requests) | figure |\n|---|---|\n${rows.join('\n')}`);
