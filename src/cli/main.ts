@@ -4,6 +4,7 @@ import { flushCompileCache } from 'node:module';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from '../config.ts';
 import { createManifold, migrateDatabase } from '../server.ts';
+import { QuietRelease, collectAndRelease } from '../memory-release.ts';
 import { warmUp } from '../warm-up.ts';
 import { ADMIN_COMMANDS, ADMIN_USAGE, runAdmin } from './admin.ts';
 
@@ -20,6 +21,9 @@ Configuration comes from MANIFOLD_CONFIG (a YAML file) and MANIFOLD_* environmen
 async function serve(): Promise<void> {
   const config = loadConfig();
   const manifold = await createManifold(config);
+  // Memory given back after busy periods (src/memory-release.ts): checked every half second, so that a
+  // load's memory is released within a second or two of its end.
+  const release = new QuietRelease({ intervalMs: 500, growthBytes: 8_000_000, quietUtilization: 0.1, logger: manifold.logger });
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) return;
@@ -30,6 +34,7 @@ async function serve(): Promise<void> {
       process.exit(1);
     }, config.server.shutdownTimeoutSeconds * 1000);
     timer.unref();
+    await release.stop();
     await manifold.close();
     process.exit(0);
   };
@@ -38,12 +43,15 @@ async function serve(): Promise<void> {
   // The first pull after a start should not pay for compiling the pull path (src/warm-up.ts).
   const warmUpMs = await warmUp(manifold);
   manifold.logger.info({ ms: Math.round(warmUpMs) }, 'warmed up');
+  // The garbage of the start (module loading, migrations, the warm-up) given back before the first request.
+  collectAndRelease();
   // The peer listener first: a replica that takes client requests may own fills the others stream.
   await manifold.peer?.listen({ host: config.cluster.host, port: config.cluster.port });
   await manifold.app.listen({ host: config.server.host, port: config.server.port });
   // With NODE_COMPILE_CACHE set (`npm start`), write the cache now rather than at exit, so that even a
   // killed first process spares the next start the type stripping (about 30 MB resident) and compiling.
   flushCompileCache();
+  release.start();
 }
 
 async function migrate(): Promise<void> {
