@@ -3,8 +3,9 @@
 // under the low watermark (eviction.ts); the destroy worker then deletes the objects nothing refers to.
 //
 // Storage is measured by one aggregate query (eviction.ts `stored`) every quotaCheckSeconds, and kept
-// as a running figure in between: every committed fill adds its size, and a figure above the high
-// watermark starts a check at once, so storage exceeds the limit by no more than the fills in flight.
+// as a running figure in between: every committed fill (blob or manifest) adds its size, and a figure
+// above the high watermark starts a check at once, so storage exceeds the limit by no more than the
+// fills in flight.
 // One check runs at a time in the process, and across replicas on PostgreSQL (an advisory lock).
 import { sql } from 'kysely';
 import type { Db, Dialect } from '../db/connect.ts';

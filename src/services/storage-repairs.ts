@@ -3,9 +3,17 @@
 // where such a find is counted (metric), logged and recorded, so that `manifold storage check` can say
 // what pulls repaired. The pull path finds them before the first byte of a response; the refetch
 // through the normal fill then rewrites the object and the entry.
+//
+// An object deleted on purpose is not such a find: eviction and cleanup mark the entry, then the destroy
+// worker deletes the object and the row (cache-destroyer.ts), and a tag that moved points its entry at
+// another digest. A pull that read the entry before that and then finds the object gone is an ordinary
+// miss; `pullFound` asks the entry's row, which tells the two apart on every replica.
 import type { Db } from '../db/connect.ts';
+import { CACHE_ENTRY_STATUS } from '../db/schema.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
+
+const { default: LIVE, processing: PROCESSING } = CACHE_ENTRY_STATUS;
 
 export type RepairReason = 'missing' | 'size_mismatch' | 'unreadable';
 export type RepairSource = 'pull' | 'check';
@@ -48,6 +56,26 @@ export class StorageRepairs {
     this.#db = deps.db;
     this.#metrics = deps.metrics;
     this.#logger = deps.logger;
+  }
+
+  /**
+   * What a pull found for the entry `entryId`: recorded unless the entry is no longer live with that
+   * digest (destroyed on purpose, see above). Never fails the caller; a row that cannot be read counts
+   * as live (the find is recorded, as it would be without this check).
+   */
+  async pullFound(find: RepairFind, entryId: number): Promise<void> {
+    let current: { status: number; digest: string } | undefined = { status: LIVE, digest: find.digest };
+    try {
+      current = await this.#db.selectFrom('cache_entries').select(['status', 'digest']).where('id', '=', entryId).executeTakeFirst();
+    } catch (error) {
+      this.#logger?.warn({ err: error, digest: find.digest }, 'cannot read the cache entry of a missing object; recording it as a repair');
+    }
+    if (!current || current.digest !== find.digest || (current.status !== LIVE && current.status !== PROCESSING)) {
+      this.#logger?.debug({ digest: find.digest, path: find.relativePath }, 'cached object destroyed on purpose while a pull read its entry; fetching it again');
+      return;
+    }
+    // Counted and logged now; the row is written in the background.
+    void this.record(find, 'pull');
   }
 
   /** Counts, logs and records a find; never fails the caller (a record that cannot be written is logged). */

@@ -9,8 +9,8 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, truncateSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Distribution } from '../helpers/distribution.ts';
-import { buildImage, sha256 } from '../helpers/oci-image.ts';
-import { metricValue } from '../helpers/manifold.ts';
+import { buildImage, OCI_MANIFEST, sha256 } from '../helpers/oci-image.ts';
+import { basicToken, metricValue } from '../helpers/manifold.ts';
 import type { TestManifold } from '../helpers/manifold.ts';
 import { assertSameImage, startPullFixture } from '../helpers/pull-fixture.ts';
 import type { PullFixture } from '../helpers/pull-fixture.ts';
@@ -139,5 +139,84 @@ describe('self-repair and storage check', () => {
     assert.equal(clean.code, 0, clean.stderr);
     assert.equal(clean.report.damaged_entries.count, 0);
     assert.equal(clean.report.orphan_objects.count, 0);
+  });
+});
+
+describe('an eviction racing a hit is not a repair', () => {
+  const image = buildImage({ layerSizes: [64 * 1024] });
+  const repository = 'acme/hub/library/raced';
+  let fixture: PullFixture;
+  let server: TestManifold;
+  let authorization: string;
+
+  before(async () => {
+    fixture = await startPullFixture({
+      images: [{ repository: 'library/raced', image, tag: '1.0' }],
+      // Manifests are read from disk on every hit (no memory), and entries are evictable at once.
+      config: { cache: { manifestMemoryBytes: 0 }, storage: { evictionGraceSeconds: 0 } },
+    });
+    server = fixture.server;
+    authorization = basicToken(fixture.token);
+  });
+  after(() => fixture?.stop());
+
+  async function get(kind: 'manifests' | 'blobs', reference: string): Promise<Buffer> {
+    const response = await fetch(`${server.url}/v2/${repository}/${kind}/${reference}`, { headers: { authorization, accept: OCI_MANIFEST } });
+    assert.equal(response.status, 200, await response.clone().text());
+    return Buffer.from(await response.arrayBuffer());
+  }
+
+  async function pullAll(): Promise<void> {
+    assert.ok((await get('manifests', '1.0')).equals(image.manifest.bytes));
+    for (const blob of image.blobs) assert.ok((await get('blobs', blob.digest)).equals(blob.bytes), `blob ${blob.digest} is identical`);
+    await server.manifold.services.pull.settle();
+  }
+
+  /** Every entry is evicted and destroyed the moment the pull, having found its entry, asks the store for `digest`. */
+  function evictWhenAsked(method: 'stat' | 'read', digest: string): () => void {
+    const store = server.manifold.store;
+    const original = store[method];
+    let raced = false;
+    const { evictor, destroyer } = server.manifold.services;
+    store[method] = async (asked: string, ...rest: unknown[]) => {
+      if (asked === digest && !raced) {
+        raced = true;
+        const tally = await evictor.evict({}, { usedBefore: Date.now() + 60_000 });
+        assert.ok(tally.entries > 0, 'the eviction marked the entries');
+        await destroyer.runOnce();
+      }
+      return (original as (...args: unknown[]) => Promise<never>).call(store, asked, ...rest);
+    };
+    return () => {
+      store[method] = original as never;
+      assert.ok(raced, `the pull asked the store (${method}) for ${digest}`);
+    };
+  }
+
+  it('a blob or manifest hit whose entry is evicted meanwhile succeeds as a miss and records no repair', async () => {
+    await pullAll();
+    const layer = image.layers[0];
+    let restore = evictWhenAsked('stat', layer.digest);
+    try {
+      assert.ok((await get('blobs', layer.digest)).equals(layer.bytes), 'the blob is served whole');
+    } finally {
+      restore();
+    }
+
+    await pullAll();
+    restore = evictWhenAsked('read', image.manifest.digest);
+    try {
+      assert.ok((await get('manifests', '1.0')).equals(image.manifest.bytes), 'the manifest is served whole');
+    } finally {
+      restore();
+    }
+    await pullAll();
+
+    const metrics = await (await fetch(`${server.url}/metrics`)).text();
+    assert.equal(metricValue(metrics, 'manifold_storage_repairs_total'), 0, 'no repair is counted');
+    assert.ok(!server.logs.some((line) => line.includes('self-repair')), 'no repair is logged');
+    const report = await server.manifold.services.storageCheck.run({ repair: false });
+    assert.equal(report.pull_repairs.count, 0, 'storage check lists no repair by a pull');
+    assert.equal(report.damaged_entries.count, 0);
   });
 });

@@ -9,9 +9,9 @@ import { readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import type { Distribution } from '../helpers/distribution.ts';
 import { logSince, settleLog } from '../helpers/e2e.ts';
-import { buildImage, content, OCI_LAYER, pushImage } from '../helpers/oci-image.ts';
+import { buildImage, content, OCI_LAYER, OCI_MANIFEST, pushImage } from '../helpers/oci-image.ts';
 import type { TestImage } from '../helpers/oci-image.ts';
-import { metricValue, personalToken } from '../helpers/manifold.ts';
+import { basicToken, metricValue, personalToken } from '../helpers/manifold.ts';
 import type { TestManifold } from '../helpers/manifold.ts';
 import { assertSameImage, startPullFixture } from '../helpers/pull-fixture.ts';
 import type { PullFixture } from '../helpers/pull-fixture.ts';
@@ -149,5 +149,42 @@ describe('storage quota: least recently pulled eviction under a rolling stream o
     assert.equal(upstream.count('GET', `/v2/big/one/blobs/${big.layers[0].digest}`), 2, 'each pull fetched it');
     const metrics = await (await fetch(`${server.url}/metrics`)).text();
     assert.equal(metricValue(metrics, 'manifold_cache_pass_through_total', { reason: 'over_quota' }) - metricValue(before, 'manifold_cache_pass_through_total', { reason: 'over_quota' }), 2);
+  });
+});
+
+describe('storage quota: manifests count towards the running storage figure', () => {
+  // Images whose blobs are never pulled: only their manifests are stored.
+  const images = Array.from({ length: 12 }, () => buildImage({ layerSizes: [16] }));
+  const manifestBytes = images.reduce((sum, one) => sum + one.manifest.size, 0);
+  const maxBytes = Math.floor(manifestBytes / 3);
+  let fixture: PullFixture;
+  let server: TestManifold;
+  let authorization: string;
+
+  before(async () => {
+    fixture = await startPullFixture({
+      images: images.map((image, index) => ({ repository: `manifests/m${index}`, image, tag: '1' })),
+      // The periodic measure is an hour away: only what fills add to the running figure starts a check.
+      config: { storage: { maxBytes, evictionGraceSeconds: 0, quotaCheckSeconds: 3600 } },
+    });
+    server = fixture.server;
+    authorization = basicToken(fixture.token);
+  });
+  after(() => fixture?.stop());
+
+  it('manifest fills past the high watermark start a quota check that evicts', async () => {
+    for (const [index, one] of images.entries()) {
+      const response = await fetch(`${server.url}/v2/acme/hub/manifests/m${index}/manifests/1`, { headers: { authorization, accept: OCI_MANIFEST } });
+      assert.equal(response.status, 200);
+      assert.ok(Buffer.from(await response.arrayBuffer()).equals(one.manifest.bytes));
+    }
+    await server.manifold.services.pull.settle();
+    // The check runs in the background; it has evicted once the stored manifests are under the cap.
+    const { evictor } = server.manifold.services;
+    for (let waited = 0; (await evictor.stored()).bytes > maxBytes && waited < 10_000; waited += 50) await new Promise((resolve) => setTimeout(resolve, 50));
+    const stored = await evictor.stored();
+    assert.ok(stored.bytes <= maxBytes, `${stored.bytes} bytes of manifests stored, cap ${maxBytes} (${manifestBytes} bytes were filled)`);
+    const metrics = await (await fetch(`${server.url}/metrics`)).text();
+    assert.ok(metricValue(metrics, 'manifold_cache_evictions_total', { reason: 'instance_quota' }) > 0, 'the quota evicted');
   });
 });

@@ -70,7 +70,7 @@ export interface PullDeps {
   /** Hourly hits, misses and bytes per registry, for the console (optional in tests). */
   traffic?: Pick<RegistryTraffic, 'record'>;
   /** Where finds of missing or damaged objects are recorded (optional in tests). */
-  repairs?: Pick<StorageRepairs, 'record'>;
+  repairs?: Pick<StorageRepairs, 'pullFound'>;
   /** The storage quotas: whether a blob may be stored, and what fills add (optional in tests). */
   quota?: Pick<StorageQuota, 'admits' | 'committed'>;
   metrics: Metrics;
@@ -224,11 +224,13 @@ export class PullRun {
 
   /**
    * The entry's object is missing or damaged: the request becomes a miss whose fill rewrites the
-   * object and the entry. A GET records the find (a HEAD's miss asks the upstream without filling).
+   * object and the entry. A GET records the find (a HEAD's miss asks the upstream without filling),
+   * unless the object was destroyed on purpose after the entry was read (an eviction racing this hit):
+   * that is told before the fill rewrites the entry.
    */
-  repair(entry: CacheEntry, reason: RepairReason, foundSize: number | null): null {
+  async repair(entry: CacheEntry, reason: RepairReason, foundSize: number | null): Promise<null> {
     if (this.isGet) {
-      void this.deps.repairs?.record({ digest: entry.digest, upstreamId: entry.upstream_id, relativePath: entry.relative_path, reason, expectedSize: Number(entry.size), foundSize }, 'pull');
+      await this.deps.repairs?.pullFound({ digest: entry.digest, upstreamId: entry.upstream_id, relativePath: entry.relative_path, reason, expectedSize: Number(entry.size), foundSize }, entry.id);
     }
     return null;
   }

@@ -224,6 +224,8 @@ function fillManifest(run: PullRun, upstream: PullUpstream, reference: string): 
     }
     if (!byReference.ok) return byReference;
     deps.metrics.fills.inc({ kind: 'manifest', outcome: 'committed' });
+    // Stored bytes as a blob fill's are (a check starts when they cross the high watermark).
+    deps.quota?.committed(manifest.bytes.length, run.registry.group.id);
     // Verified against its digest above: the next requests are answered from memory.
     run.shared.manifests.set(digest, manifest.bytes);
     return ok({ bytes: manifest.bytes, digest, mediaType, entryId: byReference.value.id });
