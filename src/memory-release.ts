@@ -4,9 +4,11 @@
 // one only when the committed heap has grown by some 10 MB since its last run, the pool not counted: after a
 // manifest load (6,000 requests a second) a server that idles at 120 MB stayed at 170 MB for good, 30 MB
 // of it in the pool. So `manifold serve` runs one such collection before it listens (start-up garbage),
-// and another whenever the event loop has been quiet for an interval and the resident memory has grown
-// since the last one. Busy periods are left to V8's heuristics: a memory-reducing collection pauses the
-// event loop for tens of milliseconds. It needs `--expose-gc` (set by `npm start`); without it, nothing.
+// and another whenever the event loop has been quiet for a second and the resident memory has grown since
+// the last one. Busy periods are left to V8's heuristics: a memory-reducing collection pauses the event
+// loop for tens of milliseconds, which a pull in progress (mostly waiting on sockets and disk, so nearly
+// quiet) must not pay: hence a low utilization bound, over two intervals in a row. It needs `--expose-gc`
+// (set by `npm start`); without it, nothing.
 import { performance } from 'node:perf_hooks';
 import type { EventLoopUtilization } from 'node:perf_hooks';
 import { PeriodicTask } from './lib/periodic-task.ts';
@@ -26,6 +28,8 @@ export interface QuietReleaseOptions {
   growthBytes: number;
   /** Utilization of the event loop (0–1) over an interval below which it counts as quiet. */
   quietUtilization: number;
+  /** Quiet intervals in a row before a release. */
+  quietIntervals: number;
   logger: Pick<Logger, 'debug' | 'error'>;
   /** The resident memory now (tests); default: the process's. */
   residentBytes?: () => number;
@@ -47,6 +51,7 @@ export class QuietRelease {
   readonly #collect: () => boolean;
   #utilization: EventLoopUtilization = performance.eventLoopUtilization();
   #settledBytes: number;
+  #quietInARow = 0;
 
   constructor(options: QuietReleaseOptions) {
     this.#options = options;
@@ -75,19 +80,24 @@ export class QuietRelease {
   }
 
   /**
-   * One check: after a quiet interval, with the resident memory grown by `growthBytes` since the last
-   * release, a release. Its report, or null when there was none. `utilization` overrides the event loop's
+   * One check: after `quietIntervals` quiet intervals in a row, with the resident memory grown by
+   * `growthBytes` since the last release, a release. Its report, or null when there was none. `utilization` overrides the event loop's
    * reading over the interval (tests).
    */
   check(utilization?: number): ReleaseReport | null {
     const now = performance.eventLoopUtilization();
     const busy = utilization ?? performance.eventLoopUtilization(now, this.#utilization).utilization;
     this.#utilization = now;
-    if (busy >= this.#options.quietUtilization) return null;
+    if (busy >= this.#options.quietUtilization) {
+      this.#quietInARow = 0;
+      return null;
+    }
+    this.#quietInARow++;
     const beforeBytes = this.#resident();
     // Memory that has shrunk (a trim of the C allocator, a pool reused) lowers the mark.
     if (beforeBytes < this.#settledBytes) this.#settledBytes = beforeBytes;
     if (beforeBytes < this.#settledBytes + this.#options.growthBytes) return null;
+    if (this.#quietInARow < this.#options.quietIntervals) return null;
     const started = performance.now();
     if (!this.#collect()) return null;
     const ms = performance.now() - started;

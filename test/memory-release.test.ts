@@ -15,6 +15,7 @@ function fakeProcess(start: number) {
     intervalMs: 1_000,
     growthBytes: 8 * MB,
     quietUtilization: 0.1,
+    quietIntervals: 1,
     logger: quietLogger,
     residentBytes: () => state.resident,
     collect: () => {
@@ -53,8 +54,28 @@ test('memory a collection cannot give back becomes the new mark', () => {
   assert.equal(state.collections, 2);
 });
 
+test('a release waits for enough quiet intervals in a row; a busy one starts the count again', () => {
+  let resident = 100 * MB;
+  let collections = 0;
+  const release = new QuietRelease({
+    intervalMs: 1_000, growthBytes: 8 * MB, quietUtilization: 0.05, quietIntervals: 2, logger: quietLogger,
+    residentBytes: () => resident,
+    collect: () => {
+      collections++;
+      resident = 100 * MB;
+      return true;
+    },
+  });
+  resident = 130 * MB;
+  assert.equal(release.check(0.01), null, 'one quiet interval: a pull may be waiting on its sockets');
+  assert.equal(release.check(0.2), null, 'busy');
+  assert.equal(release.check(0.01), null, 'one quiet interval again');
+  assert.ok(release.check(0.01), 'the second in a row');
+  assert.equal(collections, 1);
+});
+
 test('without --expose-gc there is no collection and no release', () => {
-  const release = new QuietRelease({ intervalMs: 1_000, growthBytes: 1, quietUtilization: 1, logger: quietLogger, residentBytes: (() => { let bytes = 0; return () => (bytes += MB); })(), collect: () => false });
+  const release = new QuietRelease({ intervalMs: 1_000, growthBytes: 1, quietUtilization: 1, quietIntervals: 1, logger: quietLogger, residentBytes: (() => { let bytes = 0; return () => (bytes += MB); })(), collect: () => false });
   assert.equal(release.check(0), null);
   assert.equal(collectAndRelease(), typeof globalThis.gc === 'function');
 });

@@ -21,9 +21,9 @@ Configuration comes from MANIFOLD_CONFIG (a YAML file) and MANIFOLD_* environmen
 async function serve(): Promise<void> {
   const config = loadConfig();
   const manifold = await createManifold(config);
-  // Memory given back after busy periods (src/memory-release.ts): checked every half second, so that a
-  // load's memory is released within a second or two of its end.
-  const release = new QuietRelease({ intervalMs: 500, growthBytes: 8_000_000, quietUtilization: 0.1, logger: manifold.logger });
+  // Memory given back after busy periods (src/memory-release.ts): checked every half second, released after
+  // a second below 3 % of the event loop, so within a second or two of a load's end.
+  const release = new QuietRelease({ intervalMs: 500, growthBytes: 8_000_000, quietUtilization: 0.03, quietIntervals: 2, logger: manifold.logger });
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) return;
