@@ -28,10 +28,15 @@ export function baseMediaType(contentType: string | undefined | null): string {
  * No Accept (or a wildcard) allows anything, as registries do for old clients.
  */
 export function acceptAllows(accept: string | string[] | undefined, mediaType: string): boolean {
-  const values = (Array.isArray(accept) ? accept : [accept ?? ''])
-    .flatMap((header) => header.split(','))
-    .map((value) => baseMediaType(value))
-    .filter((value) => value !== '');
-  if (values.length === 0) return true;
-  return values.some((value) => value === mediaType || value === '*/*' || value === 'application/*');
+  // Loops rather than flatMap/map/filter: this runs on every manifest request.
+  let named = false;
+  for (const header of Array.isArray(accept) ? accept : [accept ?? '']) {
+    for (const part of header.split(',')) {
+      const value = baseMediaType(part);
+      if (value === '') continue;
+      if (value === mediaType || value === '*/*' || value === 'application/*') return true;
+      named = true;
+    }
+  }
+  return !named;
 }

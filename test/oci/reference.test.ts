@@ -34,4 +34,7 @@ test('Accept: absent or wildcard allows everything; otherwise the media type mus
   assert.ok(acceptAllows('*/*', index));
   assert.ok(acceptAllows([`application/vnd.docker.distribution.manifest.v2+json`, `${index}; q=0.5`], index));
   assert.ok(!acceptAllows('application/vnd.docker.distribution.manifest.v2+json', index));
+  assert.ok(acceptAllows(['', ' , '], index), 'an Accept that names nothing allows anything');
+  assert.ok(acceptAllows('application/*', index));
+  assert.ok(!acceptAllows(['', 'text/plain'], index));
 });
