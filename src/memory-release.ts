@@ -35,6 +35,8 @@ export interface QuietReleaseOptions {
   residentBytes?: () => number;
   /** Runs the collection (tests); default: collectAndRelease. */
   collect?: () => boolean;
+  /** Lets go of what is kept for reuse (spare buffers) just before the collection. */
+  beforeCollect?: () => void;
 }
 
 export interface ReleaseReport {
@@ -99,6 +101,7 @@ export class QuietRelease {
     if (beforeBytes < this.#settledBytes + this.#options.growthBytes) return null;
     if (this.#quietInARow < this.#options.quietIntervals) return null;
     const started = performance.now();
+    this.#options.beforeCollect?.();
     if (!this.#collect()) return null;
     const ms = performance.now() - started;
     // What the collection could not give back (the C allocator's, a grown cache) is the new mark: no

@@ -10,13 +10,14 @@ const quietLogger = { debug: () => {}, error: () => {} } as unknown as Logger;
 
 /** A process whose resident memory the test sets; a collection brings it down to `floor`. */
 function fakeProcess(start: number) {
-  const state = { resident: start, floor: start, collections: 0 };
+  const state = { resident: start, floor: start, collections: 0, dropped: 0 };
   const release = new QuietRelease({
     intervalMs: 1_000,
     growthBytes: 8 * MB,
     quietUtilization: 0.1,
     quietIntervals: 1,
     logger: quietLogger,
+    beforeCollect: () => void state.dropped++,
     residentBytes: () => state.resident,
     collect: () => {
       state.collections++;
@@ -35,6 +36,7 @@ test('a quiet interval after growth releases once; busy intervals and small grow
   const report = release.check(0.01);
   assert.deepEqual(report && { before: report.beforeBytes, after: report.afterBytes }, { before: 170 * MB, after: 120 * MB });
   assert.equal(state.collections, 1);
+  assert.equal(state.dropped, 1, 'what is kept for reuse is let go first');
   assert.equal(release.check(0.01), null, 'nothing grew since');
   state.resident = 125 * MB;
   assert.equal(release.check(0.01), null, 'growth below the threshold');

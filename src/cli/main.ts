@@ -5,6 +5,7 @@ import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from '../config.ts';
 import { createManifold, migrateDatabase } from '../server.ts';
 import { QuietRelease, collectAndRelease } from '../memory-release.ts';
+import { dropSpareBuffers } from '../storage/object-stream.ts';
 import { warmUp } from '../warm-up.ts';
 import { ADMIN_COMMANDS, ADMIN_USAGE, runAdmin } from './admin.ts';
 
@@ -23,7 +24,7 @@ async function serve(): Promise<void> {
   const manifold = await createManifold(config);
   // Memory given back after busy periods (src/memory-release.ts): checked every half second, released after
   // a second below 3 % of the event loop, so within a second or two of a load's end.
-  const release = new QuietRelease({ intervalMs: 500, growthBytes: 8_000_000, quietUtilization: 0.03, quietIntervals: 2, logger: manifold.logger });
+  const release = new QuietRelease({ intervalMs: 500, growthBytes: 8_000_000, quietUtilization: 0.03, quietIntervals: 2, beforeCollect: dropSpareBuffers, logger: manifold.logger });
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) return;

@@ -25,6 +25,16 @@ function giveBack(buffer: Buffer): void {
   if (spareBuffers.length < SPARE_BUFFERS_MAX) spareBuffers.push(buffer);
 }
 
+/**
+ * Lets the spare buffers go (up to 12 MiB, kept from the last busy period): called when the server has gone
+ * quiet (src/memory-release.ts); the next responses allocate afresh. Returns the bytes let go.
+ */
+export function dropSpareBuffers(): number {
+  const bytes = spareBuffers.length * CHUNK_BYTES;
+  spareBuffers.length = 0;
+  return bytes;
+}
+
 /** What a response (or any legacy or modern writable) offers: write with a completion callback. */
 interface WritableTarget {
   write(chunk: Buffer, callback: (error?: Error | null) => void): boolean;

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { finished } from 'node:stream/promises';
 import { FileObjectStream } from '../../src/storage/file-stream.ts';
-import { CHUNK_BYTES } from '../../src/storage/object-stream.ts';
+import { CHUNK_BYTES, dropSpareBuffers } from '../../src/storage/object-stream.ts';
 import { lateReadingDestination } from '../helpers/late-reader.ts';
 
 describe('FileObjectStream', () => {
@@ -29,6 +29,22 @@ describe('FileObjectStream', () => {
     await Promise.all([finished(destination), finished(stream)]);
     assert.ok(received().equals(bytes));
     assert.equal(stream.bytesPassed, bytes.length);
+  });
+
+  test('its buffers are kept for the next responses until let go (memory release when quiet)', async () => {
+    dropSpareBuffers();
+    const stream = new FileObjectStream(await open(file, 'r'), 0, bytes.length - 1);
+    const { destination, received } = lateReadingDestination();
+    stream.pipe(destination);
+    await Promise.all([finished(destination), finished(stream)]);
+    assert.ok(received().equals(bytes));
+    assert.equal(dropSpareBuffers(), 2 * CHUNK_BYTES, 'the two buffers of the copy were kept');
+    assert.equal(dropSpareBuffers(), 0, 'and are gone once let go');
+    const again = new FileObjectStream(await open(file, 'r'), 0, bytes.length - 1);
+    const next = lateReadingDestination();
+    again.pipe(next.destination);
+    await Promise.all([finished(next.destination), finished(again)]);
+    assert.ok(next.received().equals(bytes), 'the next response allocates afresh');
   });
 
   test('piped with a range, it delivers exactly that range', async () => {
