@@ -4,11 +4,11 @@
 // name with a slash, a private upstream URL) shows the API's message next to its field.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import type { Browser, BrowserContext, Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { insertCacheEntry } from '../helpers/virtual-registries.ts';
 import { ADMIN_PASSWORD, startManifold, unwrap } from '../helpers/manifold.ts';
 import type { TestManifold } from '../helpers/manifold.ts';
-import { collectPageErrors, launchChromium, newContext, screenshotBothWidths } from '../helpers/browser.ts';
+import { launchChromium, screenshotBothWidths, signedInPage } from '../helpers/browser.ts';
 
 const GUEST_PASSWORD = 'a guest password, long enough';
 
@@ -37,18 +37,7 @@ describe('the console for a guest, and its refusals', () => {
     await server?.stop();
   });
 
-  async function signedIn(username: string, password: string): Promise<{ context: BrowserContext; page: Page; errors: string[] }> {
-    const context = await newContext(browser, server.url);
-    const page = await context.newPage();
-    page.setDefaultTimeout(30_000);
-    const errors = collectPageErrors(page);
-    await page.goto(server.url);
-    await page.getByLabel('Username').fill(username);
-    await page.getByLabel('Password').fill(password);
-    await page.getByRole('button', { name: 'Sign in' }).click();
-    await page.getByRole('heading', { name: 'Groups', exact: true }).waitFor();
-    return { context, page, errors };
-  }
+  const signedIn = (username: string, password: string) => signedInPage(browser, server.url, username, password);
 
   /** A request from the page itself, with its session cookie; the CSRF token only when asked. */
   const fromPage = (page: Page, method: string, path: string, body: unknown, withCsrf: boolean) => page.evaluate(async ({ method, path, body, withCsrf }) => {

@@ -7,7 +7,7 @@ import type { Browser, Page } from 'playwright-core';
 import { ADMIN_PASSWORD, startManifold, unwrap } from '../helpers/manifold.ts';
 import type { TestManifold } from '../helpers/manifold.ts';
 import { insertCacheEntry } from '../helpers/virtual-registries.ts';
-import { collectPageErrors, launchChromium, newContext, screenshotBothWidths } from '../helpers/browser.ts';
+import { launchChromium, screenshotBothWidths, signedInPage } from '../helpers/browser.ts';
 
 describe('the registry page: bytes stored and evictions', () => {
   let server: TestManifold;
@@ -31,15 +31,7 @@ describe('the registry page: bytes stored and evictions', () => {
       const link = unwrap(await services.registryUpstreams.createUpstreamForRegistry(server.admin, registry.id, { name, url }));
       for (let i = 0; i < count; i++) await insertCacheEntry(server.manifold.database.db, group.id, link.upstream_id, 0, 512 * 1024);
     }
-    const context = await newContext(browser, server.url);
-    page = await context.newPage();
-    page.setDefaultTimeout(30_000);
-    errors = collectPageErrors(page);
-    await page.goto(server.url);
-    await page.getByLabel('Username').fill('admin');
-    await page.getByLabel('Password').fill(ADMIN_PASSWORD);
-    await page.getByRole('button', { name: 'Sign in' }).click();
-    await page.getByRole('heading', { name: 'Groups', exact: true }).waitFor();
+    ({ page, errors } = await signedInPage(browser, server.url, 'admin', ADMIN_PASSWORD));
   });
   after(async () => {
     await browser?.close();

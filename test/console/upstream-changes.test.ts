@@ -10,7 +10,7 @@ import type { Browser, Page } from 'playwright-core';
 import { ADMIN_PASSWORD, startManifold, unwrap } from '../helpers/manifold.ts';
 import { insertCacheEntry } from '../helpers/virtual-registries.ts';
 import type { TestManifold } from '../helpers/manifold.ts';
-import { collectPageErrors, launchChromium, newContext } from '../helpers/browser.ts';
+import { launchChromium, signedInPage } from '../helpers/browser.ts';
 
 const DAY_MS = 24 * 60 * 60 * 1000;
 
@@ -41,15 +41,7 @@ describe('the console on a day-old registry', () => {
     const yesterday = Date.now() - DAY_MS;
     await server.manifold.database.db.updateTable('registries').set({ updated_at: yesterday }).where('id', '=', registry.id).execute();
 
-    const context = await newContext(browser, server.url);
-    page = await context.newPage();
-    page.setDefaultTimeout(30_000);
-    errors = collectPageErrors(page);
-    await page.goto(server.url);
-    await page.getByLabel('Username').fill('admin');
-    await page.getByLabel('Password').fill(ADMIN_PASSWORD);
-    await page.getByRole('button', { name: 'Sign in' }).click();
-    await page.getByRole('heading', { name: 'Groups', exact: true }).waitFor();
+    ({ page, errors } = await signedInPage(browser, server.url, 'admin', ADMIN_PASSWORD));
     await page.goto(`${server.url}/#/registries/${registryId}`);
     await page.locator('ol.upstreams').waitFor();
   });

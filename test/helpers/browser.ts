@@ -59,3 +59,20 @@ export function collectPageErrors(page: Page): string[] {
   });
   return errors;
 }
+
+/**
+ * A page signed in to the console at `origin` in a fresh profile, on the groups list, with its errors
+ * collected (collectPageErrors).
+ */
+export async function signedInPage(browser: Browser, origin: string, username: string, password: string): Promise<{ context: BrowserContext; page: Page; errors: string[] }> {
+  const context = await newContext(browser, origin);
+  const page = await context.newPage();
+  page.setDefaultTimeout(30_000);
+  const errors = collectPageErrors(page);
+  await page.goto(origin);
+  await page.getByLabel('Username').fill(username);
+  await page.getByLabel('Password').fill(password);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('heading', { name: 'Groups', exact: true }).waitFor();
+  return { context, page, errors };
+}
