@@ -1,4 +1,4 @@
-# Manifold's image: `npm ci` (which also builds the web console), then `npm start` as an unprivileged
+# Manifold's image: `npm ci` (which also builds the web console and the server build), then `npm start` as an unprivileged
 # user. Used by the example docker-compose.yml (three replicas, README "Running several replicas").
 FROM node:24-bookworm-slim
 WORKDIR /app

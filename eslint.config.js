@@ -14,7 +14,7 @@ export default tseslint.config(
       'no-console': ['error', { allow: ['error', 'warn'] }],
     },
   },
-  { files: ['src/cli/**', 'bench/**', 'test/**'], rules: { 'no-console': 'off' } },
+  { files: ['src/cli/**', 'bench/**', 'test/**', 'scripts/**'], rules: { 'no-console': 'off' } },
   // An ES import of node:http loads Node's bundled fetch (its lazy WebSocket getters): about 8 MB resident
   // that the server never uses (issue 19). process.getBuiltinModule('node:http') does not.
   {

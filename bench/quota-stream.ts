@@ -32,7 +32,8 @@ import { buildImage, content, OCI_LAYER, pushImage } from '../test/helpers/oci-i
 import type { Content, TestImage } from '../test/helpers/oci-image.ts';
 import { cleanUpNow, installCleanupHandlers, removeDirectory, trackDirectory } from './lib/cleanup.ts';
 import { MANIFEST_ACCEPT } from './lib/clients.ts';
-import { ADMIN_PASSWORD, GROUP, REGISTRY, createTemplate, inheritedEnvironment, npmStart } from './lib/manifold-cache.ts';
+import { ADMIN_PASSWORD, GROUP, REGISTRY, createTemplate, inheritedEnvironment } from './lib/manifold-cache.ts';
+import { npmStart } from '../test/helpers/npm-start.ts';
 import { CpuTime, summarize } from './lib/measure.ts';
 import { freePort, spawnLogged, stopProcess, waitForHttp } from './lib/processes.ts';
 import type { LoggedProcess } from './lib/processes.ts';
@@ -99,9 +100,9 @@ class Cache {
     const cache = new Cache(name, dataDir, schema);
     const token = await createTemplate(dataDir, upstreamUrl, databaseUrl);
     const port = await freePort();
-    const start = npmStart();
+    const start = npmStart({ prestart: true });
     const profile = PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${path.join(PROFILE_DIR, name)}`] : [];
-    cache.#process = spawnLogged(process.execPath, [...start.nodeFlags, ...profile, path.join('src', 'cli', 'main.ts'), 'serve'], path.join(workDir, `${name}.log`), {
+    cache.#process = spawnLogged(process.execPath, [...start.nodeFlags, ...profile, start.main, 'serve'], path.join(workDir, `${name}.log`), {
       cwd: REPOSITORY_ROOT,
       env: {
         ...inheritedEnvironment(),

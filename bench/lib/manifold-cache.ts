@@ -2,7 +2,7 @@
 // `npm start` starts it. Its group, registry, upstream and personal token are created once through the
 // services in a template data directory; every cold start copies that template, so a cold cache has the
 // same configuration and an empty object store.
-import { cpSync, mkdirSync, readFileSync } from 'node:fs';
+import { cpSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
@@ -12,6 +12,7 @@ import { createManifold } from '../../src/server.ts';
 import type { Result } from '../../src/result.ts';
 import type { CacheUnderTest } from './cache.ts';
 import { removeDirectory } from './cleanup.ts';
+import { npmStart } from '../../test/helpers/npm-start.ts';
 import { freePort, spawnLogged, stopProcess, waitForHttp } from './processes.ts';
 import type { LoggedProcess } from './processes.ts';
 
@@ -19,20 +20,6 @@ const REPOSITORY_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const ADMIN_PASSWORD = 'bench-admin-password';
 export const GROUP = 'bench';
 export const REGISTRY = 'hub';
-
-/**
- * The environment assignments and Node flags of `npm start` (package.json), so that the bench starts
- * Manifold exactly as users do, without npm's process in between (whose pid would be measured).
- */
-export function npmStart(): { env: Record<string, string>; nodeFlags: string[] } {
-  const script = (JSON.parse(readFileSync(path.join(REPOSITORY_ROOT, 'package.json'), 'utf8')) as { scripts: { start: string } }).scripts.start;
-  const words = script.trim().split(/\s+/);
-  const node = words.indexOf('node');
-  const main = words.indexOf(path.join('src', 'cli', 'main.ts'));
-  if (node < 0 || main < node || words.slice(main + 1).join(' ') !== 'serve') throw new Error(`cannot read the start script: ${script}`);
-  const env = Object.fromEntries(words.slice(0, node).map((word) => word.split('=', 2) as [string, string]));
-  return { env, nodeFlags: words.slice(node + 1, main) };
-}
 
 function unwrap<T>(result: Result<T>): T {
   if (!result.ok) throw new Error(`${result.reason}: ${result.message}`);
@@ -160,10 +147,10 @@ export class ManifoldCache implements CacheUnderTest {
     cpSync(this.#template, this.#dataDir, { recursive: true });
     this.#port = await freePort();
     const profile = this.#options.cpuProfileDir ? ['--cpu-prof', `--cpu-prof-dir=${this.#options.cpuProfileDir}`] : [];
-    const start = npmStart();
+    const start = npmStart({ prestart: true });
     this.#process = spawnLogged(
       process.execPath,
-      [...start.nodeFlags, ...(this.#options.nodeFlags ?? []), ...profile, path.join('src', 'cli', 'main.ts'), 'serve'],
+      [...start.nodeFlags, ...(this.#options.nodeFlags ?? []), ...profile, start.main, 'serve'],
       path.join(this.#workDir, 'manifold.log'),
       {
         cwd: REPOSITORY_ROOT,

@@ -10,7 +10,8 @@ import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import type { CacheUnderTest } from './cache.ts';
 import { removeDirectory } from './cleanup.ts';
-import { ADMIN_PASSWORD, GROUP, REGISTRY, createTemplate, inheritedEnvironment, npmStart } from './manifold-cache.ts';
+import { ADMIN_PASSWORD, GROUP, REGISTRY, createTemplate, inheritedEnvironment } from './manifold-cache.ts';
+import { npmStart } from '../../test/helpers/npm-start.ts';
 import { freePort, spawnLogged, stopProcess, waitForHttp } from './processes.ts';
 import type { LoggedProcess } from './processes.ts';
 
@@ -125,10 +126,10 @@ export class ManifoldCluster {
     this.#dataDir = dataDir;
     this.token = await createTemplate(dataDir, this.#upstreamUrl, databaseUrl);
     const secret = randomBytes(32).toString('hex');
-    const start = npmStart();
+    const start = npmStart({ prestart: true });
     this.replicas = await Promise.all(Array.from({ length: this.#count }, async (_, index) => {
       const [port, peerPort] = [await freePort(), await freePort()];
-      const started = spawnLogged(process.execPath, [...start.nodeFlags, path.join('src', 'cli', 'main.ts'), 'serve'], path.join(this.#workDir, `manifold-replica-${index + 1}.log`), {
+      const started = spawnLogged(process.execPath, [...start.nodeFlags, start.main, 'serve'], path.join(this.#workDir, `manifold-replica-${index + 1}.log`), {
         cwd: REPOSITORY_ROOT,
         env: {
           ...inheritedEnvironment(),

@@ -32,7 +32,8 @@ let options: PasswordHashingOptions = defaultPasswordHashing();
 
 function currentPool(): Piscina<ScryptTask, Uint8Array> {
   pool ??= new Piscina<ScryptTask, Uint8Array>({
-    filename: new URL('./password-worker.ts', import.meta.url).href,
+    // Beside this module: the source, or the build's password-worker.js beside main.js (scripts/build-server.ts).
+    filename: new URL(import.meta.url.endsWith('.ts') ? './password-worker.ts' : './password-worker.js', import.meta.url).href,
     minThreads: 0,
     maxThreads: options.threads,
     maxQueue: options.queue,

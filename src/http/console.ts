@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 
 export const CONSOLE_ASSETS_PREFIX = '/console/assets/';
+// Two levels up from src/http/ and from the server build's dist/server/ alike.
 export const DEFAULT_CONSOLE_ROOT = fileURLToPath(new URL('../../dist/console/', import.meta.url));
 
 const CONTENT_TYPES: Record<string, string> = {

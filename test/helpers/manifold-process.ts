@@ -1,5 +1,6 @@
-// Manifold as a child process (`node src/cli/main.ts serve`), for what the in-process server cannot show:
-// a SIGKILL in the middle of a fill, and the server's own memory (bench). The data directory and database
+// Manifold as a child process (`node src/cli/main.ts serve`, or with `asShipped` what `npm start` runs: the
+// server build with its flags), for what the in-process server cannot show: a SIGKILL in the middle of a fill,
+// the shipped build. The data directory and database
 // are prepared beforehand with the in-process server (`prepareManifold`), which then stops; the child
 // starts on the same directory and database.
 import { spawn } from 'node:child_process';
@@ -9,6 +10,7 @@ import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { ADMIN_PASSWORD } from './manifold.ts';
+import { REPOSITORY_ROOT, npmStart } from './npm-start.ts';
 
 const MAIN = path.resolve(import.meta.dirname, '../../src/cli/main.ts');
 
@@ -28,6 +30,8 @@ export interface ManifoldProcessOptions {
   /** postgres://… (with its search_path) or undefined for SQLite in dataDir. */
   databaseUrl?: string;
   env?: Record<string, string>;
+  /** Run as `npm start` does (test/helpers/npm-start.ts): dist/server/main.js with its Node flags and environment. */
+  asShipped?: boolean;
 }
 
 export async function freePort(): Promise<number> {
@@ -41,8 +45,10 @@ export async function freePort(): Promise<number> {
 /** Starts `manifold serve` on 127.0.0.1 and a free port; resolves once /healthz answers (whatever the log level). */
 export async function spawnManifold(options: ManifoldProcessOptions): Promise<ManifoldProcess> {
   const port = await freePort();
+  const shipped = options.asShipped ? npmStart() : null;
   const env: Record<string, string> = {
     ...(process.env as Record<string, string>),
+    ...shipped?.env,
     MANIFOLD_DATA_DIR: options.dataDir,
     MANIFOLD_SERVER_HOST: '127.0.0.1',
     PORT: String(port),
@@ -53,7 +59,8 @@ export async function spawnManifold(options: ManifoldProcessOptions): Promise<Ma
   };
   delete env.DATABASE_URL;
   if (options.databaseUrl) env.DATABASE_URL = options.databaseUrl;
-  const child = spawn(process.execPath, ['--disable-warning=ExperimentalWarning', MAIN, 'serve'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const args = shipped ? [...shipped.nodeFlags, shipped.main, 'serve'] : ['--disable-warning=ExperimentalWarning', MAIN, 'serve'];
+  const child = spawn(process.execPath, args, { env, cwd: REPOSITORY_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   const collect = (chunk: string) => {
     output = (output + chunk).slice(-200_000);

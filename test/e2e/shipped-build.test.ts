@@ -1,0 +1,140 @@
+// What `npm start` runs is the server build (scripts/build-server.ts: dist/server/main.js, one minified module,
+// issue 19), not the sources the other tests load. This runs the build as `npm start` does and pulls through
+// it what a bundle could break: the password worker (a file of its own), the S3 SDK (a chunk loaded on first
+// use) with pre-signed redirects, the console's files and the API's documentation (files of packages kept in
+// node_modules).
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Distribution } from '../helpers/distribution.ts';
+import { ADMIN_PASSWORD, basicToken, createVirtualRegistry, dropSchema, personalToken, startManifold } from '../helpers/manifold.ts';
+import { spawnManifold } from '../helpers/manifold-process.ts';
+import type { ManifoldProcess } from '../helpers/manifold-process.ts';
+import { REPOSITORY_ROOT, npmStart } from '../helpers/npm-start.ts';
+import { buildImage, pushImage } from '../helpers/oci-image.ts';
+import { startS3Server } from '../helpers/s3-server.ts';
+import type { TestS3Server } from '../helpers/s3-server.ts';
+import { SkopeoClient } from '../helpers/skopeo.ts';
+
+const image = buildImage({ layerSizes: [300_000, 40_000] });
+
+/** The newest modification time under src/ (a build older than it is not what the sources say). */
+function newestSource(): number {
+  return Math.max(...readdirSync(path.join(REPOSITORY_ROOT, 'src'), { recursive: true, withFileTypes: true })
+    .filter((entry) => entry.isFile())
+    .map((entry) => statSync(path.join(entry.parentPath, entry.name)).mtimeMs));
+}
+
+describe('the shipped build (npm start)', () => {
+  let upstream: Distribution;
+  let s3: TestS3Server;
+  const dataDirs: string[] = [];
+  const schemas: string[] = [];
+  let running: ManifoldProcess | null = null;
+
+  before(async () => {
+    const main = path.join(REPOSITORY_ROOT, npmStart().main);
+    let built: number;
+    try {
+      built = statSync(main).mtimeMs;
+    } catch {
+      assert.fail(`${main} is missing: npm ci and npm test build it; so does npm run build:server`);
+    }
+    assert.ok(built >= newestSource(), `${main} is older than the sources: npm run build:server (npm test does it)`);
+    upstream = await Distribution.start();
+    await pushImage(upstream.url, 'library/app', image, { tag: '1' });
+    s3 = await startS3Server();
+  });
+  after(async () => {
+    await running?.kill('SIGKILL');
+    await upstream?.stop();
+    await s3?.stop();
+    for (const dir of dataDirs) rmSync(dir, { recursive: true, force: true });
+    for (const schema of schemas) await dropSchema(schema);
+  });
+
+  /** A data directory (and schema) with the registry acme/hub in front of the upstream; the build started on it. */
+  async function startShipped(storage: 'filesystem' | 's3'): Promise<{ server: ManifoldProcess; token: string }> {
+    const dataDir = mkdtempSync(path.join(tmpdir(), 'manifold-shipped-'));
+    dataDirs.push(dataDir);
+    const schema = `e2e_shipped_${process.pid}_${randomBytes(3).toString('hex')}`;
+    schemas.push(schema);
+    const setup = await startManifold({}, { dataDir, schema });
+    await createVirtualRegistry(setup, { group: 'acme', registry: 'hub', upstreamUrls: [upstream.url] });
+    const token = await personalToken(setup);
+    const databaseUrl = setup.databaseUrl;
+    await setup.stop();
+    const env: Record<string, string> = storage === 's3'
+      ? {
+        MANIFOLD_STORAGE_DRIVER: 's3',
+        MANIFOLD_STORAGE_S3_BUCKET: s3.bucket,
+        MANIFOLD_STORAGE_S3_ENDPOINT: s3.endpoint,
+        MANIFOLD_STORAGE_S3_FORCE_PATH_STYLE: 'true',
+        MANIFOLD_STORAGE_S3_PREFIX: `${schema}/`,
+        MANIFOLD_STORAGE_S3_ACCESS_KEY_ID: 'S3RVER',
+        MANIFOLD_STORAGE_S3_SECRET_ACCESS_KEY: 'S3RVER',
+        MANIFOLD_STORAGE_S3_REDIRECT: 'true',
+      }
+      : {};
+    running = await spawnManifold({ dataDir, databaseUrl, env, asShipped: true });
+    return { server: running, token };
+  }
+
+  async function pullAndCompare(server: ManifoldProcess, token: string): Promise<void> {
+    const client = new SkopeoClient(server.host);
+    try {
+      const login = await client.login('admin', token);
+      assert.equal(login.code, 0, login.stderr);
+      for (const round of ['miss', 'hit']) {
+        const copied = await client.copy('acme/hub/library/app', '1');
+        assert.equal(copied.code, 0, `${round}: ${copied.stderr}\n${server.output().slice(-3000)}`);
+        assert.equal(copied.layout!.topDigest, image.manifest.digest);
+        for (const blob of image.blobs) assert.ok(copied.layout!.blob(blob.digest).equals(blob.bytes), `${round}: ${blob.digest}`);
+      }
+    } finally {
+      client.cleanup();
+    }
+  }
+
+  it('on the embedded default: signs in with a password, pulls, serves the console and the API documentation', async () => {
+    const { server, token } = await startShipped('filesystem');
+    assert.match(server.output(), /"msg":"warmed up"/, 'the warm-up ran');
+
+    const signIn = await fetch(`${server.url}/auth/token?service=manifold&scope=repository:acme/hub/library/app:pull`, { headers: { authorization: `Basic ${Buffer.from(`admin:${ADMIN_PASSWORD}`).toString('base64')}` } });
+    assert.equal(signIn.status, 200, 'a password checked by the build\'s scrypt worker');
+    assert.ok(((await signIn.json()) as { token: string }).token.split('.').length === 3);
+
+    await pullAndCompare(server, token);
+
+    const index = await fetch(`${server.url}/`);
+    assert.equal(index.status, 200);
+    const html = await index.text();
+    const asset = /src="(\/console\/assets\/[^"]+\.js)"/.exec(html)?.[1];
+    assert.ok(asset, `the console's index names its script: ${html.slice(0, 300)}`);
+    assert.equal((await fetch(`${server.url}${asset}`)).status, 200);
+
+    const openapi = await fetch(`${server.url}/api/v1/openapi.json`, { headers: { authorization: basicToken(token) } });
+    assert.equal(openapi.status, 200);
+    assert.match(((await openapi.json()) as { openapi: string }).openapi, /^3\./);
+    const docs = await fetch(`${server.url}/api/v1/docs/static/index.html`);
+    assert.equal(docs.status, 200, 'Swagger UI\'s own files, read from node_modules');
+    assert.match(await docs.text(), /swagger-ui/i);
+
+    await server.kill('SIGTERM');
+    running = null;
+  });
+
+  it('on S3: the SDK loaded on first use stores the pull, and hits redirect to pre-signed URLs', async () => {
+    const { server, token } = await startShipped('s3');
+    await pullAndCompare(server, token);
+    const blob = image.blobs[0];
+    const hit = await fetch(`${server.url}/v2/acme/hub/library/app/blobs/${blob.digest}`, { headers: { authorization: basicToken(token) }, redirect: 'manual' });
+    assert.equal(hit.status, 307);
+    assert.match(hit.headers.get('location') ?? '', new RegExp(`^${s3.endpoint}/${s3.bucket}/.*X-Amz-Signature=`));
+    await server.kill('SIGTERM');
+    running = null;
+  });
+});
