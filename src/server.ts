@@ -99,7 +99,7 @@ export async function createServices(config: Config, database: DatabaseHandle, l
   } : undefined;
   const repairs = new StorageRepairs({ db, metrics, logger });
   const prefetchJobs = new PrefetchJobService({ db });
-  configurePasswordHashing({ threads: config.auth.passwordHashThreads, queue: config.auth.passwordHashQueue });
+  configurePasswordHashing({ threads: config.auth.passwordHashThreads, queue: config.auth.passwordHashQueue, onWorkerError: (error) => logger.error({ err: error }, 'a password hashing thread failed') });
   const throttle = new LoginThrottle({
     settings: config.auth.throttle,
     // Several replicas count failures together; one process (SQLite) keeps them in memory.

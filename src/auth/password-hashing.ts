@@ -11,6 +11,8 @@ export interface PasswordHashingOptions {
   threads: number;
   /** Checks that may wait for a thread; more are refused (PasswordHashingBusyError). */
   queue: number;
+  /** Told of a worker thread that failed outside a check (a check's own failure is its caller's). */
+  onWorkerError?: (error: unknown) => void;
 }
 
 /** Thrown when the queue is full: the caller answers "try again later", never waits. */
@@ -45,7 +47,16 @@ function currentPool(): Piscina<ScryptTask, Uint8Array> {
     // Workers inherit the process's flags (type stripping); no atomics wait, they hold no handles.
     atomics: 'disabled',
   });
-  return pool;
+  // A thread that fails outside a check (it could not load its module, it ran out of memory) is reported
+  // here; unheard, it would end the server. Piscina then starts no more threads, so the pool is dropped:
+  // the checks waiting in it fail now instead of waiting for ever, and the next check starts a new pool.
+  const current = pool;
+  current.on('error', (error: unknown) => {
+    options.onWorkerError?.(error);
+    if (pool === current) pool = null;
+    void current.destroy();
+  });
+  return current;
 }
 
 /** Sets the pool's bounds (server start); a pool already running is replaced once its work is done. */

@@ -6,7 +6,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { cpSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Distribution } from '../helpers/distribution.ts';
@@ -33,7 +33,8 @@ describe('the shipped build (npm start)', () => {
   let s3: TestS3Server;
   const dataDirs: string[] = [];
   const schemas: string[] = [];
-  let running: ManifoldProcess | null = null;
+  // Every process started, killed at the end even when a test failed half-way.
+  const started: ManifoldProcess[] = [];
 
   before(async () => {
     const main = path.join(REPOSITORY_ROOT, npmStart().main);
@@ -49,7 +50,7 @@ describe('the shipped build (npm start)', () => {
     s3 = await startS3Server();
   });
   after(async () => {
-    await running?.kill('SIGKILL');
+    for (const server of started) await server.kill('SIGKILL');
     await upstream?.stop();
     await s3?.stop();
     for (const dir of dataDirs) rmSync(dir, { recursive: true, force: true });
@@ -57,7 +58,7 @@ describe('the shipped build (npm start)', () => {
   });
 
   /** A data directory (and schema) with the registry acme/hub in front of the upstream; the build started on it. */
-  async function startShipped(storage: 'filesystem' | 's3'): Promise<{ server: ManifoldProcess; token: string }> {
+  async function startShipped(storage: 'filesystem' | 's3', main?: string): Promise<{ server: ManifoldProcess; token: string }> {
     const dataDir = mkdtempSync(path.join(tmpdir(), 'manifold-shipped-'));
     dataDirs.push(dataDir);
     const schema = `e2e_shipped_${process.pid}_${randomBytes(3).toString('hex')}`;
@@ -79,8 +80,9 @@ describe('the shipped build (npm start)', () => {
         MANIFOLD_STORAGE_S3_REDIRECT: 'true',
       }
       : {};
-    running = await spawnManifold({ dataDir, databaseUrl, env, asShipped: true });
-    return { server: running, token };
+    const server = await spawnManifold({ dataDir, databaseUrl, env, asShipped: true, main });
+    started.push(server);
+    return { server, token };
   }
 
   async function pullAndCompare(server: ManifoldProcess, token: string): Promise<void> {
@@ -124,7 +126,24 @@ describe('the shipped build (npm start)', () => {
     assert.match(await docs.text(), /swagger-ui/i);
 
     await server.kill('SIGTERM');
-    running = null;
+  });
+
+  it('a password thread that cannot start fails the sign-in at once, and the server goes on serving', async () => {
+    // A copy of the build without its worker file, inside the repository so that piscina resolves.
+    const copy = mkdtempSync(path.join(REPOSITORY_ROOT, 'dist', 'broken-'));
+    dataDirs.push(copy);
+    cpSync(path.dirname(path.join(REPOSITORY_ROOT, npmStart().main)), copy, { recursive: true });
+    rmSync(path.join(copy, 'password-worker.js'));
+    const { server, token } = await startShipped('filesystem', path.join(copy, 'main.js'));
+    const authorization = `Basic ${Buffer.from(`admin:${ADMIN_PASSWORD}`).toString('base64')}`;
+    for (let attempt = 1; attempt <= 2; attempt++) {
+      const signIn = await fetch(`${server.url}/auth/token?service=manifold`, { headers: { authorization }, signal: AbortSignal.timeout(20_000) });
+      assert.equal(signIn.status, 500, `attempt ${attempt}: an error, not a wait (before: the first check waited for ever, or the server ended)`);
+      assert.equal(((await signIn.json()) as { errors: { code: string }[] }).errors[0].code, 'UNAVAILABLE');
+    }
+    assert.match(server.output(), /a password hashing thread failed/);
+    await pullAndCompare(server, token);
+    await server.kill('SIGTERM');
   });
 
   it('on S3: the SDK loaded on first use stores the pull, and hits redirect to pre-signed URLs', async () => {
@@ -135,6 +154,5 @@ describe('the shipped build (npm start)', () => {
     assert.equal(hit.status, 307);
     assert.match(hit.headers.get('location') ?? '', new RegExp(`^${s3.endpoint}/${s3.bucket}/.*X-Amz-Signature=`));
     await server.kill('SIGTERM');
-    running = null;
   });
 });

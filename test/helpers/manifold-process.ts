@@ -32,6 +32,8 @@ export interface ManifoldProcessOptions {
   env?: Record<string, string>;
   /** Run as `npm start` does (test/helpers/npm-start.ts): dist/server/main.js with its Node flags and environment. */
   asShipped?: boolean;
+  /** With asShipped: another build to run (a path), instead of npm start's. */
+  main?: string;
 }
 
 export async function freePort(): Promise<number> {
@@ -59,7 +61,7 @@ export async function spawnManifold(options: ManifoldProcessOptions): Promise<Ma
   };
   delete env.DATABASE_URL;
   if (options.databaseUrl) env.DATABASE_URL = options.databaseUrl;
-  const args = shipped ? [...shipped.nodeFlags, shipped.main, 'serve'] : ['--disable-warning=ExperimentalWarning', MAIN, 'serve'];
+  const args = shipped ? [...shipped.nodeFlags, options.main ?? shipped.main, 'serve'] : ['--disable-warning=ExperimentalWarning', MAIN, 'serve'];
   const child = spawn(process.execPath, args, { env, cwd: REPOSITORY_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   const collect = (chunk: string) => {
