@@ -3,12 +3,12 @@
 // loaded as a string for as long as the process runs, and the sources as written (comments, type annotations
 // blanked out, whole packages of which the server calls a part) held about 15 MB of an idle server's heap; one
 // bundle without comments, whitespace or unused exports, escaped to ASCII so that V8 stores it one byte per
-// character, holds 3 MB. Names are kept (no mangling), so stack traces in the logs still read as the code.
+// character, holds 3.8 MB. Names are kept (no mangling), so stack traces in the logs still read as the code.
 // Packages that load their own files at run time (piscina's worker, Swagger UI's pages, @fastify/swagger's
 // package.json) stay in node_modules. Tests and `npm run manifold` run the sources; test/e2e/shipped-build.test.ts
 // runs this build.
 //   node scripts/build-server.ts              build
-//   node scripts/build-server.ts --if-stale   build only when a source or the lockfile is newer than the build
+//   node scripts/build-server.ts --if-stale   build only when a source, the lockfile or this script is newer than the build
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 
