@@ -1,5 +1,6 @@
 // The composition root: configuration → database, storage, keys → services → HTTP.
 import type { FastifyInstance } from 'fastify';
+import type { ApiDeps } from './http/api/index.ts';
 import type { Config } from './config.ts';
 import { resolvedPaths } from './config.ts';
 import { openDatabase } from './db/connect.ts';
@@ -10,8 +11,9 @@ import { closePasswordHashing, configurePasswordHashing } from './auth/password-
 import { CredentialsCipher } from './auth/credentials-cipher.ts';
 import { loadEncryptionKey, loadSigningKeys } from './auth/keys.ts';
 import { RegistryTokens } from './auth/registry-tokens.ts';
-import { apiRoutes } from './http/api/index.ts';
-import { buildApp } from './http/app.ts';
+import { API_PREFIX } from './http/api/prefix.ts';
+import { buildApp, buildShell } from './http/app.ts';
+import { lazyMount } from './http/lazy-mount.ts';
 import { buildPeerApp } from './http/peer-routes.ts';
 import { consoleRoutes } from './http/console.ts';
 import { registryRoutes } from './http/registry-routes.ts';
@@ -215,7 +217,18 @@ export function createHttp(config: Config, database: DatabaseHandle, services: S
     metrics,
   });
   consoleRoutes(app);
-  apiRoutes(app, {
+  // Built by its first request (lazy-mount.ts): a cache that only serves pulls never pays for it.
+  lazyMount(app, API_PREFIX, async () => {
+    const { apiRoutes } = await import('./http/api/index.ts');
+    const { app: api } = buildShell({ logger, metrics, trustProxy: config.server.trustProxy });
+    apiRoutes(api, apiDependencies(config, services));
+    return api;
+  });
+  return app;
+}
+
+function apiDependencies(config: Config, services: Services): ApiDeps {
+  return {
     authenticator: services.authenticator,
     userService: services.users,
     groupService: services.groups,
@@ -238,9 +251,7 @@ export function createHttp(config: Config, database: DatabaseHandle, services: S
     storageUsage: services.storageUsage,
     publicUrl: config.server.publicUrl,
     service: config.auth.service,
-  });
-
-  return app;
+  };
 }
 
 /** `manifold migrate`: the configured database's migrations, and nothing else. Returns the dialect. */

@@ -9,13 +9,17 @@ import type { Metrics } from '../metrics.ts';
 import { clientErrorHandler, frameworkErrors, installErrorFormats } from './error-formats.ts';
 import { healthRoutes } from './health.ts';
 import type { HealthChecks } from './health.ts';
+import { isForwarded } from './lazy-mount.ts';
 
-export interface AppDependencies {
+export interface ShellDependencies {
   logger: Logger;
   /** Default: a registry of its own (tests). */
   metrics?: Metrics;
-  health: HealthChecks;
   trustProxy: boolean;
+}
+
+export interface AppDependencies extends ShellDependencies {
+  health: HealthChecks;
 }
 
 /**
@@ -34,6 +38,7 @@ class OneLinePerRequest extends LogController {
   override incomingRequest(): void {}
 
   override requestCompleted(error: Error | null, request: FastifyRequest, reply: FastifyReply): void {
+    if (isForwarded(request)) return;
     const line = { reqId: request.id, method: request.method, url: request.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime), ip: request.ip };
     if (error) this.#logger.error({ ...line, err: error }, 'request failed');
     else if (request.url.startsWith('/healthz') || request.url.startsWith('/readyz') || request.url.startsWith('/metrics')) this.#logger.debug(line, 'request');
@@ -84,7 +89,11 @@ class LazyRequestLogger {
   }
 }
 
-export function buildApp(deps: AppDependencies): FastifyInstance {
+/**
+ * A Fastify application with what every request of Manifold gets: one log line, the request metrics, errors
+ * in the format of the path's protocol. The main application (buildApp) and a mounted one (lazy-mount.ts).
+ */
+export function buildShell(deps: ShellDependencies): { app: FastifyInstance; metrics: Metrics } {
   const app = Fastify({
     loggerInstance: deps.logger as FastifyBaseLogger,
     trustProxy: deps.trustProxy,
@@ -104,12 +113,18 @@ export function buildApp(deps: AppDependencies): FastifyInstance {
 
   const metrics = deps.metrics ?? createMetrics({ defaultMetrics: false });
   app.addHook('onResponse', (request, reply, done) => {
+    if (isForwarded(request)) return done();
     const route = request.routeOptions.url ?? 'unmatched';
     metrics.httpRequests.inc({ route, method: request.method, status: String(reply.statusCode) });
     metrics.httpDuration.observe({ route, method: request.method }, reply.elapsedTime / 1000);
     done();
   });
+  return { app, metrics };
+}
 
+/** The main application: the shell with health and /metrics. */
+export function buildApp(deps: AppDependencies): FastifyInstance {
+  const { app, metrics } = buildShell(deps);
   healthRoutes(app, deps.health);
   app.get('/metrics', async (_request, reply) => {
     return reply.type(metrics.registry.contentType).send(await metrics.registry.metrics());

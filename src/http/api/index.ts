@@ -43,8 +43,9 @@ import { tokenRoutes } from './routes/tokens.ts';
 import { upstreamRoutes } from './routes/upstreams.ts';
 import { userRoutes } from './routes/users.ts';
 import { apiSchemas } from './schemas.ts';
+import { API_PREFIX } from './prefix.ts';
 
-export const API_PREFIX = '/api/v1';
+export { API_PREFIX };
 
 /** What the management API needs: services only (they own every query), built by the composition root (src/server.ts). */
 export interface ApiDeps {
