@@ -22,7 +22,9 @@ if (process.env.PROF) nodeFlags.push('--cpu-prof-interval', '200');
 const cache = await ManifoldCache.start(upstream.url, workDir, { nodeFlags, cpuProfileDir: process.env.PROF ? path.resolve(process.env.PROF) : undefined });
 const logFile = path.join(workDir, 'manifold.log');
 const logLength = () => readFileSync(logFile, 'utf8').length;
-const requestLines = (from: number) => readFileSync(logFile, 'utf8').slice(from).split('\n').filter((line) => line.includes('"msg":"request"')).map((line) => {
+// With FLAGS=--trace-gc, V8's full collections appear among the request lines, where they happened.
+const requestLines = (from: number) => readFileSync(logFile, 'utf8').slice(from).split('\n').filter((line) => line.includes('"msg":"request"') || line.includes('Mark-Compact')).map((line) => {
+  if (!line.startsWith('{')) return `  ${line.trim()}`;
   const entry = JSON.parse(line) as { method: string; url: string; status: number; ms: number };
   return `  ${entry.method} ${entry.url.replace(/(sha256:[0-9a-f]{12})[0-9a-f]+/, '$1…')} ${entry.status} ${entry.ms} ms`;
 });

@@ -4,7 +4,7 @@
 // stream is held back until the owner verified the blob, and a fill that fails or an owner that dies
 // breaks the transfer (the response here is then destroyed too), never a complete-looking wrong one.
 import type { Readable } from 'node:stream';
-import { Agent, request } from 'undici';
+import { Agent } from '../upstream/undici.ts';
 import { signPeerRequest } from '../auth/peer-signature.ts';
 import type { Metrics } from '../metrics.ts';
 import { err, ok } from '../result.ts';
@@ -42,7 +42,7 @@ export class PeerFills {
   async join(url: string, key: string): Promise<PeerJoin> {
     const path = `${PEER_FILL_PATH}?key=${encodeURIComponent(key)}`;
     try {
-      const answer = await request(new URL(path, url), { method: 'HEAD', headers: { authorization: signPeerRequest(this.#secret, 'HEAD', path) }, dispatcher: this.#agent });
+      const answer = await this.#agent.request({ origin: new URL(url).origin, path, method: 'HEAD', headers: { authorization: signPeerRequest(this.#secret, 'HEAD', path) } });
       await answer.body.dump();
       if (answer.statusCode === 404) return { kind: 'gone' };
       const digest = answer.headers[PEER_DIGEST_HEADER];
@@ -59,7 +59,7 @@ export class PeerFills {
     const headers: Record<string, string> = { authorization: signPeerRequest(this.#secret, 'GET', fill.path) };
     if (range) headers.range = `bytes=${range.start}-${Number.isFinite(range.end) ? range.end : ''}`;
     try {
-      const answer = await request(new URL(fill.path, fill.url), { method: 'GET', headers, dispatcher: this.#agent });
+      const answer = await this.#agent.request({ origin: new URL(fill.url).origin, path: fill.path, method: 'GET', headers });
       if (answer.statusCode === 200 || answer.statusCode === 206) {
         this.#metrics.clusterFillsFollowed.inc({ kind: 'blob' });
         return ok(answer.body);

@@ -5,7 +5,6 @@
 // the configured token endpoint.
 import { createHash } from 'node:crypto';
 import { isIP } from 'node:net';
-import { getDomain } from 'tldts';
 import { BoundedCache } from '../lib/bounded-cache.ts';
 import { SingleFlight } from '../lib/single-flight.ts';
 import type { Challenge } from './challenge.ts';
@@ -34,14 +33,16 @@ function isLocalName(host: string): boolean {
  * May the upstream's credentials be sent to this token realm? Same hostname (any port), or both names
  * under one registrable domain per the public suffix list (registry-1.docker.io and auth.docker.io share
  * docker.io; a.github.io and b.github.io do not). IP literals and localhost only match exactly. An https
- * upstream never sends its credentials to a plain-http realm.
+ * upstream never sends its credentials to a plain-http realm. The public suffix list (tldts, over 1 MB of an
+ * idle server) is loaded by the first realm on another host than its upstream's (issue 19).
  */
-export function isTrustedRealm(realm: URL, upstream: URL): boolean {
+export async function isTrustedRealm(realm: URL, upstream: URL): Promise<boolean> {
   if (upstream.protocol === 'https:' && realm.protocol !== 'https:') return false;
   const realmHost = bareHost(realm);
   const upstreamHost = bareHost(upstream);
   if (realmHost === upstreamHost) return true;
   if (isIP(realmHost) || isIP(upstreamHost) || isLocalName(realmHost) || isLocalName(upstreamHost)) return false;
+  const { getDomain } = await import('tldts');
   const realmDomain = getDomain(realmHost, { allowPrivateDomains: true });
   return realmDomain !== null && realmDomain === getDomain(upstreamHost, { allowPrivateDomains: true });
 }
@@ -159,7 +160,7 @@ export class UpstreamAuth {
     realm.searchParams.append('scope', scope);
 
     const headers: Record<string, string> = { accept: 'application/json' };
-    const trusted = target.tokenUrl !== null || isTrustedRealm(realm, new URL(target.url));
+    const trusted = target.tokenUrl !== null || (await isTrustedRealm(realm, new URL(target.url)));
     if (hasCredentials(target) && trusted) headers.authorization = basicAuthorization(target.username, target.password);
 
     const response = await this.#options.fetchToken(realm, headers);

@@ -14,7 +14,7 @@
 import { createHash } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
-import type { Agent } from 'undici';
+import type { Agent } from './undici.ts';
 import type { Logger } from '../log.ts';
 import { nextPageQuery } from '../oci/link.ts';
 import { baseMediaType, MANIFEST_ACCEPT_HEADER, MEDIA_TYPES } from '../oci/media-types.ts';

@@ -4,7 +4,8 @@
 import { lookup as dnsLookup } from 'node:dns';
 import type { LookupAddress, LookupAllOptions, LookupOneOptions } from 'node:dns';
 import { isIP } from 'node:net';
-import { Agent, buildConnector } from 'undici';
+import type { buildConnector as BuildConnector } from 'undici';
+import { Agent, buildConnector } from './undici.ts';
 import { ALLOW_PRIVATE_HINT, isPublicAddress } from './address-policy.ts';
 
 /** The shape of `dns.lookup` that `net.connect` calls; tests pass one that maps names to 127.0.0.1. */
@@ -53,8 +54,8 @@ export function createUpstreamAgent(options: UpstreamAgentOptions): Agent {
   const baseLookup = options.lookup ?? (dnsLookup as unknown as LookupFunction);
   const lookup = options.allowPrivate ? baseLookup : checkedLookup(baseLookup);
   // HTTP/1.1 only: several connections per origin move big layers faster than one multiplexed one.
-  const connectSocket = buildConnector({ timeout: options.connectTimeoutMs, lookup, allowH2: false } as buildConnector.BuildOptions);
-  const connector: buildConnector.connector = (connectOptions, callback) => {
+  const connectSocket = buildConnector({ timeout: options.connectTimeoutMs, lookup, allowH2: false } as BuildConnector.BuildOptions);
+  const connector: BuildConnector.connector = (connectOptions, callback) => {
     const host = connectOptions.hostname.replace(/^\[|\]$/g, '');
     // An IP literal never reaches the lookup: judge it here.
     if (!options.allowPrivate && isIP(host) !== 0 && !isPublicAddress(host)) {

@@ -6,7 +6,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { cpSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Distribution } from '../helpers/distribution.ts';
@@ -46,7 +46,7 @@ describe('the shipped build (npm start)', () => {
   });
 
   /** A data directory (and schema) with the registry acme/hub in front of the upstream; the build started on it. */
-  async function startShipped(storage: 'filesystem' | 's3', main?: string): Promise<{ server: ManifoldProcess; token: string }> {
+  async function startShipped(storage: 'filesystem' | 's3', main?: string): Promise<{ server: ManifoldProcess; token: string; dataDir: string }> {
     const dataDir = mkdtempSync(path.join(tmpdir(), 'manifold-shipped-'));
     dataDirs.push(dataDir);
     const schema = `e2e_shipped_${process.pid}_${randomBytes(3).toString('hex')}`;
@@ -70,7 +70,7 @@ describe('the shipped build (npm start)', () => {
       : {};
     const server = await spawnManifold({ dataDir, databaseUrl, env, asShipped: true, main });
     started.push(server);
-    return { server, token };
+    return { server, token, dataDir };
   }
 
   async function pullAndCompare(server: ManifoldProcess, token: string): Promise<void> {
@@ -90,8 +90,12 @@ describe('the shipped build (npm start)', () => {
   }
 
   it('on the embedded default: signs in with a password, pulls, serves the console and the API documentation', async () => {
-    const { server, token } = await startShipped('filesystem');
+    const { server, token, dataDir } = await startShipped('filesystem');
     assert.match(server.output(), /"msg":"warmed up"/, 'the warm-up ran');
+    assert.doesNotMatch(server.output(), /warm-up before listening failed/);
+    // The warm-up's blob fill (src/warm-up.ts) fails verification on purpose: nothing stored, no temporary file left.
+    const objects = path.join(dataDir, 'objects');
+    assert.deepEqual(readdirSync(objects, { recursive: true, withFileTypes: true }).filter((entry) => entry.isFile()).map((entry) => entry.name), []);
 
     const signIn = await fetch(`${server.url}/auth/token?service=manifold&scope=repository:acme/hub/library/app:pull`, { headers: { authorization: `Basic ${Buffer.from(`admin:${ADMIN_PASSWORD}`).toString('base64')}` } });
     assert.equal(signIn.status, 200, 'a password checked by the build\'s scrypt worker');

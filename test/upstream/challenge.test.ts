@@ -44,21 +44,21 @@ describe('WWW-Authenticate parsing', () => {
 describe('token realm trust boundary', () => {
   const trusted = (realm: string, upstream: string) => isTrustedRealm(new URL(realm), new URL(upstream));
 
-  it('trusts the same host on any port and the same registrable domain', () => {
-    assert.equal(trusted('http://127.0.0.1:9000/token', 'http://127.0.0.1:5000'), true);
-    assert.equal(trusted('https://auth.docker.io/token', 'https://registry-1.docker.io'), true);
-    assert.equal(trusted('https://ghcr.io/token', 'https://ghcr.io'), true);
+  it('trusts the same host on any port and the same registrable domain', async () => {
+    assert.equal(await trusted('http://127.0.0.1:9000/token', 'http://127.0.0.1:5000'), true);
+    assert.equal(await trusted('https://auth.docker.io/token', 'https://registry-1.docker.io'), true);
+    assert.equal(await trusted('https://ghcr.io/token', 'https://ghcr.io'), true);
   });
 
-  it('does not trust another domain, another IP, localhost for an IP, or a shared public suffix', () => {
-    assert.equal(trusted('https://auth.evil.example/token', 'https://registry.example.org'), false);
-    assert.equal(trusted('http://127.0.0.2/token', 'http://127.0.0.1'), false);
-    assert.equal(trusted('http://localhost/token', 'http://127.0.0.1'), false);
-    assert.equal(trusted('https://evil.github.io/token', 'https://registry.github.io'), false);
-    assert.equal(trusted('https://auth.co.uk/token', 'https://registry.co.uk'), false);
+  it('does not trust another domain, another IP, localhost for an IP, or a shared public suffix', async () => {
+    assert.equal(await trusted('https://auth.evil.example/token', 'https://registry.example.org'), false);
+    assert.equal(await trusted('http://127.0.0.2/token', 'http://127.0.0.1'), false);
+    assert.equal(await trusted('http://localhost/token', 'http://127.0.0.1'), false);
+    assert.equal(await trusted('https://evil.github.io/token', 'https://registry.github.io'), false);
+    assert.equal(await trusted('https://auth.co.uk/token', 'https://registry.co.uk'), false);
   });
 
-  it('never sends the credentials of an https upstream to a plain-http realm', () => {
-    assert.equal(trusted('http://auth.docker.io/token', 'https://registry-1.docker.io'), false);
+  it('never sends the credentials of an https upstream to a plain-http realm', async () => {
+    assert.equal(await trusted('http://auth.docker.io/token', 'https://registry-1.docker.io'), false);
   });
 });
