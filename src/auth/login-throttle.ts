@@ -6,7 +6,7 @@
 // every replica counts the same failures and honours the same blocks. Used by the Authenticator for /v2,
 // /auth/token and /api/v1, and by anything else that checks a password (a console sign-in).
 import ipaddr from 'ipaddr.js';
-import { RateLimiterMemory } from 'rate-limiter-flexible';
+import { RateLimiterMemory } from './rate-limiters.ts';
 import type { RateLimiterAbstract } from 'rate-limiter-flexible';
 
 export interface ThrottleSettings {

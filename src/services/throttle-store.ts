@@ -2,7 +2,7 @@
 // PostgreSQL store over the services' pool, so that every replica counts the same failures and honours
 // the same blocks. Its queries are the library's own, on the table `login_throttle` (migrations).
 import { CompiledQuery } from 'kysely';
-import { RateLimiterPostgres } from 'rate-limiter-flexible';
+import { RateLimiterPostgres } from '../auth/rate-limiters.ts';
 import type { LoginThrottleDeps } from '../auth/login-throttle.ts';
 import type { Db } from '../db/connect.ts';
 
