@@ -14,15 +14,31 @@ export const CHUNK_BYTES = 512 * 1024;
 const BUFFERS_PER_COPY = 2;
 /** Spare buffers kept for the next responses (12 MiB at most). */
 const SPARE_BUFFERS_MAX = 24;
+/**
+ * What the copies in flight hold in buffers together, at most (issue 19): past it a new copy reads in
+ * smaller chunks, down to MIN_CHUNK_BYTES, so that 16 clients at once do not hold 16 MiB (the peak of the
+ * bench's 16 concurrent pulls); the first few, which a busy link serves fastest, keep the large ones.
+ */
+const COPY_BUFFER_BUDGET = 8 * 1024 * 1024;
+const MIN_CHUNK_BYTES = 256 * 1024;
 
 const spareBuffers: Buffer[] = [];
+/** Bytes of the buffers the copies in flight hold. */
+let copyBufferBytes = 0;
 
-function takeBuffer(): Buffer {
-  return spareBuffers.pop() ?? Buffer.allocUnsafeSlow(CHUNK_BYTES);
+/** The chunk size of a copy starting now: CHUNK_BYTES while the budget allows. */
+function copyChunkBytes(): number {
+  let size = CHUNK_BYTES;
+  while (size > MIN_CHUNK_BYTES && copyBufferBytes + BUFFERS_PER_COPY * size > COPY_BUFFER_BUDGET) size /= 2;
+  return size;
+}
+
+function takeBuffer(size: number): Buffer {
+  return (size === CHUNK_BYTES ? spareBuffers.pop() : undefined) ?? Buffer.allocUnsafeSlow(size);
 }
 
 function giveBack(buffer: Buffer): void {
-  if (spareBuffers.length < SPARE_BUFFERS_MAX) spareBuffers.push(buffer);
+  if (buffer.length === CHUNK_BYTES && spareBuffers.length < SPARE_BUFFERS_MAX) spareBuffers.push(buffer);
 }
 
 /**
@@ -103,7 +119,9 @@ export abstract class ObjectStream extends Readable {
 
   /** Copies the bytes; false when the stream was destroyed meanwhile (the client went away). */
   async #copyTo(destination: WritableTarget, end: boolean): Promise<boolean> {
-    const buffers = Array.from({ length: BUFFERS_PER_COPY }, takeBuffer);
+    const size = copyChunkBytes();
+    const buffers = Array.from({ length: BUFFERS_PER_COPY }, () => takeBuffer(size));
+    copyBufferBytes += size * BUFFERS_PER_COPY;
     // The write still using each slot; a slot's buffer is read into again only after it settled.
     const writes: Array<Promise<void> | null> = buffers.map(() => null);
     const settled: boolean[] = buffers.map(() => true);
@@ -130,6 +148,7 @@ export abstract class ObjectStream extends Readable {
       if (end) destination.end();
       return !this.destroyed;
     } finally {
+      copyBufferBytes -= size * BUFFERS_PER_COPY;
       // A buffer the socket may still be reading (a response cut mid-write) is left to the GC.
       buffers.forEach((buffer, slot) => settled[slot] && giveBack(buffer));
     }

@@ -5,10 +5,22 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import type { Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { FileObjectStream } from '../../src/storage/file-stream.ts';
 import { CHUNK_BYTES, dropSpareBuffers } from '../../src/storage/object-stream.ts';
 import { lateReadingDestination } from '../helpers/late-reader.ts';
+
+/** The largest chunk a piped stream wrote to `destination` so far. */
+function largestWrite(destination: Writable): () => number {
+  let largest = 0;
+  const write = destination.write.bind(destination) as (chunk: Buffer, callback: (error?: Error | null) => void) => boolean;
+  destination.write = ((chunk: Buffer, callback: (error?: Error | null) => void) => {
+    largest = Math.max(largest, chunk.length);
+    return write(chunk, callback);
+  }) as typeof destination.write;
+  return () => largest;
+}
 
 describe('FileObjectStream', () => {
   let dir: string;
@@ -45,6 +57,32 @@ describe('FileObjectStream', () => {
     again.pipe(next.destination);
     await Promise.all([finished(next.destination), finished(again)]);
     assert.ok(next.received().equals(bytes), 'the next response allocates afresh');
+  });
+
+  test('16 copies at once hold 12 MiB of buffers, not 16: past 8 MiB a copy reads in 256 KiB chunks; every client gets every byte', async () => {
+    const largest: number[] = [];
+    const copies = await Promise.all(Array.from({ length: 16 }, async () => {
+      const stream = new FileObjectStream(await open(file, 'r'), 0, bytes.length - 1);
+      const { destination, received } = lateReadingDestination();
+      const biggest = largestWrite(destination);
+      stream.pipe(destination);
+      return { done: Promise.all([finished(destination), finished(stream)]), received, biggest };
+    }));
+    for (const copy of copies) {
+      await copy.done;
+      assert.ok(copy.received().equals(bytes));
+      largest.push(copy.biggest());
+    }
+    assert.deepEqual(largest.toSorted((a, b) => b - a), [...Array(8).fill(CHUNK_BYTES), ...Array(8).fill(256 * 1024)]);
+
+    // The budget is given back as copies end: the next one reads 512 KiB chunks again.
+    const next = new FileObjectStream(await open(file, 'r'), 0, bytes.length - 1);
+    const { destination, received } = lateReadingDestination();
+    const biggest = largestWrite(destination);
+    next.pipe(destination);
+    await Promise.all([finished(destination), finished(next)]);
+    assert.ok(received().equals(bytes));
+    assert.equal(biggest(), CHUNK_BYTES);
   });
 
   test('piped with a range, it delivers exactly that range', async () => {
