@@ -44,8 +44,7 @@ async function serve(): Promise<void> {
   // The first pull after a start should not pay for compiling the pull path (src/warm-up.ts).
   const warmUpMs = await warmUp(manifold);
   manifold.logger.info({ ms: Math.round(warmUpMs) }, 'warmed up');
-  // The garbage of the start (module loading, migrations, the warm-up's buffers) given back before the first request.
-  dropSpareBuffers();
+  // The garbage of the start (module loading, migrations, the warm-up) given back before the first request.
   collectAndRelease();
   // The peer listener first: a replica that takes client requests may own fills the others stream.
   await manifold.peer?.listen({ host: config.cluster.host, port: config.cluster.port });

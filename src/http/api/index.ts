@@ -45,8 +45,6 @@ import { userRoutes } from './routes/users.ts';
 import { apiSchemas } from './schemas.ts';
 import { API_PREFIX } from './prefix.ts';
 
-export { API_PREFIX };
-
 /** What the management API needs: services only (they own every query), built by the composition root (src/server.ts). */
 export interface ApiDeps {
   authenticator: Authenticator;

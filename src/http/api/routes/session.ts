@@ -9,7 +9,7 @@ import { err, ok } from '../../../result.ts';
 import type { Result } from '../../../result.ts';
 import { SESSION_COOKIE, csrfTokenOf } from '../../../services/sessions.ts';
 import type { ApiInstance, ResolvedApiDeps } from '../index.ts';
-import { API_PREFIX } from '../index.ts';
+import { API_PREFIX } from '../prefix.ts';
 import { actorOf, sendResult, sessionSecretOf } from '../context.ts';
 import { errorResponses, noContent } from '../openapi.ts';
 import { problem, sendFailure, sendProblem } from '../problems.ts';
