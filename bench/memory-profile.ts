@@ -7,6 +7,8 @@
 //   MEMPROF_PASSWORD=1   a password sign-in before the load (it starts the scrypt worker thread); =wait: and 35 s
 //   MEMPROF_WAIT=15      RSS again after that many more seconds of quiet
 //   MEMPROF_SNAPSHOT=idle|load   a heap snapshot (Heap.*.heapsnapshot in the repository root)
+//   MEMPROF_PROMOTED=1   V8's sampling heap profiler over the inspector during the first load, counting only
+//                        allocations that outlive a scavenge (promoted to the old generation): where it grows
 // ./node_modules/.bin/node --disable-warning=ExperimentalWarning bench/memory-profile.ts
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -24,6 +26,46 @@ console.log('work directory (manifold.log)', workDir);
 const flags = (process.env.MEMPROF_FLAGS ?? '').split(' ').filter(Boolean);
 if (process.env.MEMPROF_SNAPSHOT) flags.push('--heapsnapshot-signal=SIGUSR2');
 if (process.env.MEMPROF_GC) flags.push('--trace-gc');
+if (process.env.MEMPROF_PROMOTED) flags.push('--inspect=127.0.0.1:0');
+
+/** A Chrome DevTools Protocol session with the Manifold process (MEMPROF_PROMOTED), its address read from the log. */
+async function inspectorSession(): Promise<{ send: (method: string, params?: object) => Promise<{ profile: { head: SamplingNode } }>; close: () => void }> {
+  const address = /Debugger listening on (ws:\/\/\S+)/.exec(readFileSync(path.join(workDir, 'manifold.log'), 'utf8'))?.[1];
+  if (!address) throw new Error('no inspector address in manifold.log');
+  const socket = new WebSocket(address);
+  await new Promise((resolve, reject) => { socket.onopen = resolve; socket.onerror = reject; });
+  const pending = new Map<number, (value: { profile: { head: SamplingNode } }) => void>();
+  socket.onmessage = (event) => {
+    const message = JSON.parse(String(event.data));
+    pending.get(message.id)?.(message.result);
+    pending.delete(message.id);
+  };
+  let id = 0;
+  return {
+    send: (method, params = {}) => new Promise((resolve) => { pending.set(++id, resolve); socket.send(JSON.stringify({ id, method, params })); }),
+    close: () => socket.close(),
+  };
+}
+
+interface SamplingNode { callFrame: { functionName: string; url: string; lineNumber: number }; selfSize: number; children: SamplingNode[] }
+
+/** The sampled bytes that outlived a scavenge, by allocating function, largest first. */
+function promotedSummary(head: SamplingNode): string {
+  const bySite = new Map<string, number>();
+  let total = 0;
+  const walk = (node: SamplingNode, stack: string[]) => {
+    const frame = `${node.callFrame.functionName || '(anonymous)'} ${node.callFrame.url.replace(/^.*\//, '')}:${node.callFrame.lineNumber + 1}`;
+    const here = [frame, ...stack].slice(0, 4);
+    if (node.selfSize > 0) {
+      const key = here.join(' < ');
+      bySite.set(key, (bySite.get(key) ?? 0) + node.selfSize);
+      total += node.selfSize;
+    }
+    for (const child of node.children) walk(child, here);
+  };
+  walk(head, []);
+  return `promoted (sampled) ${Math.round(total / 1024)} kB:\n` + [...bySite].sort((a, b) => b[1] - a[1]).slice(0, 25).map(([site, bytes]) => `  ${Math.round(bytes / 1024).toString().padStart(6)} kB  ${site}`).join('\n');
+}
 
 /** MEMPROF_GC=1: the collections V8 reported (--trace-gc) in the Manifold log: counts, largest committed heap and pool. */
 function gcSummary(): string {
@@ -114,8 +156,14 @@ try {
           [requests, elapsed, bad] = [r.requests, r.seconds, r.badStatus + r.errors];
         } else {
           await wrk({ url: target, method: 'GET', headers, connections: 16, seconds: 1, workDir });
+          const inspector = process.env.MEMPROF_PROMOTED && run === 1 && kind === kinds[0] ? await inspectorSession() : null;
+          await inspector?.send('HeapProfiler.startSampling', { samplingInterval: 4096, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: false });
           const r = await wrk({ url: target, method: 'GET', headers, connections: 16, seconds, workDir });
           [requests, elapsed, bad] = [r.requests, r.seconds, r.badStatus + r.socketErrors];
+          if (inspector) {
+            console.log(promotedSummary((await inspector.send('HeapProfiler.stopSampling')).profile.head));
+            inspector.close();
+          }
         }
         const c = cpu.stop();
         console.log(`${kind.padEnd(9)} ${(requests / elapsed).toFixed(0)} req/s, ${((c / requests) * 1e6).toFixed(0)} µs CPU/req, bad ${bad}, peak rss ${Math.round(peak.stop() / MiB)} MB, now ${status(m.pid)}`);
