@@ -13,6 +13,7 @@ import { createLogger } from './log.ts';
 import { createMetrics } from './metrics.ts';
 import { ok } from './result.ts';
 import { BlobFills } from './services/blob-fills.ts';
+import { dropSpareBuffers } from './storage/object-stream.ts';
 import { Agent } from './upstream/undici.ts';
 import type { Manifold } from './server.ts';
 
@@ -38,6 +39,9 @@ export async function warmUp(manifold: Manifold): Promise<number> {
         await blobFillPath(agent, origin, manifold);
       } finally {
         await agent.close();
+        // The fill's copy buffers are not kept for reuse: a server that never fills a blob should not
+        // hold them (1 MiB of an idle server).
+        dropSpareBuffers();
       }
     });
   } catch (error) {
