@@ -3,7 +3,7 @@
 // loaded as a string for as long as the process runs, and the sources as written (comments, type annotations
 // blanked out, whole packages of which the server calls a part) held about 15 MB of an idle server's heap; one
 // bundle without comments, whitespace or unused exports, escaped to ASCII so that V8 stores it one byte per
-// character, holds 3.8 MB. Names are kept (no mangling), so stack traces in the logs still read as the code.
+// character, holds 2.4 MB. Names are kept (no mangling), so stack traces in the logs still read as the code.
 // Packages that load their own files at run time (piscina's worker, Swagger UI's pages, @fastify/swagger's
 // package.json) stay in node_modules. Tests and `npm run manifold` run the sources; test/e2e/shipped-build.test.ts
 // runs this build.
@@ -32,7 +32,9 @@ await build({
   cwd: root,
   input: { main: 'src/cli/main.ts', 'password-worker': 'src/auth/password-worker.ts' },
   platform: 'node',
-  external: [/^piscina(\/|$)/, /^@fastify\/swagger(-ui)?(\/|$)/],
+  // Fastify's schema compilers (Ajv, fast-json-stringify): required only by an application built without
+  // src/http/no-schemas.ts, the management API, on its first request.
+  external: [/^piscina(\/|$)/, /^@fastify\/swagger(-ui)?(\/|$)/, /^@fastify\/(ajv-compiler|fast-json-stringify-compiler)(\/|$)/],
   logLevel: 'warn',
   output: {
     dir: SERVER_BUILD_DIR,

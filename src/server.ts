@@ -220,7 +220,7 @@ export function createHttp(config: Config, database: DatabaseHandle, services: S
   // Built by its first request (lazy-mount.ts): a cache that only serves pulls never pays for it.
   lazyMount(app, API_PREFIX, async () => {
     const { apiRoutes } = await import('./http/api/index.ts');
-    const { app: api } = buildShell({ logger, metrics, trustProxy: config.server.trustProxy });
+    const { app: api } = buildShell({ logger, metrics, trustProxy: config.server.trustProxy, schemas: true });
     apiRoutes(api, apiDependencies(config, services));
     return api;
   });

@@ -10,12 +10,15 @@ import { clientErrorHandler, frameworkErrors, installErrorFormats } from './erro
 import { healthRoutes } from './health.ts';
 import type { HealthChecks } from './health.ts';
 import { isForwarded } from './lazy-mount.ts';
+import { WITHOUT_SCHEMAS } from './no-schemas.ts';
 
 export interface ShellDependencies {
   logger: Logger;
   /** Default: a registry of its own (tests). */
   metrics?: Metrics;
   trustProxy: boolean;
+  /** Routes with JSON schemas (the management API): Fastify's compilers; otherwise none (no-schemas.ts). */
+  schemas?: boolean;
 }
 
 export interface AppDependencies extends ShellDependencies {
@@ -108,6 +111,7 @@ export function buildShell(deps: ShellDependencies): { app: FastifyInstance; met
     // Errors before any route runs, in the format of the protocol the path belongs to.
     frameworkErrors,
     clientErrorHandler,
+    ...(deps.schemas ? {} : { schemaController: WITHOUT_SCHEMAS }),
   });
   installErrorFormats(app);
 

@@ -12,6 +12,7 @@ import type { Logger } from '../log.ts';
 import type { BlobFill, BlobFills } from '../services/blob-fills.ts';
 import { PEER_DIGEST_HEADER, PEER_FILL_PATH, PEER_SIZE_HEADER } from '../services/peer-fills.ts';
 import type { ByteRange } from '../storage/object-store.ts';
+import { WITHOUT_SCHEMAS } from './no-schemas.ts';
 
 export interface PeerAppDeps {
   logger: Logger;
@@ -30,7 +31,7 @@ function parseRange(header: string | undefined): ByteRange | null | 'invalid' {
 }
 
 export function buildPeerApp(deps: PeerAppDeps): FastifyInstance {
-  const app = Fastify({ loggerInstance: deps.logger as FastifyBaseLogger, disableRequestLogging: true, requestTimeout: 0, return503OnClosing: true });
+  const app = Fastify({ loggerInstance: deps.logger as FastifyBaseLogger, disableRequestLogging: true, requestTimeout: 0, return503OnClosing: true, schemaController: WITHOUT_SCHEMAS });
 
   const fillOf = async (request: FastifyRequest, reply: FastifyReply): Promise<BlobFill | null> => {
     if (!verifyPeerRequest(deps.secret, request.method, request.url, request.headers.authorization)) {
