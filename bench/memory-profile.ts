@@ -1,5 +1,6 @@
 // Where Manifold's memory goes (issue 19): RSS split into anonymous and file pages, the V8 heap and the
-// memory outside it (from /metrics), idle after start, then during and after manifest loads.
+// memory outside it (from /metrics), idle after start, then during and after manifest loads. In MB of 10^6
+// bytes, as bench/run.ts reports them.
 //   KINDS=tag,head,digest  RUNS=2  SECONDS=8    the loads (wrk for GET, undici for HEAD), as in bench/run.ts
 //   MEMPROF_FLAGS="--max-old-space-size=96"     extra Node flags for the Manifold process
 //   MEMPROF_GC=1         V8's collections (--trace-gc): counts, largest committed heap and page pool
@@ -21,6 +22,8 @@ import { requestRate, wrk } from './lib/clients.ts';
 import { CpuTime, PeakMemory } from './lib/measure.ts';
 
 const MiB = 1024 * 1024;
+/** Decimal megabytes, as bench/run.ts and bench/soak.ts report them (the issue's bounds are read in these). */
+const MB = 1e6;
 const workDir = mkdtempSync(path.join(tmpdir(), 'memprof-'));
 console.log('work directory (manifold.log)', workDir);
 const flags = (process.env.MEMPROF_FLAGS ?? '').split(' ').filter(Boolean);
@@ -78,7 +81,7 @@ function gcSummary(): string {
 
 function status(pid: number): string {
   const text = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const field = (name: string) => Math.round(Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(text)?.[1] ?? 0) / 1024);
+  const field = (name: string) => Math.round((Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(text)?.[1] ?? 0) * 1024) / MB);
   return `rss ${field('VmRSS')} MB (anon ${field('RssAnon')}, file ${field('RssFile')})${mappings(pid)}`;
 }
 
@@ -110,8 +113,8 @@ function mappings(pid: number): string {
 
 async function heap(url: string): Promise<string> {
   const text = await (await fetch(`${url}/metrics`)).text();
-  const value = (name: string) => Math.round(Number(new RegExp(`^manifold_${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text)?.[1] ?? NaN) / MiB);
-  const spaces = [...text.matchAll(/^manifold_nodejs_heap_space_size_used_bytes\{space="(\w+)"\} (\S+)$/gm)].map((m) => `${m[1]} ${Math.round(Number(m[2]) / MiB)}`).join(', ');
+  const value = (name: string) => Math.round(Number(new RegExp(`^manifold_${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text)?.[1] ?? NaN) / MB);
+  const spaces = [...text.matchAll(/^manifold_nodejs_heap_space_size_used_bytes\{space="(\w+)"\} (\S+)$/gm)].map((m) => `${m[1]} ${Math.round(Number(m[2]) / MB)}`).join(', ');
   return `heap used ${value('nodejs_heap_size_used_bytes')} / total ${value('nodejs_heap_size_total_bytes')} MB, external ${value('nodejs_external_memory_bytes')} MB; spaces used: ${spaces}`;
 }
 
@@ -166,10 +169,10 @@ try {
           }
         }
         const c = cpu.stop();
-        console.log(`${kind.padEnd(9)} ${(requests / elapsed).toFixed(0)} req/s, ${((c / requests) * 1e6).toFixed(0)} µs CPU/req, bad ${bad}, peak rss ${Math.round(peak.stop() / MiB)} MB, now ${status(m.pid)}`);
+        console.log(`${kind.padEnd(9)} ${(requests / elapsed).toFixed(0)} req/s, ${((c / requests) * 1e6).toFixed(0)} µs CPU/req, bad ${bad}, peak rss ${Math.round(peak.stop() / MB)} MB, now ${status(m.pid)}`);
       }
     }
-    console.log(`load peak ${Math.round(overall.stop() / MiB)} MB`);
+    console.log(`load peak ${Math.round(overall.stop() / MB)} MB`);
     if (process.env.MEMPROF_GC) console.log(gcSummary());
     console.log('after    ', status(m.pid));
     console.log('          ', await heap(m.url));

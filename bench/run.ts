@@ -19,7 +19,7 @@ import { DistributionProxy } from './lib/distribution-proxy.ts';
 import { pushBigImage, pushSmallImage } from './lib/images.ts';
 import type { PushedImage } from './lib/images.ts';
 import { ManifoldCache } from './lib/manifold-cache.ts';
-import { CpuTime, PeakMemory, residentBytes, summarize, timed } from './lib/measure.ts';
+import { CpuTime, PeakMemory, residentBytes, residentParts, summarize, timed } from './lib/measure.ts';
 import { logTail } from './lib/processes.ts';
 import { RegistryProcess } from './lib/registry-process.ts';
 import { markdownEnvironment, markdownTable, newFigure, verdicts } from './lib/report.ts';
@@ -170,6 +170,7 @@ async function main(): Promise<void> {
           await restartEmpty(cache, workDir, { firstPull: true });
           await new Promise((resolve) => setTimeout(resolve, 1000));
           record(figures.idleMemory, cache, residentBytes(cache.pid) / MB);
+          log(`${cache.name} idle: ${residentParts(cache.pid)}`);
           record(figures.smallFirst, cache, await pull(cache, small, workDir));
           if (cache instanceof ManifoldCache) {
             // What a password costs on top (the pull above signed in with an access token, as CI does).

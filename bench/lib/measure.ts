@@ -23,13 +23,19 @@ export async function timed(work: () => Promise<void>): Promise<number> {
   return Number(process.hrtime.bigint() - start) / 1e9;
 }
 
-function statusField(pid: number, field: 'VmRSS' | 'VmHWM'): number | null {
+function statusField(pid: number, field: 'VmRSS' | 'VmHWM' | 'RssAnon' | 'RssFile'): number | null {
   try {
     const match = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
     return match ? Number(match[1]) * 1024 : null;
   } catch {
     return null;
   }
+}
+
+/** The resident memory split into anonymous memory (heaps) and file pages (the binary, libraries), in MB. */
+export function residentParts(pid: number): string {
+  const mb = (field: 'RssAnon' | 'RssFile') => Math.round((statusField(pid, field) ?? NaN) / 1024 / 1024);
+  return `anonymous ${mb('RssAnon')} MB, file pages ${mb('RssFile')} MB`;
 }
 
 /** Resident bytes of a process now (VmRSS). */
