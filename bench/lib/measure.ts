@@ -32,9 +32,9 @@ function statusField(pid: number, field: 'VmRSS' | 'VmHWM' | 'RssAnon' | 'RssFil
   }
 }
 
-/** The resident memory split into anonymous memory (heaps) and file pages (the binary, libraries), in MB. */
+/** The resident memory split into anonymous memory (heaps) and file pages (the binary, libraries), in MB of 10^6 bytes. */
 export function residentParts(pid: number): string {
-  const mb = (field: 'RssAnon' | 'RssFile') => Math.round((statusField(pid, field) ?? NaN) / 1024 / 1024);
+  const mb = (field: 'RssAnon' | 'RssFile') => Math.round((statusField(pid, field) ?? NaN) / 1e6);
   return `anonymous ${mb('RssAnon')} MB, file pages ${mb('RssFile')} MB`;
 }
 
