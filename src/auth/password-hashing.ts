@@ -33,7 +33,8 @@ let pool: Piscina<ScryptTask, Uint8Array> | null = null;
 let options: PasswordHashingOptions = defaultPasswordHashing();
 
 function currentPool(): Piscina<ScryptTask, Uint8Array> {
-  pool ??= new Piscina<ScryptTask, Uint8Array>({
+  if (pool) return pool;
+  pool = new Piscina<ScryptTask, Uint8Array>({
     // Beside this module: the source, or the build's password-worker.js beside main.js (scripts/build-server.ts).
     filename: new URL(import.meta.url.endsWith('.ts') ? './password-worker.ts' : './password-worker.js', import.meta.url).href,
     minThreads: 0,
@@ -50,6 +51,7 @@ function currentPool(): Piscina<ScryptTask, Uint8Array> {
   // A thread that fails outside a check (it could not load its module, it ran out of memory) is reported
   // here; unheard, it would end the server. Piscina then starts no more threads, so the pool is dropped:
   // the checks waiting in it fail now instead of waiting for ever, and the next check starts a new pool.
+  // Once per pool: a listener added per check was a leak (every sign-in kept one more).
   const current = pool;
   current.on('error', (error: unknown) => {
     options.onWorkerError?.(error);

@@ -49,3 +49,18 @@ test('the pool is bounded: one thread here, and a full queue refuses at once', a
     configurePasswordHashing({ threads: 1, queue: 32 });
   }
 });
+
+test('password checks do not pile up listeners on the pool: no MaxListenersExceededWarning after many checks', async () => {
+  const warnings: Error[] = [];
+  const onWarning = (warning: Error) => warnings.push(warning);
+  process.on('warning', onWarning);
+  try {
+    const task = { password: 'x', salt: new Uint8Array(16), keyLength: 32, N: 2 ** 10, r: 8, p: 1, maxmem: 64 * 1024 * 1024 };
+    for (let check = 0; check < 15; check++) await scryptOnPool(task);
+    // Warnings are emitted on the next tick.
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(warnings.filter((warning) => warning.name === 'MaxListenersExceededWarning').map((warning) => warning.message), []);
+  } finally {
+    process.off('warning', onWarning);
+  }
+});
