@@ -2,7 +2,7 @@
 // directly, then through Manifold right after a start (a miss: streamed while filled), then again (a hit).
 // With Manifold's upstream throughput beside the client's, a slow fill shows whether the wait is on the
 // upstream side or on the client side.
-//   SIZE_MIB=128 RUNS=3
+//   SIZE_MIB=128 RUNS=3 FLAGS="--some-node-flag" (Node flags after those of `npm start`)
 // ./node_modules/.bin/node --disable-warning=ExperimentalWarning bench/cold-fill.ts
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -17,7 +17,8 @@ const sizeMiB = Number(process.env.SIZE_MIB ?? 128);
 const workDir = mkdtempSync(path.join(tmpdir(), 'cold-fill-'));
 const upstream = await RegistryProcess.start({ workDir, name: 'upstream', storage: path.join(workDir, 'up'), logLevel: 'warn' });
 const image = await pushSmallImage(upstream.url, 'bench/fill', 'v1', [sizeMiB * MiB]);
-const cache = await ManifoldCache.start(upstream.url, workDir);
+const nodeFlags = (process.env.FLAGS ?? '').split(' ').filter(Boolean);
+const cache = await ManifoldCache.start(upstream.url, workDir, { nodeFlags });
 
 /** curl's own figures for one GET: total seconds and bytes per second. */
 function curl(url: string, headers: Record<string, string> = {}): string {
