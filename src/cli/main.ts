@@ -23,8 +23,10 @@ async function serve(): Promise<void> {
   const config = loadConfig();
   const manifold = await createManifold(config);
   // Memory given back after busy periods (src/memory-release.ts): checked every half second, released after
-  // a second below 3 % of the event loop, so within a second or two of a load's end.
-  const release = new QuietRelease({ intervalMs: 500, growthBytes: 8_000_000, quietUtilization: 0.03, quietIntervals: 2, beforeCollect: dropSpareBuffers, logger: manifold.logger });
+  // a second below 3 % of the event loop, so within a second or two of a load's end, once the resident
+  // memory grew by 4 MB (with 8 MB, a manifest load that left 6 MB more kept them: a 3-minute soak ended at
+  // 114 MB against 108 with 4).
+  const release = new QuietRelease({ intervalMs: 500, growthBytes: 4_000_000, quietUtilization: 0.03, quietIntervals: 2, beforeCollect: dropSpareBuffers, logger: manifold.logger });
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) return;
