@@ -19,7 +19,7 @@ import { RegistryProcess } from './lib/registry-process.ts';
 import { ManifoldCache } from './lib/manifold-cache.ts';
 import { pushSmallImage } from './lib/images.ts';
 import { requestRate, wrk } from './lib/clients.ts';
-import { CpuTime, PeakMemory } from './lib/measure.ts';
+import { CpuTime, PeakMemory, residentBytes, residentParts } from './lib/measure.ts';
 
 const MiB = 1024 * 1024;
 /** Decimal megabytes, as bench/run.ts and bench/soak.ts report them (the issue's bounds are read in these). */
@@ -80,9 +80,7 @@ function gcSummary(): string {
 }
 
 function status(pid: number): string {
-  const text = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const field = (name: string) => Math.round((Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(text)?.[1] ?? 0) * 1024) / MB);
-  return `rss ${field('VmRSS')} MB (anon ${field('RssAnon')}, file ${field('RssFile')})${mappings(pid)}`;
+  return `rss ${Math.round(residentBytes(pid) / MB)} MB (${residentParts(pid)})${mappings(pid)}`;
 }
 
 /** The largest resident mappings (MEMPROF_SMAPS=1), to tell malloc's arenas from V8's pages. */

@@ -105,9 +105,9 @@ try {
   // The peak of each phase (one PeakMemory at a time: each resets the kernel's high-water mark).
   const peaks: Array<[string, number]> = [];
   let phasePeak = new PeakMemory(manifold.pid);
-  const endPhase = (what: string) => {
+  const endPhase = (what: string, last = false) => {
     peaks.push([what, phasePeak.stop()]);
-    phasePeak = new PeakMemory(manifold.pid);
+    if (!last) phasePeak = new PeakMemory(manifold.pid);
   };
   const before = await manifestRates();
   endPhase('manifest rates before');
@@ -165,8 +165,7 @@ try {
   row('manifest GET by tag after, 3 runs', describe(after));
   row('rate after / rate before (target ≥ 0.9)', (summarize(after.rates).median / summarize(before.rates).median).toFixed(2));
   row('CPU per request after / before', (summarize(after.cpu).median / summarize(before.cpu).median).toFixed(2));
-  endPhase('manifest rates after');
-  phasePeak.stop();
+  endPhase('manifest rates after', true);
   const worst = peaks.reduce((a, b) => (b[1] > a[1] ? b : a));
   row('peak RSS over the whole soak', `${(worst[1] / MB).toFixed(0)} MB (during the ${worst[0]}); by phase: ${peaks.map(([what, bytes]) => `${what} ${(bytes / MB).toFixed(0)}`).join(', ')}`);
   await new Promise((resolve) => setTimeout(resolve, 2000));
