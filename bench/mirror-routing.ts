@@ -5,7 +5,7 @@
 // rate, the server's CPU time per request (utime + stime of its process) is reported: on a shared
 // machine the rate follows the neighbours' load, the CPU a request costs much less so.
 // Run: node --disable-warning=ExperimentalWarning bench/mirror-routing.ts  (BENCH_SECONDS, BENCH_ROUNDS)
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { SYSTEM } from '../src/auth/policy.ts';
@@ -14,19 +14,10 @@ import { buildImage, pushImage } from '../test/helpers/oci-image.ts';
 import { createVirtualRegistry, personalToken, startManifold, unwrap } from '../test/helpers/manifold.ts';
 import { spawnManifold } from '../test/helpers/manifold-process.ts';
 import { MANIFEST_ACCEPT, requestRate } from './lib/clients.ts';
-import { summarize } from './lib/measure.ts';
+import { CpuTime, summarize } from './lib/measure.ts';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
-/** Clock ticks per second of /proc/<pid>/stat (USER_HZ, 100 on Linux). */
-const TICKS = 100;
-
-/** CPU seconds the process has used (user + system). */
-function cpuSeconds(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /s, '').split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / TICKS;
-}
-
 const upstream = await Distribution.start();
 const dataDir = mkdtempSync(path.join(tmpdir(), 'manifold-bench-mirror-'));
 try {
@@ -55,9 +46,9 @@ try {
     const cpu: Record<keyof typeof targets, number[]> = { canonical: [], ns: [] };
     for (let round = 1; round <= ROUNDS; round++) {
       for (const kind of round % 2 === 1 ? (['canonical', 'ns'] as const) : (['ns', 'canonical'] as const)) {
-        const cpuBefore = cpuSeconds(server.pid);
+        const clock = new CpuTime(server.pid);
         const result = await requestRate({ url: targets[kind], method: 'GET', headers, connections: 16, seconds: SECONDS, warmupSeconds: 0 });
-        const used = cpuSeconds(server.pid) - cpuBefore;
+        const used = clock.stop();
         if (result.badStatus > 0 || result.errors > 0) throw new Error(`${kind}: ${result.badStatus} error answers, ${result.errors} failures`);
         rates[kind].push(result.requests / result.seconds);
         cpu[kind].push((used / result.requests) * 1e6);

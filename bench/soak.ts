@@ -4,6 +4,8 @@
 //
 //   node --disable-warning=ExperimentalWarning bench/soak.ts
 //   BENCH_MINUTES=10 (mixed pulls) BENCH_HOSTILE=100000 (requests) BENCH_RATE_SECONDS=5 (each of 3 rate runs)
+//   BENCH_PAIRS=6 (runs of each instance at the end, alternated)
+//   FLAGS="--trace-deopt" (Node flags after those of `npm start`) KEEP_LOG=<file> (Manifold's output, kept)
 //
 // Upstream: a real Distribution (Debian's docker-registry). Manifold: a child process started as
 // `npm start` starts it (embedded default). Manifest rates: wrk, 16 connections, a registry token
@@ -12,7 +14,13 @@
 // the real registry (each a new name: the upstream is asked), an unknown blob digest, a malformed name, a
 // header of 20 KB. Mixed pulls (4 clients): a manifest and its blobs each, most of a warm image, one in
 // eight of an image never pulled before (a miss through to the upstream).
-import { mkdtempSync, mkdirSync } from 'node:fs';
+//
+// The rate of one process moves by up to a third between runs minutes apart on this machine, with or
+// without a soak in between, so "after / before" alone cannot tell a slower instance from a slower
+// minute. At the end a fresh instance (same upstream, the same warm pulls) is started and both are
+// measured in alternated runs (soaked, fresh, fresh, soaked, ...): "soaked / fresh" compares the two
+// under the same minute of the machine.
+import { copyFileSync, mkdtempSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -29,6 +37,7 @@ const MINUTES = Number(process.env.BENCH_MINUTES ?? 10);
 const HOSTILE = Number(process.env.BENCH_HOSTILE ?? 100_000);
 const RATE_SECONDS = Number(process.env.BENCH_RATE_SECONDS ?? 5);
 const COLD_IMAGES = Number(process.env.BENCH_COLD_IMAGES ?? 120);
+const ALTERNATED_PAIRS = Number(process.env.BENCH_PAIRS ?? 6);
 const MB = 1e6;
 const KiB = 1024;
 const ACCEPT = 'application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json';
@@ -45,12 +54,14 @@ for (let i = 0; i < 4; i++) warm.push(await pushSmallImage(upstream.url, `soak/w
 const cold: PushedImage[] = [];
 for (let i = 0; i < COLD_IMAGES; i++) cold.push(await pushSmallImage(upstream.url, `soak/cold-${i}`, 'v1', [16 * KiB, 128 * KiB]));
 
-const manifold = await ManifoldCache.start(upstream.url, workDir);
+const nodeFlags = (process.env.FLAGS ?? '').split(' ').filter(Boolean);
+const manifold = await ManifoldCache.start(upstream.url, workDir, { nodeFlags });
 const basic = `Basic ${Buffer.from(manifold.skopeoCredentials()[1]).toString('base64')}`;
 const pool = new Pool(manifold.url, { connections: 16 });
 
 /** A manifest and its blobs through Manifold; false when any answer was not 200 or a body was short. */
-async function pull(image: PushedImage): Promise<boolean> {
+async function pull(image: PushedImage, target = { manifold, pool, basic }): Promise<boolean> {
+  const { manifold, pool, basic } = target;
   const repository = manifold.repository(image.image);
   const manifest = await pool.request({ path: `/v2/${repository}/manifests/${image.tag}`, method: 'GET', headers: { authorization: basic, accept: ACCEPT } });
   await manifest.body.dump();
@@ -64,22 +75,35 @@ async function pull(image: PushedImage): Promise<boolean> {
   return ok;
 }
 
-/** Requests a second of each run, and the CPU time Manifold spent per request (µs; less load-dependent). */
-async function manifestRates(): Promise<{ rates: number[]; cpu: number[] }> {
-  const repository = manifold.repository(warm[0].image);
-  const headers = { ...(await manifold.requestHeaders(repository)), accept: ACCEPT };
-  const url = `${manifold.url}/v2/${repository}/manifests/${warm[0].tag}`;
+interface Rates { rates: number[]; cpu: number[]; user: number[]; system: number[] }
+const noRates = (): Rates => ({ rates: [], cpu: [], user: [], system: [] });
+
+/** wrk on the warm manifest by tag of one instance, as a Bearer JWT client. */
+async function rateTarget(target: ManifoldCache): Promise<{ pid: number; url: string; headers: Record<string, string> }> {
+  const repository = target.repository(warm[0].image);
+  const headers = { ...(await target.requestHeaders(repository)), accept: ACCEPT };
+  const url = `${target.url}/v2/${repository}/manifests/${warm[0].tag}`;
   await wrk({ url, method: 'GET', headers, connections: 16, seconds: 1, workDir });
-  const rates: number[] = [];
-  const cpu: number[] = [];
-  for (let run = 0; run < 3; run++) {
-    const clock = new CpuTime(manifold.pid);
-    const result = await wrk({ url, method: 'GET', headers, connections: 16, seconds: RATE_SECONDS, workDir });
-    cpu.push((clock.stop() / result.requests) * 1e6);
-    if (result.badStatus > 0 || result.socketErrors > 0) throw new Error(`manifest rate: ${result.badStatus} error answers, ${result.socketErrors} socket errors`);
-    rates.push(result.requests / result.seconds);
-  }
-  return { rates, cpu };
+  return { pid: target.pid, url, headers };
+}
+
+/** One run: requests a second, and the CPU time Manifold spent per request (µs; less load-dependent), user and system apart. */
+async function rateRun(target: { pid: number; url: string; headers: Record<string, string> }, into: Rates): Promise<void> {
+  const clock = new CpuTime(target.pid);
+  const result = await wrk({ url: target.url, method: 'GET', headers: target.headers, connections: 16, seconds: RATE_SECONDS, workDir });
+  const used = clock.stopParts();
+  if (result.badStatus > 0 || result.socketErrors > 0) throw new Error(`manifest rate: ${result.badStatus} error answers, ${result.socketErrors} socket errors`);
+  into.rates.push(result.requests / result.seconds);
+  into.cpu.push(((used.user + used.system) / result.requests) * 1e6);
+  into.user.push((used.user / result.requests) * 1e6);
+  into.system.push((used.system / result.requests) * 1e6);
+}
+
+async function manifestRates(): Promise<Rates> {
+  const target = await rateTarget(manifold);
+  const measured = noRates();
+  for (let run = 0; run < 3; run++) await rateRun(target, measured);
+  return measured;
 }
 
 /** The hostile request number `i`: path and headers. */
@@ -111,7 +135,8 @@ try {
   };
   const before = await manifestRates();
   endPhase('manifest rates before');
-  const describe = (measured: { rates: number[]; cpu: number[] }) => `${summarize(measured.rates).median.toFixed(0)} req/s (${measured.rates.map((r) => r.toFixed(0)).join(', ')}); CPU ${summarize(measured.cpu).median.toFixed(0)} µs per request`;
+  const median = (values: number[]) => summarize(values).median.toFixed(0);
+  const describe = (measured: Rates) => `${median(measured.rates)} req/s (${measured.rates.map((r) => r.toFixed(0)).join(', ')}); CPU ${median(measured.cpu)} µs per request (user ${median(measured.user)}, system ${median(measured.system)})`;
   row('manifest GET by tag before (wrk, 16 connections, Bearer JWT), 3 runs', describe(before));
 
   log(`${HOSTILE} hostile requests`);
@@ -166,13 +191,36 @@ try {
   row('rate after / rate before (target ≥ 0.9)', (summarize(after.rates).median / summarize(before.rates).median).toFixed(2));
   row('CPU per request after / before', (summarize(after.cpu).median / summarize(before.cpu).median).toFixed(2));
   endPhase('manifest rates after', true);
+
   const worst = peaks.reduce((a, b) => (b[1] > a[1] ? b : a));
   row('peak RSS over the whole soak', `${(worst[1] / MB).toFixed(0)} MB (during the ${worst[0]}); by phase: ${peaks.map(([what, bytes]) => `${what} ${(bytes / MB).toFixed(0)}`).join(', ')}`);
   await new Promise((resolve) => setTimeout(resolve, 2000));
   row('RSS at the end (target ≤ 120 MB)', `${(residentBytes(manifold.pid) / MB).toFixed(0)} MB`);
+
+  // The same minutes of the machine for both (see the top of this file).
+  log('a fresh instance beside the soaked one, alternated runs');
+  const freshDir = trackDirectory(mkdtempSync(path.join(tmpdir(), 'manifold-soak-fresh-')));
+  const fresh = await ManifoldCache.start(upstream.url, freshDir, { nodeFlags });
+  const freshPool = new Pool(fresh.url, { connections: 16 });
+  try {
+    const freshTarget = { manifold: fresh, pool: freshPool, basic: `Basic ${Buffer.from(fresh.skopeoCredentials()[1]).toString('base64')}` };
+    for (const image of warm) if (!(await pull(image, freshTarget))) throw new Error(`first pull of ${image.image} from the fresh instance failed`);
+    const targets = { soaked: await rateTarget(manifold), fresh: await rateTarget(fresh) };
+    const measured = { soaked: noRates(), fresh: noRates() };
+    for (let pair = 0; pair < ALTERNATED_PAIRS; pair++) {
+      for (const which of pair % 2 === 0 ? (['soaked', 'fresh'] as const) : (['fresh', 'soaked'] as const)) await rateRun(targets[which], measured[which]);
+    }
+    row(`soaked instance, ${ALTERNATED_PAIRS} runs alternated with a fresh one`, describe(measured.soaked));
+    row('fresh instance, the same runs', describe(measured.fresh));
+    row('soaked / fresh, same minutes (target ≥ 0.9)', (summarize(measured.soaked.rates).median / summarize(measured.fresh.rates).median).toFixed(2));
+  } finally {
+    await freshPool.close();
+    await fresh.stop();
+  }
 } finally {
   await pool.close();
   await manifold.stop();
+  if (process.env.KEEP_LOG) copyFileSync(path.join(workDir, 'manifold.log'), process.env.KEEP_LOG);
   await upstream.stop();
 }
 console.log(`\n| soak (${MINUTES} min of mixed pulls, ${HOSTILE} hostile requests) | figure |\n|---|---|\n${rows.join('\n')}`);

@@ -87,26 +87,33 @@ export class PeakMemory {
 /** Clock ticks per second of /proc/<pid>/stat's times (USER_HZ: 100 on Linux for user space). */
 const CLOCK_TICKS_PER_SECOND = 100;
 
-function cpuSeconds(pid: number): number {
+function cpuTimes(pid: number): { user: number; system: number } {
   // Fields after the command name (which may hold spaces, hence from the last ')'): utime is the
   // 14th field of the line, stime the 15th.
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SECOND;
+  return { user: Number(fields[11]) / CLOCK_TICKS_PER_SECOND, system: Number(fields[12]) / CLOCK_TICKS_PER_SECOND };
 }
 
 /** CPU time (user + system) a process used over a period: what it took from the clients on a shared machine. */
 export class CpuTime {
   readonly #pid: number;
-  readonly #start: number;
+  readonly #start: { user: number; system: number };
 
   constructor(pid: number) {
     this.#pid = pid;
-    this.#start = cpuSeconds(pid);
+    this.#start = cpuTimes(pid);
+  }
+
+  /** User and system CPU seconds since construction, apart. */
+  stopParts(): { user: number; system: number } {
+    const now = cpuTimes(this.#pid);
+    return { user: now.user - this.#start.user, system: now.system - this.#start.system };
   }
 
   /** CPU seconds since construction. */
   stop(): number {
-    return cpuSeconds(this.#pid) - this.#start;
+    const parts = this.stopParts();
+    return parts.user + parts.system;
   }
 }
