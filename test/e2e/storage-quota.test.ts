@@ -20,7 +20,10 @@ import { randomBytes } from 'node:crypto';
 
 const KiB = 1024;
 
-/** Bytes of the committed objects under the store's root (the spool's temporary files left out). */
+/**
+ * Bytes of the committed objects under the store's root (the spool's temporary files left out). An object
+ * the eviction removes while this walks (listed, then gone) counts as gone.
+ */
 function storedBytes(server: TestManifold): number {
   let total = 0;
   const walk = (dir: string) => {
@@ -28,7 +31,7 @@ function storedBytes(server: TestManifold): number {
       const full = path.join(dir, entry.name);
       if (entry.isDirectory()) {
         if (entry.name !== 'tmp') walk(full);
-      } else total += statSync(full).size;
+      } else total += statSync(full, { throwIfNoEntry: false })?.size ?? 0;
     }
   };
   walk(path.join(server.dataDir, 'objects'));
