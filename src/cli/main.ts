@@ -6,6 +6,7 @@ import { ConfigError, loadConfig } from '../config.ts';
 import { createManifold, migrateDatabase } from '../server.ts';
 import { QuietRelease, collectAndRelease } from '../memory-release.ts';
 import { dropSpareBuffers } from '../storage/object-stream.ts';
+import { purgeExpiredEverywhere } from '../lib/bounded-cache.ts';
 import { warmUp } from '../warm-up.ts';
 import { ADMIN_COMMANDS, ADMIN_USAGE, runAdmin } from './admin.ts';
 
@@ -25,8 +26,13 @@ async function serve(): Promise<void> {
   // Memory given back after busy periods (src/memory-release.ts): checked every half second, released after
   // a second below 3 % of the event loop, so within a second or two of a load's end, once the resident
   // memory grew by 4 MB (with 8 MB, a manifest load that left 6 MB more kept them: a 3-minute soak ended at
-  // 114 MB against 108 with 4).
-  const release = new QuietRelease({ intervalMs: 500, growthBytes: 4_000_000, quietUtilization: 0.03, quietIntervals: 2, beforeCollect: dropSpareBuffers, logger: manifold.logger });
+  // 114 MB against 108 with 4). Before it collects, the spare read buffers and the in-memory caches' expired
+  // entries (a scan's 404s and unknown names) are let go.
+  const beforeCollect = () => {
+    dropSpareBuffers();
+    purgeExpiredEverywhere();
+  };
+  const release = new QuietRelease({ intervalMs: 500, growthBytes: 4_000_000, quietUtilization: 0.03, quietIntervals: 2, beforeCollect, logger: manifold.logger });
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) return;

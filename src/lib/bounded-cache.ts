@@ -7,7 +7,12 @@
 // not kept (it may already be out of date).
 //
 // An entry is fresh for its ttl; with `keepMs` longer than the ttl it is kept that long after it was read
-// and still answers `getStale` (e.g. to stand in while the database is away).
+// and still answers `getStale` (e.g. to stand in while the database is away). Without keepMs an entry is
+// dropped when it stops being fresh.
+//
+// Expired entries are dropped when met, not by timers: `purgeExpiredEverywhere()` drops the rest in every
+// live cache. The server calls it when it gives memory back after a busy period (src/memory-release.ts):
+// a scan of unknown names leaves thousands of answers (404s, unknown groups) that nobody asks for again.
 import { LRUCache } from 'lru-cache';
 
 export interface BoundedCacheOptions<V> {
@@ -18,7 +23,7 @@ export interface BoundedCacheOptions<V> {
   sizeOf?: (value: V, key: string) => number;
   /** How long an entry is fresh; 0 with no keepMs = the cache keeps nothing. */
   ttlMs: number;
-  /** How long an entry is kept for getStale (≥ ttlMs); default ttlMs. */
+  /** How long an entry is kept for getStale after it was read (at least as long as it is fresh); default: only while fresh. */
   keepMs?: number;
   now?: () => number;
 }
@@ -37,6 +42,20 @@ interface Held<V> {
   freshUntil: number;
 }
 
+/** The caches alive, for purgeExpiredEverywhere (weakly: a cache nobody holds is not kept for this). */
+interface Purgeable {
+  purgeExpired(): number;
+}
+const liveCaches = new Set<WeakRef<Purgeable>>();
+const forgetCache = new FinalizationRegistry<WeakRef<Purgeable>>((ref) => liveCaches.delete(ref));
+
+/** Drops the expired entries of every live cache; returns how many. */
+export function purgeExpiredEverywhere(): number {
+  let purged = 0;
+  for (const ref of liveCaches) purged += ref.deref()?.purgeExpired() ?? 0;
+  return purged;
+}
+
 export class BoundedCache<V> {
   readonly #ttlMs: number;
   readonly #keepMs: number;
@@ -50,7 +69,7 @@ export class BoundedCache<V> {
     if (!(options.maxEntries > 0)) throw new Error('a bounded cache needs maxEntries > 0');
     if (options.maxBytes !== undefined && !options.sizeOf) throw new Error('maxBytes needs sizeOf');
     this.#ttlMs = Math.max(0, options.ttlMs);
-    this.#keepMs = Math.max(this.#ttlMs, options.keepMs ?? 0);
+    this.#keepMs = options.keepMs === undefined ? 0 : Math.max(this.#ttlMs, options.keepMs);
     this.#now = options.now ?? Date.now;
     const sizeOf = options.sizeOf;
     this.#byteBound = options.maxBytes !== undefined;
@@ -61,8 +80,8 @@ export class BoundedCache<V> {
       ...(options.maxBytes !== undefined && sizeOf
         ? { max: options.maxEntries, maxSize: options.maxBytes, sizeCalculation: (held: Held<V>, key: string) => Math.max(1, sizeOf(held.value, key)) }
         : { maxSize: options.maxEntries, sizeCalculation: () => 1 }),
-      // Kept no longer than keepMs; expired entries are dropped when met (no timers).
-      ttl: Math.max(1, this.#keepMs),
+      // Each entry's own lifetime is given by set(); expired entries are dropped when met or purged (no timers).
+      ttl: Math.max(1, this.#ttlMs, this.#keepMs),
       ttlAutopurge: false,
       perf: { now: this.#now },
       ttlResolution: 0,
@@ -70,6 +89,9 @@ export class BoundedCache<V> {
         if (reason === 'evict') this.#evictions++;
       },
     });
+    const ref = new WeakRef<Purgeable>(this);
+    liveCaches.add(ref);
+    forgetCache.register(this, ref);
   }
 
   /** Take it before reading the source and give it to `set`. */
@@ -83,10 +105,12 @@ export class BoundedCache<V> {
     return held && this.#now() < held.freshUntil ? held.value : undefined;
   }
 
-  /** The value read within keepMs, fresh or not. */
+  /** The value while fresh or read within keepMs. */
   getStale(key: string): V | undefined {
     const held = this.#entries.get(key);
-    return held && this.#now() - held.readAt < this.#keepMs ? held.value : undefined;
+    if (!held) return undefined;
+    const now = this.#now();
+    return now < held.freshUntil || now - held.readAt < this.#keepMs ? held.value : undefined;
   }
 
   /**
@@ -121,6 +145,13 @@ export class BoundedCache<V> {
   clear(): void {
     this.#generation++;
     this.#entries.clear();
+  }
+
+  /** Drops the entries past their lifetime (fresh ones and those kept for getStale stay); returns how many. */
+  purgeExpired(): number {
+    const before = this.#entries.size;
+    this.#entries.purgeStale();
+    return before - this.#entries.size;
   }
 
   /** Entries held (expired ones not yet met included). */

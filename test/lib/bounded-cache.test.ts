@@ -2,7 +2,7 @@
 // wins over a read in progress, and the stale window.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { BoundedCache } from '../../src/lib/bounded-cache.ts';
+import { BoundedCache, purgeExpiredEverywhere } from '../../src/lib/bounded-cache.ts';
 
 function clock(start = 1_000_000) {
   let now = start;
@@ -107,4 +107,47 @@ test('freshness counts from when the value was read (since), not from when it wa
   assert.equal(cache.get('slow read'), 'v');
   time.advance(1);
   assert.equal(cache.get('slow read'), undefined);
+});
+
+test('without keepMs an entry lives only while fresh: a purge drops it once its own ttl has passed', () => {
+  const time = clock();
+  // As the negative cache: the cache's ttl is the longest an entry may have, each entry gives its own.
+  const cache = new BoundedCache<true>({ maxEntries: 10, ttlMs: 3_600_000, now: time.now });
+  cache.set('short', true, { ttlMs: 30_000 });
+  cache.set('long', true);
+  time.advance(30_001);
+  assert.equal(cache.size, 2, 'expired entries are not dropped by timers');
+  assert.equal(cache.purgeExpired(), 1);
+  assert.equal(cache.size, 1);
+  assert.equal(cache.get('long'), true);
+});
+
+test('a purge keeps what getStale may still answer', () => {
+  const time = clock();
+  const cache = new BoundedCache<string>({ maxEntries: 10, ttlMs: 1_000, keepMs: 60_000, now: time.now });
+  cache.set('k', 'v');
+  time.advance(59_999);
+  assert.equal(cache.purgeExpired(), 0);
+  assert.equal(cache.getStale('k'), 'v');
+  time.advance(2);
+  assert.equal(cache.purgeExpired(), 1);
+  assert.equal(cache.getStale('k'), undefined);
+});
+
+test('getStale answers a fresh entry of a cache that keeps nothing longer', () => {
+  const time = clock();
+  const cache = new BoundedCache<string>({ maxEntries: 10, ttlMs: 1_000, now: time.now });
+  cache.set('k', 'v');
+  assert.equal(cache.getStale('k'), 'v');
+  time.advance(1_000);
+  assert.equal(cache.getStale('k'), undefined);
+});
+
+test('purgeExpiredEverywhere reaches every live cache', () => {
+  const time = clock();
+  const caches = [1, 2, 3].map(() => new BoundedCache<number>({ maxEntries: 100, ttlMs: 1_000, now: time.now }));
+  for (const cache of caches) for (let i = 0; i < 10; i++) cache.set(`k${i}`, i);
+  time.advance(1_001);
+  assert.ok(purgeExpiredEverywhere() >= 30);
+  for (const cache of caches) assert.equal(cache.size, 0);
 });
