@@ -3,23 +3,14 @@
 // Manifold's routing table decides the registry by the `ns` containerd sends. One containerd per file.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer } from 'node:net';
-import type { AddressInfo } from 'node:net';
 import { SYSTEM } from '../../src/auth/policy.ts';
 import { Containerd } from '../helpers/daemons.ts';
 import { Distribution } from '../helpers/distribution.ts';
+import { freePort } from '../helpers/free-port.ts';
 import { logSince, settleLog } from '../helpers/e2e.ts';
 import { buildUnpackableImage, buildUnpackableIndex, pushImage } from '../helpers/oci-image.ts';
 import { createVirtualRegistry, personalToken, startManifold, unwrap } from '../helpers/manifold.ts';
 import type { TestManifold } from '../helpers/manifold.ts';
-
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 describe('containerd with Manifold as its only mirror', () => {
   const app = buildUnpackableImage({ layers: [{ hello: 'hello from app\n' }, { 'etc/app.conf': 'x'.repeat(200_000) }] });
@@ -48,7 +39,7 @@ describe('containerd with Manifold as its only mirror', () => {
     containerd = await Containerd.start();
     // The whole node configuration: every registry's pulls go to Manifold first; the fallback is closed.
     containerd.writeHosts('_default', [
-      `server = "http://127.0.0.1:${await closedPort()}"`,
+      `server = "http://127.0.0.1:${await freePort()}"`,
       '',
       `[host."${server.url}"]`,
       '  capabilities = ["pull", "resolve"]',

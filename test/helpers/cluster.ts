@@ -9,7 +9,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { createVirtualRegistry, personalToken, startManifold } from './manifold.ts';
-import { freePort, spawnManifold } from './manifold-process.ts';
+import { freePort } from './free-port.ts';
+import { spawnManifold } from './manifold-process.ts';
 import type { ManifoldProcess } from './manifold-process.ts';
 import { startS3Server } from './s3-server.ts';
 import type { TestS3Server } from './s3-server.ts';
@@ -92,20 +93,23 @@ export async function startCluster(options: ClusterOptions): Promise<TestCluster
   let started = 0;
   const addReplica = async (): Promise<Replica> => {
     const index = started++;
-    const peerPort = await freePort();
-    const peerUrl = `http://127.0.0.1:${peerPort}`;
+    let peerUrl = '';
     const replica = await spawnManifold({
       // Shared by every replica: the signing and encryption keys are the setup's files in it.
       dataDir,
       databaseUrl,
-      env: {
-        ...storageEnv,
-        MANIFOLD_STORAGE_SPOOL_PATH: path.join(dataDir, `spool-${index}-${randomBytes(2).toString('hex')}`),
-        MANIFOLD_CLUSTER_HOST: '127.0.0.1',
-        MANIFOLD_CLUSTER_PORT: String(peerPort),
-        MANIFOLD_CLUSTER_ADVERTISE_URL: peerUrl,
-        MANIFOLD_CLUSTER_SECRET: secret,
-        ...options.env,
+      env: async () => {
+        const peerPort = await freePort();
+        peerUrl = `http://127.0.0.1:${peerPort}`;
+        return {
+          ...storageEnv,
+          MANIFOLD_STORAGE_SPOOL_PATH: path.join(dataDir, `spool-${index}-${randomBytes(2).toString('hex')}`),
+          MANIFOLD_CLUSTER_HOST: '127.0.0.1',
+          MANIFOLD_CLUSTER_PORT: String(peerPort),
+          MANIFOLD_CLUSTER_ADVERTISE_URL: peerUrl,
+          MANIFOLD_CLUSTER_SECRET: secret,
+          ...options.env,
+        };
       },
     });
     const added = Object.assign(replica, { peerUrl });

@@ -5,10 +5,9 @@
 import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { accessSync, constants, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { freePort, startWithFreePorts } from './free-port.ts';
 
 export interface DistributionOptions {
   /** htpasswd Basic auth with this user; anonymous access when omitted. */
@@ -33,14 +32,6 @@ function findExecutable(name: string, packageName: string): string {
     }
   }
   throw new Error(`${name} is not installed (Debian package ${packageName}); the tests need it: apt-get install ${packageName} (.ci/run does)`);
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as AddressInfo).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }
 
 function configYaml(root: string, port: number, htpasswdPath: string | null): string {
@@ -106,8 +97,8 @@ export class Distribution {
   /** Starts a registry and waits until it answers; throws with its output when it cannot start. */
   static async start(options: DistributionOptions = {}): Promise<Distribution> {
     const binary = findExecutable('docker-registry', 'docker-registry');
-    let lastError: Error | null = null;
-    for (let attempt = 0; attempt < 3; attempt++) {
+    // Another process may take the port between freePort and the registry's bind: then again on another.
+    return startWithFreePorts(async () => {
       const dir = mkdtempSync(path.join(tmpdir(), 'manifold-distribution-'));
       let htpasswdPath: string | null = null;
       if (options.auth) {
@@ -126,13 +117,10 @@ export class Distribution {
         await registry.#waitUntilReady();
         return registry;
       } catch (error) {
-        lastError = error as Error;
         await registry.stop();
-        // Another process may have taken the port between our check and the registry's bind: try again.
-        if (!/address already in use/i.test(lastError.message)) break;
+        throw error;
       }
-    }
-    throw lastError ?? new Error('docker-registry did not start');
+    });
   }
 
   async #waitUntilReady(): Promise<void> {

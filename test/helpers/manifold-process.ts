@@ -6,9 +6,8 @@
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { createServer } from 'node:net';
-import type { AddressInfo } from 'node:net';
 import path from 'node:path';
+import { freePort, startWithFreePorts } from './free-port.ts';
 import { ADMIN_PASSWORD } from './manifold.ts';
 import { REPOSITORY_ROOT, npmStart } from './npm-start.ts';
 
@@ -29,24 +28,25 @@ export interface ManifoldProcessOptions {
   dataDir: string;
   /** postgres://… (with its search_path) or undefined for SQLite in dataDir. */
   databaseUrl?: string;
-  env?: Record<string, string>;
+  /** Extra environment; a function is called again for each try, to take new ports (freePort) after a port clash. */
+  env?: Record<string, string> | (() => Promise<Record<string, string>>);
   /** Run as `npm start` does (test/helpers/npm-start.ts): dist/server/main.js with its Node flags and environment. */
   asShipped?: boolean;
   /** With asShipped: another build to run (a path), instead of npm start's. */
   main?: string;
 }
 
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
+/**
+ * Starts `manifold serve` on 127.0.0.1 and a free port; resolves once /healthz answers (whatever the log level).
+ * A port another process took between freePort and the bind is tried again with new ports.
+ */
+export function spawnManifold(options: ManifoldProcessOptions): Promise<ManifoldProcess> {
+  return startWithFreePorts(() => spawnOnce(options));
 }
 
-/** Starts `manifold serve` on 127.0.0.1 and a free port; resolves once /healthz answers (whatever the log level). */
-export async function spawnManifold(options: ManifoldProcessOptions): Promise<ManifoldProcess> {
+async function spawnOnce(options: ManifoldProcessOptions): Promise<ManifoldProcess> {
   const port = await freePort();
+  const extraEnv = typeof options.env === 'function' ? await options.env() : options.env;
   const shipped = options.asShipped ? npmStart() : null;
   const env: Record<string, string> = {
     ...(process.env as Record<string, string>),
@@ -57,7 +57,7 @@ export async function spawnManifold(options: ManifoldProcessOptions): Promise<Ma
     MANIFOLD_UPSTREAM_ALLOW_PRIVATE: 'true',
     MANIFOLD_ADMIN_PASSWORD: ADMIN_PASSWORD,
     MANIFOLD_LOG_LEVEL: 'info',
-    ...options.env,
+    ...extraEnv,
   };
   delete env.DATABASE_URL;
   if (options.databaseUrl) env.DATABASE_URL = options.databaseUrl;

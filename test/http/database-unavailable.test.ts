@@ -5,8 +5,6 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
@@ -17,14 +15,7 @@ import { createLogger } from '../../src/log.ts';
 import { createMetrics } from '../../src/metrics.ts';
 import { createHttp, createServices, databaseOptions } from '../../src/server.ts';
 import type { Services } from '../../src/server.ts';
-
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
+import { freePort } from '../helpers/free-port.ts';
 
 const BASIC = `Basic ${Buffer.from('admin:some-password-here').toString('base64')}`;
 
@@ -36,7 +27,7 @@ describe('PostgreSQL unreachable (connection refused)', () => {
   let app: FastifyInstance;
 
   before(async () => {
-    port = await closedPort();
+    port = await freePort();
     const config = loadConfig({}, { dataDir, database: { url: `postgres://postgres@127.0.0.1:${port}/manifold`, connectTimeoutMs: 1_000 }, log: { level: 'silent' } });
     const logger = createLogger('silent');
     database = openDatabase(databaseOptions(config, logger));
