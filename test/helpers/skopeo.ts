@@ -21,8 +21,12 @@ export function skopeo(args: string[], options: { timeoutMs?: number } = {}): Pr
         reject(new Error('skopeo is not installed (Debian package skopeo); the tests need it: apt-get install skopeo (.ci/run does)'));
         return;
       }
-      const code = error ? (typeof error.code === 'number' ? error.code : 1) : 0;
-      resolve({ code, stdout, stderr });
+      if (error && typeof error.code !== 'number') {
+        // Not an exit status (a timeout's kill, a spawn error): say which, for the assertion that shows stderr.
+        resolve({ code: 1, stdout, stderr: `${stderr}\n(skopeo did not exit by itself: ${error.message}${error.signal ? `, signal ${error.signal}` : ''})` });
+        return;
+      }
+      resolve({ code: error ? (error.code as number) : 0, stdout, stderr });
     });
   });
 }
