@@ -19,6 +19,7 @@ import { DistributionProxy } from './lib/distribution-proxy.ts';
 import { pushBigImage, pushSmallImage } from './lib/images.ts';
 import type { PushedImage } from './lib/images.ts';
 import { ManifoldCache } from './lib/manifold-cache.ts';
+import { BareNodeServer } from './lib/bare-node.ts';
 import { CpuTime, PeakMemory, residentBytes, residentParts, summarize, timed } from './lib/measure.ts';
 import { logTail } from './lib/processes.ts';
 import { RegistryProcess } from './lib/registry-process.ts';
@@ -90,6 +91,8 @@ const figures = {
 const cached = new Map<CacheUnderTest, Set<string>>();
 /** The by-tag against by-digest ratio of the manifest phase, for the report. */
 let tagAgainstDigest: string | null = null;
+/** The bare node:http server's manifest rate (the machine's gauge, bench/lib/bare-node.ts), for the report. */
+let machineGauge: string | null = null;
 /** Concurrent rounds in which a pull failed, for the report. */
 const failedRounds: string[] = [];
 
@@ -263,6 +266,9 @@ async function main(): Promise<void> {
         { figure: figures.manifestHead, cpu: null, method: 'HEAD' as const, reference: small.tag },
         { figure: figures.manifestDigest, cpu: figures.manifestDigestCpu, method: 'GET' as const, reference: small.manifestDigest },
       ];
+      const manifestResponse = await fetch(`${upstream.url}/v2/${small.image}/manifests/${small.tag}`, { headers: { accept: MANIFEST_ACCEPT } });
+      const bareNode = await BareNodeServer.start(Buffer.from(await manifestResponse.arrayBuffer()), manifestResponse.headers.get('content-type') ?? 'application/json', workDir);
+      const bareNodeRates: number[] = [];
       const manifestPeaks = new Map(caches.map((cache) => [cache, new PeakMemory(cache.pid)]));
       const rate = async (url: string, method: 'GET' | 'HEAD', headers: Record<string, string>) => {
         if (method === 'HEAD') return requestRate({ url, method, headers, connections: 16, seconds: SETTINGS.requestSeconds, warmupSeconds: 1 });
@@ -297,9 +303,17 @@ async function main(): Promise<void> {
             const direct = await rate(`${upstream.url}/v2/${small.image}/manifests/${kind.reference}`, 'GET', { accept: MANIFEST_ACCEPT });
             if (direct.badStatus === 0 && direct.requests > 0) (kind.figure.ceiling ??= []).push(direct.requests / direct.seconds);
           }
+          if (kind.figure === figures.manifestGet) {
+            const bare = await rate(`${bareNode.url}/`, 'GET', {});
+            if (bare.badStatus === 0 && bare.requests > 0) bareNodeRates.push(bare.requests / bare.seconds);
+          }
         }
       }
       for (const [cache, peak] of manifestPeaks) record(figures.manifestMemory, cache, peak.stop() / MB);
+      await bareNode.stop();
+      const gauge = summarize(bareNodeRates);
+      machineGauge = `the machine's gauge: a bare node:http server (no framework, no auth, no log) answering the same manifest, wrk with 16 connections: ${Math.round(gauge.median).toLocaleString('en-US')} (${Math.round(gauge.min).toLocaleString('en-US')}–${Math.round(gauge.max).toLocaleString('en-US')}, n=${bareNodeRates.length}) req/s; about 63,000 when the issue set the 10,000 req/s target`;
+      log(machineGauge);
       await new Promise((resolve) => setTimeout(resolve, 2000));
       for (const cache of caches) record(figures.manifestAfterMemory, cache, residentBytes(cache.pid) / MB);
       const byTag = summarize(figures.manifestGet.values.Manifold).median;
@@ -341,6 +355,7 @@ async function main(): Promise<void> {
       'Times are skopeo wall times (lower is better); req/s and MB/s higher is better; MB = 10^6 bytes.',
       '',
       ...(tagAgainstDigest ? [tagAgainstDigest, ''] : []),
+      ...(machineGauge ? [machineGauge, ''] : []),
       ...(failedRounds.length > 0 ? ['Concurrent rounds repeated because a pull failed (not in the figures):', '', ...failedRounds.map((line) => `- ${line}`), ''] : []),
     ].join('\n');
     console.log(report);
