@@ -8,7 +8,8 @@
 //
 // Other settings: BENCH_BIG_LAYER_MB, BENCH_ONLY=pull,big,concurrent,manifest,blob (phases),
 // BENCH_OUTPUT=<file.md> (also write the report there), BENCH_CPU_PROF=<dir> (Manifold under
-// `node --cpu-prof`, one profile per Manifold process), BENCH_MANIFOLD_LOG_LEVEL, BENCH_NO_INSTALL=1.
+// `node --cpu-prof`, one profile per Manifold process), BENCH_MANIFOLD_FLAGS="--trace-gc" (Node flags after
+// those of `npm start`), BENCH_MANIFOLD_LOG_LEVEL, BENCH_NO_INSTALL=1.
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -155,7 +156,8 @@ async function main(): Promise<void> {
     rmSync(bigLayerFile);
 
     log('caches: Manifold (child process, embedded default) and Distribution (proxy mode)');
-    const manifold = await ManifoldCache.start(upstream.url, workDir, { cpuProfileDir });
+    const nodeFlags = (process.env.BENCH_MANIFOLD_FLAGS ?? '').split(' ').filter(Boolean);
+    const manifold = await ManifoldCache.start(upstream.url, workDir, { cpuProfileDir, nodeFlags });
     const distribution = await DistributionProxy.start(upstream.url, workDir);
     caches.push(manifold, distribution);
     for (const cache of caches) cached.set(cache, new Set());
