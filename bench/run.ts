@@ -84,6 +84,8 @@ const figures = {
   manifestAfterMemory: newFigure('6', 'RSS 2 s after the manifest load', 'MB', 0),
   blobOne: newFigure('5', `blob GET, cached ${bigLabel} layer, 1 client`, 'MB/s', 0, atLeast(1)),
   blobMany: newFigure('5', `blob GET, cached ${bigLabel} layer, 16 clients`, 'MB/s', 0, atLeast(1)),
+  blobOneCpu: newFigure('5', 'CPU time of the cache per GB served, blob GET, 1 client', 's', 2),
+  blobManyCpu: newFigure('5', 'CPU time of the cache per GB served, blob GET, 16 clients', 's', 2),
   blobOneMemory: newFigure('6', 'peak RSS during blob GET, 1 client', 'MB', 0),
   blobManyMemory: newFigure('6', 'peak RSS during blob GET, 16 clients', 'MB', 0),
 } satisfies Record<string, Figure>;
@@ -327,8 +329,8 @@ async function main(): Promise<void> {
     if (PHASES.has('blob')) {
       for (const cache of caches) await ensureCached(cache, big, workDir);
       const kinds = [
-        { connections: 1, figure: figures.blobOne, memory: figures.blobOneMemory },
-        { connections: 16, figure: figures.blobMany, memory: figures.blobManyMemory },
+        { connections: 1, figure: figures.blobOne, cpu: figures.blobOneCpu, memory: figures.blobOneMemory },
+        { connections: 16, figure: figures.blobMany, cpu: figures.blobManyCpu, memory: figures.blobManyMemory },
       ];
       for (const kind of kinds) {
         for (let run = 1; run <= SETTINGS.blobRuns; run++) {
@@ -337,11 +339,15 @@ async function main(): Promise<void> {
             const repository = cache.repository(big.image);
             const headers = await cache.requestHeaders(repository);
             const memory = new PeakMemory(cache.pid);
+            const cpu = new CpuTime(cache.pid);
             const result = await wrk({ url: `${cache.url}/v2/${repository}/blobs/${big.largestLayer.digest}`, method: 'GET', headers, connections: kind.connections, seconds: SETTINGS.blobSeconds, workDir });
+            const cpuSeconds = cpu.stop();
             record(kind.memory, cache, memory.stop() / MB);
             if (result.badStatus > 0 || result.bytes === 0) throw new Error(`${cache.name}: ${result.badStatus} error answers to blob GETs, ${result.bytes} bytes read`);
             if (result.socketErrors > 0) log(`   ${cache.name}: ${result.socketErrors} socket errors`);
             record(kind.figure, cache, result.bytes / result.seconds / MB);
+            // What serving costs the cache, whatever the clients (wrk on the same 2 CPUs) left it.
+            record(kind.cpu, cache, cpuSeconds / (result.bytes / 1e9));
           }
         }
       }
