@@ -31,10 +31,15 @@ export function newFigure(id: string, label: string, unit: string, decimals: num
 
 const format = (value: number, decimals: number) => value.toLocaleString('en-US', { minimumFractionDigits: decimals, maximumFractionDigits: decimals });
 
-function cell(summary: Summary, figure: Figure): string {
-  const median = format(summary.median, figure.decimals);
+/** "median (min–max, n=runs)", as the table's cells show a figure. */
+export function summaryText(summary: Summary, decimals: number): string {
+  const median = format(summary.median, decimals);
   if (summary.runs === 1 || summary.min === summary.max) return `${median} (n=${summary.runs})`;
-  return `${median} (${format(summary.min, figure.decimals)}–${format(summary.max, figure.decimals)}, n=${summary.runs})`;
+  return `${median} (${format(summary.min, decimals)}–${format(summary.max, decimals)}, n=${summary.runs})`;
+}
+
+function cell(summary: Summary, figure: Figure): string {
+  return summaryText(summary, figure.decimals);
 }
 
 export interface FigureVerdict {
