@@ -29,6 +29,8 @@ const NEEDS_INSTALLED = new Map([
 ]);
 /** The programs themselves, for a test that starts one without a helper. */
 const PROGRAMS = /['"`](docker-registry|skopeo|ctr|containerd|podman|dockerd|chromium|\/usr\/bin\/chromium|initdb|pg_ctl)['"`]/;
+/** test/helpers/db.ts's PostgreSQL in every pass (its createTestDatabase uses PostgreSQL only when asked). */
+const ALWAYS_POSTGRES = /import\s*\{[^}]*\b(postgresUrl|createPostgresSchema)\b[^}]*\}\s*from '\.\.\/helpers\/db\.ts'/;
 
 /** What the file, or a test file it imports (transitively), needs installed. */
 function needs(file: string, seen = new Set<string>()): string[] {
@@ -40,6 +42,7 @@ function needs(file: string, seen = new Set<string>()): string[] {
   const source = readFileSync(path.join(root, file), 'utf8');
   const program = PROGRAMS.exec(source);
   if (program) found.push(`${file} starts ${program[1]}`);
+  if (ALWAYS_POSTGRES.test(source)) found.push(`${file} needs PostgreSQL in every pass`);
   for (const [, specifier] of source.matchAll(/(?:from|import\()\s*'(\.{1,2}\/[^']+\.ts)'/g)) {
     const imported = path.relative(root, path.resolve(root, path.dirname(file), specifier));
     if (imported.startsWith('test/')) found.push(...needs(imported, seen));
@@ -68,4 +71,5 @@ test('the helper list is real: the end-to-end tests do need what it names', () =
   for (const helper of NEEDS_INSTALLED.keys()) assert.ok(globSync(helper, { cwd: root }).length === 1, `${helper} exists`);
   assert.notDeepEqual(needs('test/e2e/skopeo-pull.test.ts'), []);
   assert.notDeepEqual(needs('test/console/guest-and-errors.test.ts'), []);
+  assert.notDeepEqual(needs('test/e2e/postgres-migrate.test.ts'), []);
 });

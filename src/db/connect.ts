@@ -10,6 +10,7 @@ import { Migrator } from 'kysely/migration';
 import type { Logger } from '../log.ts';
 import type { Database } from './schema.ts';
 import { ChangeFeed, PostgresChangeTransport } from './change-feed.ts';
+import { MigrationPostgresDialect } from './migration-introspector.ts';
 import { migrationProvider } from './migrations.ts';
 import { GuardedPool, PROBE_TIMEOUT_MS } from './postgres-pool.ts';
 import { classifyDatabaseError } from './unavailable.ts';
@@ -102,11 +103,6 @@ function urlSearchPath(url: string): string | undefined {
   }
 }
 
-function isOtherSchemaDropped(error: unknown, ownSchema: string | undefined): boolean {
-  const match = /^schema "([^"]+)" does not exist$/.exec((error as Error | undefined)?.message ?? '');
-  return match !== null && match[1] !== ownSchema;
-}
-
 /** A promise's answer, or `fallback` once `ms` have passed. */
 function within<T>(promise: Promise<T>, ms: number, fallback: T): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
@@ -137,7 +133,7 @@ export function openDatabase(options: DatabaseOptions): DatabaseHandle {
     ping = () => within(pool.ping(), PROBE_TIMEOUT_MS + 50, false);
     // Migrations may build indexes on big tables: no statement timeout, on a pool of their own.
     migrationDb = () => {
-      const own = new Kysely<Database>({ dialect: new PostgresDialect({ pool: new GuardedPool({ ...poolOptions, poolSize: 2, statementTimeoutMs: 0 }) as unknown as ConstructorParameters<typeof PostgresDialect>[0]['pool'] }) });
+      const own = new Kysely<Database>({ dialect: new MigrationPostgresDialect({ pool: new GuardedPool({ ...poolOptions, poolSize: 2, statementTimeoutMs: 0 }) as unknown as ConstructorParameters<typeof PostgresDialect>[0]['pool'] }) });
       return { db: own, done: () => own.destroy() };
     };
     const transport = new PostgresChangeTransport({
@@ -172,18 +168,13 @@ export function openDatabase(options: DatabaseOptions): DatabaseHandle {
     db,
     dialect,
     async migrate() {
-      // With a search_path of its own (tests, or `?options=-c search_path=…` in the URL), the migration
-      // tables must live in that schema too, or Kysely finds another schema's lock table.
+      // With a search_path of its own (tests, or `?options=-c search_path=…` in the URL), Kysely creates
+      // that schema when it is missing and keeps its migration tables there, beside Manifold's.
       const migrationTableSchema = 'url' in options ? (options.searchPath ?? urlSearchPath(options.url)) : undefined;
       const target = migrationDb();
       try {
         const migrator = new Migrator({ db: target.db, provider: migrationProvider(dialect), migrationTableSchema });
-        let { error, results } = await migrator.migrateToLatest();
-        // Kysely looks for its tables across every schema of the database; a schema dropped meanwhile by
-        // someone else (parallel test files) fails that lookup once. Nothing was migrated then: try again.
-        for (let retry = 0; retry < 3 && !results && isOtherSchemaDropped(error, migrationTableSchema); retry++) {
-          ({ error, results } = await migrator.migrateToLatest());
-        }
+        const { error, results } = await migrator.migrateToLatest();
         const failed = results?.find((r) => r.status === 'Error');
         if (error || failed) {
           throw new Error(`migration ${failed?.migrationName ?? ''} failed: ${(error as Error | undefined)?.message ?? 'unknown error'}`, { cause: error });
