@@ -30,7 +30,7 @@ const NEEDS_INSTALLED = new Map([
 /** The programs themselves, for a test that starts one without a helper. */
 const PROGRAMS = /['"`](docker-registry|skopeo|ctr|containerd|podman|dockerd|chromium|\/usr\/bin\/chromium|initdb|pg_ctl)['"`]/;
 /** test/helpers/db.ts's PostgreSQL in every pass (its createTestDatabase uses PostgreSQL only when asked). */
-const ALWAYS_POSTGRES = /import\s*\{[^}]*\b(postgresUrl|createPostgresSchema)\b[^}]*\}\s*from '\.\.\/helpers\/db\.ts'/;
+const ALWAYS_POSTGRES = /import\s*\{[^}]*\b(postgresUrl|createPostgresSchema|withPostgresClient)\b[^}]*\}\s*from '(\.\.?\/)+helpers\/db\.ts'/;
 
 /** What the file, or a test file it imports (transitively), needs installed. */
 function needs(file: string, seen = new Set<string>()): string[] {

@@ -38,10 +38,6 @@ export function summaryText(summary: Summary, decimals: number): string {
   return `${median} (${format(summary.min, decimals)}–${format(summary.max, decimals)}, n=${summary.runs})`;
 }
 
-function cell(summary: Summary, figure: Figure): string {
-  return summaryText(summary, figure.decimals);
-}
-
 export interface FigureVerdict {
   figure: Figure;
   manifold: Summary;
@@ -66,8 +62,8 @@ export function markdownTable(figures: Figure[]): string {
   const rows = verdicts(figures).map(({ figure, manifold, distribution, ratio, met }) => {
     const target = figure.target ? `${figure.target.text}: ${met ? '**met**' : '**missed**'}` : '';
     const label = figure.note ? `${figure.label} (${figure.note})` : figure.label;
-    const ceiling = figure.ceiling && figure.ceiling.length > 0 ? cell(summarize(figure.ceiling), figure) : '';
-    return `| ${figure.id} | ${label} | ${figure.unit} | ${cell(manifold, figure)} | ${distribution ? cell(distribution, figure) : '–'} | ${Number.isFinite(ratio) ? format(ratio, 2) : '–'} | ${ceiling} | ${target} |`;
+    const ceiling = figure.ceiling && figure.ceiling.length > 0 ? summaryText(summarize(figure.ceiling), figure.decimals) : '';
+    return `| ${figure.id} | ${label} | ${figure.unit} | ${summaryText(manifold, figure.decimals)} | ${distribution ? summaryText(distribution, figure.decimals) : '–'} | ${Number.isFinite(ratio) ? format(ratio, 2) : '–'} | ${ceiling} | ${target} |`;
   });
   return [
     '| # | measurement | unit | Manifold median (min–max) | Distribution median (min–max) | Manifold/Distribution | direct upstream | target |',

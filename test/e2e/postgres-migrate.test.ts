@@ -5,21 +5,10 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import pg from 'pg';
 import { sql } from 'kysely';
 import { openDatabase } from '../../src/db/connect.ts';
-import { createPostgresSchema, postgresUrl } from '../helpers/db.ts';
+import { createPostgresSchema, postgresUrl, withPostgresClient } from '../helpers/db.ts';
 import type { PostgresSchema } from '../helpers/db.ts';
-
-async function withClient<T>(url: string, run: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    return await run(client);
-  } finally {
-    await client.end();
-  }
-}
 
 let schema: PostgresSchema;
 before(async () => {
@@ -30,7 +19,7 @@ after(() => schema.drop());
 test('migrations succeed while other schemas of the database are created and dropped', async () => {
   let churning = true;
   // What parallel test files do all the time: a schema with a few tables, then `drop schema … cascade`.
-  const churn = () => withClient(postgresUrl, async (client) => {
+  const churn = () => withPostgresClient(async (client) => {
     while (churning) {
       const other = `churn_${process.pid}_${randomBytes(4).toString('hex')}`;
       await client.query(`create schema ${other}; ${[1, 2, 3, 4, 5].map((i) => `create table ${other}.t${i} (id serial primary key, a text)`).join('; ')}`);
@@ -57,15 +46,15 @@ test("another application's Kysely tables in another schema are not taken for Ma
   // A database of its own: Manifold without a search_path migrates into `public`, which the shared
   // test database must not get.
   const name = `manifold_migrate_${process.pid}_${randomBytes(4).toString('hex')}`;
-  await withClient(postgresUrl, (client) => client.query(`create database ${name}`));
+  await withPostgresClient((client) => client.query(`create database ${name}`));
   const url = new URL(postgresUrl);
   url.pathname = `/${name}`;
   try {
-    await withClient(url.toString(), (client) => client.query(`
+    await withPostgresClient((client) => client.query(`
       create schema other_app;
       create table other_app.kysely_migration (name varchar(255) primary key, timestamp varchar(255) not null);
       create table other_app.kysely_migration_lock (id varchar(255) primary key, is_locked integer not null default 0);
-      insert into other_app.kysely_migration_lock values ('migration_lock', 0);`));
+      insert into other_app.kysely_migration_lock values ('migration_lock', 0);`), url.toString());
     const database = openDatabase({ url: url.toString(), poolSize: 2 });
     try {
       await database.migrate();
@@ -76,12 +65,12 @@ test("another application's Kysely tables in another schema are not taken for Ma
         { schema: 'public', name: 'cache_entries' },
         { schema: 'public', name: 'kysely_migration' },
       ]);
-      const theirs = await withClient(url.toString(), (client) => client.query('select count(*)::int as n from other_app.kysely_migration'));
+      const theirs = await withPostgresClient((client) => client.query('select count(*)::int as n from other_app.kysely_migration'), url.toString());
       assert.equal(theirs.rows[0].n, 0, "the other application's migration record is untouched");
     } finally {
       await database.close();
     }
   } finally {
-    await withClient(postgresUrl, (client) => client.query(`drop database ${name} with (force)`));
+    await withPostgresClient((client) => client.query(`drop database ${name} with (force)`));
   }
 });

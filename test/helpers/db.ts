@@ -33,22 +33,25 @@ export interface PostgresSchema {
   drop(): Promise<void>;
 }
 
+/** Runs `run` with a fresh connection to `url` (postgresUrl by default), closed afterwards; one that cannot connect fails loudly. */
+export async function withPostgresClient<T>(run: (client: pg.Client) => Promise<T>, url = postgresUrl): Promise<T> {
+  const client = new pg.Client({ connectionString: url });
+  try {
+    await client.connect();
+  } catch (error) {
+    throw new Error(`PostgreSQL at ${url} cannot be reached (${(error as Error).message}): this test needs it in every pass (set TEST_DATABASE_URL, or run the local server with a database named test)`, { cause: error });
+  }
+  try {
+    return await run(client);
+  } finally {
+    await client.end();
+  }
+}
+
 /** A schema of its own in postgresUrl's database, for Manifold processes (replicas) sharing it. */
 export async function createPostgresSchema(prefix = 'test'): Promise<PostgresSchema> {
   const schema = `${prefix}_${process.pid}_${randomBytes(4).toString('hex')}`;
-  const query = async (text: string) => {
-    const client = new pg.Client({ connectionString: postgresUrl });
-    try {
-      await client.connect();
-    } catch (error) {
-      throw new Error(`PostgreSQL at ${postgresUrl} cannot be reached (${(error as Error).message}): this test needs it in every pass (set TEST_DATABASE_URL, or run the local server with a database named test)`, { cause: error });
-    }
-    try {
-      await client.query(text);
-    } finally {
-      await client.end();
-    }
-  };
+  const query = (text: string) => withPostgresClient(async (client) => void (await client.query(text)));
   await query(`create schema ${schema}`);
   const url = new URL(postgresUrl);
   url.searchParams.set('options', `-c search_path=${schema}`);
